@@ -1,0 +1,72 @@
+"""The ASGI application: Core API under /v1, IdP API under /{issuer_id} (decision 1)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+
+from authpi import __version__
+from authpi.clock import now_ms
+from authpi.http import errors, middleware
+from authpi.http.routes import accounts, api_keys, auth_methods, issuers, me
+from authpi.runtime import Runtime
+from authpi.services import idempotency
+from authpi.services import issuers as issuer_service
+from authpi.settings import Settings, get_settings
+
+log = logging.getLogger("authpi")
+MAINTENANCE_INTERVAL_S = 3600
+
+
+async def _maintenance(runtime: Runtime) -> None:
+    """Hourly housekeeping: expire idempotency keys, purge soft-deleted issuers past their grace."""
+    while True:
+        try:
+            async with runtime.sessions() as session:
+                await idempotency.purge_expired(session)
+                cutoff = now_ms() - runtime.settings.purge_after * 1000
+                await issuer_service.purge_deleted(session, cutoff)
+        except Exception:  # the loop must survive a transient database error
+            log.exception("maintenance pass failed")
+        await asyncio.sleep(MAINTENANCE_INTERVAL_S)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = Runtime.build(settings)
+        app.state.runtime = runtime
+        task = asyncio.create_task(_maintenance(runtime))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await runtime.close()
+
+    app = FastAPI(
+        title="AuthPI Server Core API",
+        version=__version__,
+        description="Management API of a self-hosted AuthPI Server.",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    errors.install(app)
+    middleware.install(app)
+    for module in (me, accounts, api_keys, issuers, auth_methods):
+        app.include_router(module.router)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def health() -> JSONResponse:
+        return JSONResponse({"status": "ok", "version": __version__})
+
+    return app

@@ -1,0 +1,5 @@
+"""ASGI entry point for uvicorn workers: ``uvicorn authpi.asgi:app``."""
+
+from authpi.app import create_app
+
+app = create_app()

@@ -1,0 +1,1 @@
+"""Cryptographic helpers shared by the services: secret hashing and encryption at rest."""

@@ -1,0 +1,56 @@
+"""AES-256-GCM encryption of secrets at rest under the master key (decision 4)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+_VERSION = b"\x01"
+
+
+class SecretBox:
+    def __init__(self, key: bytes) -> None:
+        if len(key) != 32:
+            raise ValueError("the master key must be 32 bytes")
+        self._aead = AESGCM(key)
+
+    def seal(self, plaintext: bytes, context: str) -> str:
+        nonce = os.urandom(12)
+        sealed = self._aead.encrypt(nonce, plaintext, context.encode())
+        return base64.urlsafe_b64encode(_VERSION + nonce + sealed).decode()
+
+    def open(self, token: str, context: str) -> bytes:
+        raw = base64.urlsafe_b64decode(token.encode())
+        if raw[:1] != _VERSION:
+            raise ValueError("unknown secret envelope version")
+        return self._aead.decrypt(raw[1:13], raw[13:], context.encode())
+
+    def seal_json(self, value: dict[str, Any], context: str) -> str:
+        return self.seal(json.dumps(value, separators=(",", ":")).encode(), context)
+
+    def open_json(self, token: str, context: str) -> dict[str, Any]:
+        loaded: dict[str, Any] = json.loads(self.open(token, context))
+        return loaded
+
+
+def load_master_key(configured: str | None, data_dir: Path) -> bytes:
+    """Use AUTHPI_MASTER_KEY when set; otherwise a key file created once with mode 0600."""
+    if configured:
+        key = base64.urlsafe_b64decode(configured.encode() + b"=" * (-len(configured) % 4))
+        if len(key) != 32:
+            raise ValueError("AUTHPI_MASTER_KEY must be 32 bytes, base64-encoded")
+        return key
+    path = data_dir / "master.key"
+    if path.exists():
+        return base64.urlsafe_b64decode(path.read_bytes().strip())
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = os.urandom(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(base64.urlsafe_b64encode(key))
+    return key

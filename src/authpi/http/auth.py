@@ -1,0 +1,99 @@
+"""The guard every Core API route depends on: authenticate → isolate → authorise → rate-limit →
+claim the Idempotency-Key. Written once; routes only name the scope they need."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from authpi.runtime import Runtime
+from authpi.services import api_keys, idempotency
+from authpi.services.errors import Forbidden, NotFound, Unauthorized
+from authpi.services.principal import Principal
+
+
+def runtime(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+async def db_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with runtime(request).sessions() as session:
+        yield session
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _basic_credentials(request: Request) -> tuple[str, str]:
+    header = request.headers.get("authorization")
+    if not header:
+        raise Unauthorized("Authentication is required: send an API key as HTTP Basic credentials")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        raise Unauthorized("Unsupported authorization scheme; use HTTP Basic with an API key")
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise Unauthorized("Malformed Basic credentials") from exc
+    key_id, sep, secret = decoded.partition(":")
+    if not sep or not key_id or not secret:
+        raise Unauthorized("Malformed Basic credentials")
+    return key_id, secret
+
+
+@dataclass(frozen=True)
+class IdempotencyClaim:
+    account_id: str
+    key: str
+
+
+class IdempotentReplay(Exception):
+    def __init__(self, stored: idempotency.StoredResponse) -> None:
+        self.stored = stored
+
+
+async def authenticate(request: Request, session: AsyncSession) -> Principal:
+    rt = runtime(request)
+    await rt.rate_limits.hit("core", client_ip(request))
+    key_id, secret = _basic_credentials(request)
+    return await api_keys.authenticate(session, key_id, secret, client_ip(request))
+
+
+def require(scope: str | None) -> Callable[..., Awaitable[Principal]]:
+    """Dependency factory: the caller must hold ``scope`` (None: any authenticated caller)."""
+
+    async def guard(request: Request, session: AsyncSession = Depends(db_session)) -> Principal:
+        principal = await authenticate(request, session)
+        path_account = request.path_params.get("account_id")
+        if path_account is not None and path_account != principal.account_id:
+            # Another account's resources do not exist for this caller (decision 7).
+            raise NotFound("Account")
+        if scope is not None and not principal.allows(scope):
+            raise Forbidden(f"This API key lacks the scope {scope}")
+        await _claim_idempotency_key(request, principal)
+        return principal
+
+    return guard
+
+
+async def _claim_idempotency_key(request: Request, principal: Principal) -> None:
+    key = request.headers.get("idempotency-key")
+    if key is None or request.method not in ("POST", "PATCH"):
+        return
+    idempotency.validate_key(key)
+    body = await request.body()
+    print_ = idempotency.fingerprint(request.method, request.url.path, body)
+    stored = await idempotency.begin(runtime(request).sessions, principal.account_id, key, print_)
+    if stored is not None:
+        raise IdempotentReplay(stored)
+    request.state.idempotency = IdempotencyClaim(principal.account_id, key)
+
+
+__all__ = ["IdempotentReplay", "Principal", "Unauthorized", "require"]

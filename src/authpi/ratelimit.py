@@ -1,0 +1,41 @@
+"""Per-IP rate limits (decision 20) on ``limits.aio``: in-process memory, or Redis when configured."""
+
+from __future__ import annotations
+
+import time
+
+from limits import RateLimitItem, parse
+from limits.aio.storage import MemoryStorage, Storage
+from limits.storage import storage_from_string
+from limits.aio.strategies import FixedWindowRateLimiter
+
+from authpi.services.errors import RateLimited
+from authpi.settings import Settings
+
+
+class RateLimits:
+    def __init__(self, settings: Settings) -> None:
+        self.enabled = settings.rate_limits_enabled
+        storage: Storage
+        if settings.redis_url:
+            storage = storage_from_string(
+                "async+" + settings.redis_url, implementation="redispy"
+            )
+        else:
+            storage = MemoryStorage()
+        self._limiter = FixedWindowRateLimiter(storage)
+        self._rules: dict[str, RateLimitItem] = {
+            "core": parse(settings.rate_limit_core),
+            "login": parse(settings.rate_limit_login),
+            "token": parse(settings.rate_limit_token),
+        }
+
+    async def hit(self, rule: str, identity: str) -> None:
+        """Count one request of ``identity`` against ``rule``; raise ``RateLimited`` past the limit."""
+        if not self.enabled:
+            return
+        item = self._rules[rule]
+        if await self._limiter.hit(item, rule, identity):
+            return
+        stats = await self._limiter.get_window_stats(item, rule, identity)
+        raise RateLimited(int(stats.reset_time - time.time()) + 1)

@@ -1,0 +1,1 @@
+"""Services: the rules of each resource, independent of HTTP."""

@@ -1,0 +1,236 @@
+"""Account API keys: Basic-auth credentials with scopes, hashed secrets and a status lifecycle."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from authpi import ids
+from authpi.clock import next_version, now_ms
+from authpi.crypto import hashing
+from authpi.services import scopes as scope_rules
+from authpi.services.errors import Conflict, InvalidInput, NotFound, Unauthorized, check_etag
+from authpi.services.principal import Principal
+from authpi.storage.tables.accounts import Account
+from authpi.storage.tables.api_keys import ApiKey
+
+SECRET_PREFIX = "sk_"
+UPDATABLE = ("name", "description", "tags", "expires_at", "status_reason", "status_by")
+_BAD_CREDENTIALS = "Invalid API key credentials"
+
+
+@dataclass(frozen=True)
+class NewKey:
+    key: ApiKey
+    secret: str
+
+
+def effective_status(key: ApiKey, now: int | None = None) -> str:
+    if key.status == "active" and key.expires_at is not None and key.expires_at <= (now or now_ms()):
+        return "expired"
+    return key.status
+
+
+def _check_ip(allowlist: list[Any] | None, ip: str) -> bool:
+    if not allowlist:
+        return True
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(str(net), strict=False) for net in allowlist)
+
+
+async def authenticate(session: AsyncSession, key_id: str, secret: str, ip: str) -> Principal:
+    row = (
+        await session.execute(
+            select(ApiKey, Account.org_id).join(Account, Account.id == ApiKey.account_id).where(ApiKey.id == key_id)
+        )
+    ).first()
+    # Compare against a dummy digest when the key is unknown so timing does not reveal key IDs.
+    stored = row[0].secret_digest if row else hashing.digest("unknown-key")
+    if not hashing.matches(secret, stored) or row is None:
+        raise Unauthorized(_BAD_CREDENTIALS)
+    key, org_id = row
+    if effective_status(key) != "active":
+        raise Unauthorized(f"This API key is {effective_status(key)}")
+    if not _check_ip(key.ip_allowlist, ip):
+        raise Unauthorized("This API key may not be used from this address")
+    return Principal(account_id=key.account_id, org_id=org_id, key_id=key.id, scopes=tuple(key.scopes))
+
+
+def _validate_restrictions(restrictions: dict[str, Any]) -> tuple[list[str], list[str] | None]:
+    raw_scopes = restrictions.get("scopes", [])
+    if not isinstance(raw_scopes, list) or not all(isinstance(s, str) for s in raw_scopes):
+        raise InvalidInput.on("restrictions.scopes", "invalid_type", "scopes must be a list of strings")
+    for scope in raw_scopes:
+        if not scope_rules.is_valid(scope):
+            raise InvalidInput.on(
+                "restrictions.scopes", "invalid_scope", f"'{scope}' is not <resource path>:<read|write|manage>"
+            )
+    ips = restrictions.get("ip_addresses", restrictions.get("ip_allowlist"))
+    if ips is not None:
+        if not isinstance(ips, list):
+            raise InvalidInput.on("restrictions.ip_addresses", "invalid_type", "ip_addresses must be a list")
+        for net in ips:
+            try:
+                ipaddress.ip_network(str(net), strict=False)
+            except ValueError as exc:
+                raise InvalidInput.on(
+                    "restrictions.ip_addresses", "invalid_cidr", f"'{net}' is not an IP address or CIDR range"
+                ) from exc
+        ips = [str(n) for n in ips]
+    return list(dict.fromkeys(raw_scopes)), ips
+
+
+def _new_secret_for(key: ApiKey, secret: str | None, hint: str | None) -> str:
+    plain = secret or hashing.new_secret(SECRET_PREFIX)
+    if len(plain) < 24:
+        raise InvalidInput.on("secret", "too_short", "A supplied secret must be at least 24 characters")
+    key.secret_digest = hashing.digest(plain)
+    key.secret_hint = hint or hashing.hint(plain)
+    return plain
+
+
+async def create_key(
+    session: AsyncSession,
+    account_id: str,
+    *,
+    name: str,
+    restrictions: dict[str, Any],
+    description: str | None = None,
+    tags: list[str] | None = None,
+    expires_at: int | None = None,
+    metadata: dict[str, Any] | None = None,
+    secret: str | None = None,
+    secret_hint: str | None = None,
+) -> NewKey:
+    key_scopes, ips = _validate_restrictions(restrictions)
+    now = now_ms()
+    if expires_at is not None and expires_at <= now:
+        raise InvalidInput.on("expires_at", "in_past", "expires_at must be in the future")
+    key = ApiKey(
+        id=ids.api_key_id(),
+        account_id=account_id,
+        name=name,
+        description=description,
+        tags=tags,
+        scopes=key_scopes,
+        ip_allowlist=ips,
+        status="active",
+        status_at=now,
+        expires_at=expires_at,
+        metadata_=metadata or {},
+        created_at=now,
+        updated_at=now,
+    )
+    plain = _new_secret_for(key, secret, secret_hint)
+    session.add(key)
+    await session.commit()
+    return NewKey(key, plain)
+
+
+def list_statement(account_id: str, q: str | None, status: str | None) -> Select[Any]:
+    stmt = select(ApiKey).where(ApiKey.account_id == account_id)
+    if q:
+        pattern = f"%{q.lower()}%"
+        stmt = stmt.where(or_(ApiKey.name.ilike(pattern), ApiKey.id == q))
+    if status == "expired":
+        stmt = stmt.where(ApiKey.status == "active", ApiKey.expires_at.is_not(None), ApiKey.expires_at <= now_ms())
+    elif status == "active":
+        stmt = stmt.where(
+            ApiKey.status == "active", or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now_ms())
+        )
+    elif status:
+        stmt = stmt.where(ApiKey.status == status)
+    return stmt
+
+
+async def get_key(session: AsyncSession, account_id: str, key_id: str, *, for_update: bool = False) -> ApiKey:
+    stmt = select(ApiKey).where(ApiKey.id == key_id, ApiKey.account_id == account_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    key = await session.scalar(stmt)
+    if key is None:
+        raise NotFound("API key")
+    return key
+
+
+async def update_key(
+    session: AsyncSession, account_id: str, key_id: str, changes: dict[str, Any], if_match: str | None
+) -> ApiKey:
+    key = await get_key(session, account_id, key_id, for_update=True)
+    check_etag("API key", if_match, key.etag)
+    for field in UPDATABLE:
+        if field in changes:
+            setattr(key, field, changes[field])
+    if "metadata" in changes:
+        key.metadata_ = changes["metadata"] or {}
+    if "restrictions" in changes and changes["restrictions"] is not None:
+        key.scopes, key.ip_allowlist = _validate_restrictions(changes["restrictions"])
+    if "status" in changes and changes["status"] is not None:
+        _transition(key, changes["status"], changes.get("status_reason"), changes.get("status_by"))
+    key.updated_at = next_version(key.updated_at)
+    await session.commit()
+    return key
+
+
+_ALLOWED = {
+    "active": {"blocked", "revoked", "suspended"},
+    "blocked": {"active", "revoked"},
+    "suspended": {"active", "revoked"},
+    "revoked": set(),
+}
+
+
+def _transition(key: ApiKey, target: str, reason: str | None, by: str | None) -> None:
+    if target == key.status:
+        return
+    if target not in _ALLOWED.get(key.status, set()):
+        raise Conflict(f"An API key cannot go from {key.status} to {target}")
+    key.status = target
+    key.status_at = now_ms()
+    key.status_reason = reason
+    key.status_by = by
+
+
+async def set_status(
+    session: AsyncSession,
+    account_id: str,
+    key_id: str,
+    target: str,
+    if_match: str | None,
+    reason: str | None = None,
+    by: str | None = None,
+) -> ApiKey:
+    key = await get_key(session, account_id, key_id, for_update=True)
+    check_etag("API key", if_match, key.etag)
+    _transition(key, target, reason, by)
+    key.updated_at = next_version(key.updated_at)
+    await session.commit()
+    return key
+
+
+async def rotate(
+    session: AsyncSession, account_id: str, key_id: str, if_match: str | None, secret: str | None = None
+) -> str:
+    key = await get_key(session, account_id, key_id, for_update=True)
+    check_etag("API key", if_match, key.etag)
+    if key.status == "revoked":
+        raise Conflict("A revoked API key cannot be rotated")
+    plain = _new_secret_for(key, secret, None)
+    key.last_rotated_at = now_ms()
+    key.updated_at = next_version(key.updated_at)
+    await session.commit()
+    return plain
+
+
+async def delete_key(session: AsyncSession, account_id: str, key_id: str, if_match: str | None) -> None:
+    key = await get_key(session, account_id, key_id, for_update=True)
+    check_etag("API key", if_match, key.etag)
+    await session.delete(key)
+    await session.commit()

@@ -1,0 +1,142 @@
+"""Idempotency-Key bookkeeping (A.9): per account, 24 h, fingerprint = method + path + body."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from sqlalchemy import delete, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from authpi.clock import now_ms
+from authpi.services.errors import Conflict, InvalidInput, ServiceError
+from authpi.storage.tables.idempotency import IdempotencyRecord
+
+TTL_MS = 24 * 3600 * 1000
+# A request still "in flight" after this long is assumed to have died with its worker.
+LEASE_MS = 60 * 1000
+MAX_STORED_BODY = 512 * 1024
+RETRY_AFTER_S = 1
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    status_code: int
+    etag: str | None
+    body: bytes
+
+
+class InFlight(Conflict):
+    def __init__(self) -> None:
+        super().__init__("A request with this Idempotency-Key is currently being processed")
+        self.retry_after = RETRY_AFTER_S
+
+
+class KeyReused(InvalidInput):
+    def __init__(self) -> None:
+        super().__init__("Idempotency-Key has already been used with a different request body")
+
+
+def fingerprint(method: str, path: str, body: bytes) -> str:
+    hasher = hashlib.sha256()
+    for part in (method.encode(), path.encode(), body):
+        hasher.update(len(part).to_bytes(8, "big"))
+        hasher.update(part)
+    return hasher.hexdigest()
+
+
+def validate_key(key: str) -> None:
+    if not 1 <= len(key) <= 256 or not key.isprintable():
+        raise ServiceError("Idempotency-Key must be 1 to 256 printable characters")
+
+
+async def begin(
+    sessions: async_sessionmaker[AsyncSession], account_id: str, key: str, print_: str
+) -> StoredResponse | None:
+    """Claim ``key``; return the stored response for a replay, or None when the caller should run."""
+    now = now_ms()
+    async with sessions() as session:
+        for _ in range(3):
+            record = await session.get(IdempotencyRecord, (account_id, key))
+            if record is None:
+                session.add(
+                    IdempotencyRecord(
+                        account_id=account_id,
+                        key=key,
+                        fingerprint=print_,
+                        state="in_flight",
+                        lease_until=now + LEASE_MS,
+                        expires_at=now + TTL_MS,
+                    )
+                )
+                try:
+                    await session.commit()
+                    return None
+                except IntegrityError:
+                    await session.rollback()
+                    continue
+            if record.expires_at <= now or (record.state == "in_flight" and record.lease_until <= now):
+                # Expired, or abandoned by a crashed worker: take it over atomically.
+                result = await session.execute(
+                    update(IdempotencyRecord)
+                    .where(
+                        IdempotencyRecord.account_id == account_id,
+                        IdempotencyRecord.key == key,
+                        IdempotencyRecord.lease_until == record.lease_until,
+                        IdempotencyRecord.state == record.state,
+                    )
+                    .values(
+                        fingerprint=print_,
+                        state="in_flight",
+                        lease_until=now + LEASE_MS,
+                        expires_at=now + TTL_MS,
+                        status_code=None,
+                        etag=None,
+                        body=None,
+                    )
+                )
+                await session.commit()
+                if result.rowcount == 1:  # type: ignore[attr-defined]
+                    return None
+                session.expunge_all()
+                continue
+            if record.fingerprint != print_:
+                raise KeyReused()
+            if record.state == "in_flight":
+                raise InFlight()
+            return StoredResponse(record.status_code or 200, record.etag, record.body or b"")
+    raise InFlight()
+
+
+async def finish(
+    sessions: async_sessionmaker[AsyncSession],
+    account_id: str,
+    key: str,
+    status_code: int,
+    etag: str | None,
+    body: bytes,
+) -> None:
+    """Store a 2xx response for replays; release the key after any other outcome."""
+    async with sessions() as session:
+        where = (IdempotencyRecord.account_id == account_id, IdempotencyRecord.key == key)
+        if 200 <= status_code < 300:
+            await session.execute(
+                update(IdempotencyRecord)
+                .where(*where)
+                .values(
+                    state="done",
+                    status_code=status_code,
+                    etag=etag,
+                    body=body if len(body) <= MAX_STORED_BODY else b"",
+                )
+            )
+        else:
+            await session.execute(delete(IdempotencyRecord).where(*where))
+        await session.commit()
+
+
+async def purge_expired(session: AsyncSession) -> None:
+    await session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.expires_at <= now_ms()))
+    await session.commit()
+

@@ -1,0 +1,57 @@
+"""Typed configuration. Every knob is an ``AUTHPI_*`` environment variable (see README)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AUTHPI_", extra="ignore")
+
+    public_url: str = Field(
+        default="http://localhost:8000",
+        description="Base URL clients use to reach this server; issuer URLs are `{public_url}/{issuer_id}`.",
+    )
+    data_dir: Path = Field(default=Path(".authpi"), description="Where the SQLite file and key file live.")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy async URL, e.g. `postgresql+asyncpg://user@host/db`. Default: SQLite in data_dir.",
+    )
+    master_key: str | None = Field(
+        default=None,
+        description="Base64 32-byte key encrypting secrets at rest. Default: generated into data_dir/master.key.",
+    )
+    redis_url: str | None = Field(default=None, description="Optional Redis for shared rate-limit counters.")
+    purge_after: int = Field(default=30 * 86400, description="Seconds a soft-deleted resource is kept.")
+    rate_limit_core: str = Field(default="600/minute", description="Per-IP limit on Core API requests.")
+    rate_limit_login: str = Field(default="30/minute", description="Per-IP limit on login form posts.")
+    rate_limit_token: str = Field(default="1200/minute", description="Per-IP limit on the token endpoint.")
+    rate_limits_enabled: bool = Field(default=True, description="Turn every per-IP rate limit on or off.")
+    log_level: str = Field(default="info", description="Log level for the server.")
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            url = self.database_url
+            # Accept the plain scheme users copy from their PostgreSQL docs.
+            if url.startswith("postgresql://") or url.startswith("postgres://"):
+                url = "postgresql+asyncpg://" + url.split("://", 1)[1]
+            return url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'authpi.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    @property
+    def public_url_base(self) -> str:
+        return self.public_url.rstrip("/")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

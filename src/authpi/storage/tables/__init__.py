@@ -1,0 +1,13 @@
+"""One module per resource; importing this package registers every table on ``Base.metadata``."""
+
+from authpi.storage.tables import (  # noqa: F401
+    accounts,
+    api_keys,
+    auth_methods,
+    idempotency,
+    issuers,
+    system,
+)
+from authpi.storage.tables.base import Base
+
+__all__ = ["Base"]
