@@ -12,7 +12,9 @@ from authpi import __version__
 from authpi.settings import Settings, get_settings
 
 
-async def _create_account(settings: Settings, name: str | None, *, only_if_empty: bool) -> dict[str, str] | None:
+async def _create_account(
+    settings: Settings, name: str | None, *, only_if_empty: bool
+) -> dict[str, str] | None:
     from authpi.runtime import Runtime
     from authpi.services import accounts
 

@@ -6,8 +6,8 @@ import time
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, Storage
-from limits.storage import storage_from_string
 from limits.aio.strategies import FixedWindowRateLimiter
+from limits.storage import storage_from_string
 
 from authpi.services.errors import RateLimited
 from authpi.settings import Settings
@@ -18,9 +18,9 @@ class RateLimits:
         self.enabled = settings.rate_limits_enabled
         storage: Storage
         if settings.redis_url:
-            storage = storage_from_string(
-                "async+" + settings.redis_url, implementation="redispy"
-            )
+            shared = storage_from_string("async+" + settings.redis_url, implementation="redispy")
+            assert isinstance(shared, Storage)
+            storage = shared
         else:
             storage = MemoryStorage()
         self._limiter = FixedWindowRateLimiter(storage)

@@ -14,16 +14,16 @@ class Settings(BaseSettings):
 
     public_url: str = Field(
         default="http://localhost:8000",
-        description="Base URL clients use to reach this server; issuer URLs are `{public_url}/{issuer_id}`.",
+        description="Base URL clients use to reach this server; issuer URL = `{public_url}/{issuer_id}`.",
     )
     data_dir: Path = Field(default=Path(".authpi"), description="Where the SQLite file and key file live.")
     database_url: str | None = Field(
         default=None,
-        description="SQLAlchemy async URL, e.g. `postgresql+asyncpg://user@host/db`. Default: SQLite in data_dir.",
+        description="SQLAlchemy URL, e.g. `postgresql+asyncpg://user@host/db`. Default: SQLite in data_dir.",
     )
     master_key: str | None = Field(
         default=None,
-        description="Base64 32-byte key encrypting secrets at rest. Default: generated into data_dir/master.key.",
+        description="Base64 32-byte key sealing secrets at rest. Default: a key file in data_dir.",
     )
     redis_url: str | None = Field(default=None, description="Optional Redis for shared rate-limit counters.")
     purge_after: int = Field(default=30 * 86400, description="Seconds a soft-deleted resource is kept.")

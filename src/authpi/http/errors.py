@@ -80,7 +80,9 @@ def validation_fields(errors: list[Any]) -> list[dict[str, str]]:
     fields = []
     for err in errors:
         code = _PYDANTIC_CODES.get(err.get("type", ""), err.get("type", "invalid"))
-        fields.append({"field": _field_name(tuple(err.get("loc", ()))), "code": code, "message": err.get("msg", "")})
+        fields.append(
+            {"field": _field_name(tuple(err.get("loc", ()))), "code": code, "message": err.get("msg", "")}
+        )
     return fields
 
 

@@ -48,7 +48,9 @@ def _check_ip(allowlist: list[Any] | None, ip: str) -> bool:
 async def authenticate(session: AsyncSession, key_id: str, secret: str, ip: str) -> Principal:
     row = (
         await session.execute(
-            select(ApiKey, Account.org_id).join(Account, Account.id == ApiKey.account_id).where(ApiKey.id == key_id)
+            select(ApiKey, Account.org_id)
+            .join(Account, Account.id == ApiKey.account_id)
+            .where(ApiKey.id == key_id)
         )
     ).first()
     # Compare against a dummy digest when the key is unknown so timing does not reveal key IDs.
@@ -70,7 +72,9 @@ def _validate_restrictions(restrictions: dict[str, Any]) -> tuple[list[str], lis
     for scope in raw_scopes:
         if not scope_rules.is_valid(scope):
             raise InvalidInput.on(
-                "restrictions.scopes", "invalid_scope", f"'{scope}' is not <resource path>:<read|write|manage>"
+                "restrictions.scopes",
+                "invalid_scope",
+                f"'{scope}' is not <resource path>:<read|write|manage>",
             )
     ips = restrictions.get("ip_addresses", restrictions.get("ip_allowlist"))
     if ips is not None:
@@ -140,7 +144,9 @@ def list_statement(account_id: str, q: str | None, status: str | None) -> Select
         pattern = f"%{q.lower()}%"
         stmt = stmt.where(or_(ApiKey.name.ilike(pattern), ApiKey.id == q))
     if status == "expired":
-        stmt = stmt.where(ApiKey.status == "active", ApiKey.expires_at.is_not(None), ApiKey.expires_at <= now_ms())
+        stmt = stmt.where(
+            ApiKey.status == "active", ApiKey.expires_at.is_not(None), ApiKey.expires_at <= now_ms()
+        )
     elif status == "active":
         stmt = stmt.where(
             ApiKey.status == "active", or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now_ms())

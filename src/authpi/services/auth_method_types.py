@@ -143,14 +143,20 @@ def check_settings(spec: MethodType, settings: dict[str, Any], *, creating: bool
         for key in spec.required:
             value = settings.get(key)
             if value is None or (isinstance(value, str) and not value.strip()):
-                problems.append(FieldProblem(f"settings.{key}", "required", f"{spec.name} requires settings.{key}"))
+                problems.append(
+                    FieldProblem(f"settings.{key}", "required", f"{spec.name} requires settings.{key}")
+                )
     for key in spec.required:
         if key in settings and settings[key] is not None and not isinstance(settings[key], str):
-            problems.append(FieldProblem(f"settings.{key}", "invalid_type", f"settings.{key} must be a string"))
+            problems.append(
+                FieldProblem(f"settings.{key}", "invalid_type", f"settings.{key} must be a string")
+            )
     for key in spec.urls:
         value = settings.get(key)
         if isinstance(value, str) and value and not _valid_url(value):
-            problems.append(FieldProblem(f"settings.{key}", "invalid_url", f"settings.{key} must be an https URL"))
+            problems.append(
+                FieldProblem(f"settings.{key}", "invalid_url", f"settings.{key} must be an https URL")
+            )
     for key, default in spec.defaults.items():
         if key not in settings:
             continue
@@ -159,23 +165,33 @@ def check_settings(spec: MethodType, settings: dict[str, Any], *, creating: bool
             low, high = _RANGES[key]
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
                 problems.append(
-                    FieldProblem(f"settings.{key}", "out_of_range", f"settings.{key} must be from {low} to {high}")
+                    FieldProblem(
+                        f"settings.{key}", "out_of_range", f"settings.{key} must be from {low} to {high}"
+                    )
                 )
         elif key in _CHOICES:
             if value not in _CHOICES[key]:
                 problems.append(
-                    FieldProblem(f"settings.{key}", "invalid_choice", f"settings.{key} must be one of {_CHOICES[key]}")
+                    FieldProblem(
+                        f"settings.{key}", "invalid_choice", f"settings.{key} must be one of {_CHOICES[key]}"
+                    )
                 )
         elif isinstance(default, bool):
             if not isinstance(value, bool):
-                problems.append(FieldProblem(f"settings.{key}", "invalid_type", f"settings.{key} must be a boolean"))
+                problems.append(
+                    FieldProblem(f"settings.{key}", "invalid_type", f"settings.{key} must be a boolean")
+                )
         elif isinstance(default, list):
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 problems.append(
-                    FieldProblem(f"settings.{key}", "invalid_type", f"settings.{key} must be a list of strings")
+                    FieldProblem(
+                        f"settings.{key}", "invalid_type", f"settings.{key} must be a list of strings"
+                    )
                 )
         elif value is not None and not isinstance(value, str):
-            problems.append(FieldProblem(f"settings.{key}", "invalid_type", f"settings.{key} must be a string"))
+            problems.append(
+                FieldProblem(f"settings.{key}", "invalid_type", f"settings.{key} must be a string")
+            )
     if spec.name == "password":
         low = settings.get("min_length", spec.defaults["min_length"])
         high = settings.get("max_length", spec.defaults["max_length"])

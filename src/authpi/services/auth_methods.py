@@ -122,7 +122,9 @@ def secrets_of(box: SecretBox, row: AuthMethod) -> dict[str, Any]:
     return box.open_json(row.sealed_secrets, _seal_context(row.id))
 
 
-def _immutable_changes(spec: MethodType, row: AuthMethod, box: SecretBox, settings: dict[str, Any]) -> list[str]:
+def _immutable_changes(
+    spec: MethodType, row: AuthMethod, box: SecretBox, settings: dict[str, Any]
+) -> list[str]:
     changed = []
     sealed = secrets_of(box, row) if any(k in settings for k in spec.secrets) else {}
     for key in spec.immutable:
@@ -149,7 +151,9 @@ async def update_method(
     spec = TYPES[row.method]
     problems: list[FieldProblem] = []
     if "method" in changes and changes["method"] != row.method:
-        problems.append(FieldProblem("method", "immutable", "The method type cannot change; create a new method"))
+        problems.append(
+            FieldProblem("method", "immutable", "The method type cannot change; create a new method")
+        )
     if changes.get("first_factor_only") is not None and changes["first_factor_only"] != row.first_factor_only:
         problems.append(FieldProblem("first_factor_only", "immutable", "first_factor_only cannot change"))
     settings = changes.get("settings")

@@ -139,4 +139,3 @@ async def finish(
 async def purge_expired(session: AsyncSession) -> None:
     await session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.expires_at <= now_ms()))
     await session.commit()
-

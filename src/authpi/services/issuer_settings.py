@@ -59,7 +59,9 @@ def _lookup(settings: dict[str, Any], path: tuple[str, ...]) -> Any:
 def validate(settings: dict[str, Any]) -> dict[str, Any]:
     for section in DEFAULTS:
         if not isinstance(settings.get(section), dict):
-            raise InvalidInput.on(f"settings.{section}", "invalid_type", f"settings.{section} must be an object")
+            raise InvalidInput.on(
+                f"settings.{section}", "invalid_type", f"settings.{section} must be an object"
+            )
     for path, low, high in _BOUNDS:
         value = _lookup(settings, path)
         field = "settings." + ".".join(path)
@@ -68,12 +70,16 @@ def validate(settings: dict[str, Any]) -> dict[str, Any]:
     mode = settings["access"].get("mode")
     if mode not in ACCESS_MODES:
         raise InvalidInput.on(
-            "settings.access.mode", "invalid_choice", f"settings.access.mode must be one of {', '.join(ACCESS_MODES)}"
+            "settings.access.mode",
+            "invalid_choice",
+            f"settings.access.mode must be one of {', '.join(ACCESS_MODES)}",
         )
     domains = settings["access"].get("allowed_email_domains")
     if not isinstance(domains, list) or not all(isinstance(d, str) for d in domains):
         raise InvalidInput.on(
-            "settings.access.allowed_email_domains", "invalid_type", "allowed_email_domains must be a list of strings"
+            "settings.access.allowed_email_domains",
+            "invalid_type",
+            "allowed_email_domains must be a list of strings",
         )
     return settings
 

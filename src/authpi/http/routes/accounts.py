@@ -43,7 +43,10 @@ async def get_account(
 
 
 @router.patch(
-    "/v1/accounts/{account_id}", response_model=Envelope[AccountOut], responses=ERRORS, summary="Update Account"
+    "/v1/accounts/{account_id}",
+    response_model=Envelope[AccountOut],
+    responses=ERRORS,
+    summary="Update Account",
 )
 async def update_account(
     account_id: AccountId,

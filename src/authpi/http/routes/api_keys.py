@@ -163,7 +163,9 @@ async def unblock_key(
     return await _status_action(session, principal, account_id, key_id, "active", None, if_match)
 
 
-@router.post("/{key_id}/revoke", response_model=Envelope[ApiKeyOut], responses=ERRORS, summary="Revoke API Key")
+@router.post(
+    "/{key_id}/revoke", response_model=Envelope[ApiKeyOut], responses=ERRORS, summary="Revoke API Key"
+)
 async def revoke_key(
     account_id: AccountId,
     key_id: KeyId,

@@ -30,7 +30,11 @@ async def list_methods(account_id: AccountId, issuer_id: IssuerId, _: Reader, se
 
 
 @router.post(
-    "", status_code=201, response_model=Envelope[AuthMethodOut], responses=ERRORS, summary="Create Auth Method"
+    "",
+    status_code=201,
+    response_model=Envelope[AuthMethodOut],
+    responses=ERRORS,
+    summary="Create Auth Method",
 )
 async def create_method(
     account_id: AccountId,
@@ -55,7 +59,9 @@ async def create_method(
     return single(AuthMethodOut.of(row), row.etag, status=201)
 
 
-@router.get("/{method_id}", response_model=Envelope[AuthMethodOut], responses=ERRORS, summary="Get Auth Method")
+@router.get(
+    "/{method_id}", response_model=Envelope[AuthMethodOut], responses=ERRORS, summary="Get Auth Method"
+)
 async def get_method(
     account_id: AccountId, issuer_id: IssuerId, method_id: MethodId, _: Reader, session: Session
 ) -> Response:

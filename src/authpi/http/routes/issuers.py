@@ -39,13 +39,17 @@ async def list_issuers(
     access_mode: AccessMode | None = None,
     readiness: Readiness | None = None,
 ) -> Response:
-    stmt = issuers.list_statement(account_id, q=q, status=status, access_mode=access_mode, readiness=readiness)
+    stmt = issuers.list_statement(
+        account_id, q=q, status=status, access_mode=access_mode, readiness=readiness
+    )
     found = await keyset(session, stmt, Issuer.id, paging)
     items = [IssuerListItemOut.of_summary(issuers.summarize(row)) for row in found.rows]
     return page(items, found.has_more, found.next_cursor)
 
 
-@router.post("", status_code=201, response_model=Envelope[IssuerOut], responses=ERRORS, summary="Create Issuer")
+@router.post(
+    "", status_code=201, response_model=Envelope[IssuerOut], responses=ERRORS, summary="Create Issuer"
+)
 async def create_issuer(
     account_id: AccountId,
     body: IssuerCreate,

@@ -43,7 +43,7 @@ class AccountOut(BaseModel):
     features: dict[str, Any] | None = None
     limits: dict[str, Any] | None = None
     billing_mode: str | None = None
-    balance_μusd: int | None = None  # noqa: PLC2401 - wire name uses U+03BC
+    balance_μusd: int | None = None
     credits_run_out: bool | None = None
     payment_methods: list[dict[str, Any]] | None = None
     metadata: Metadata | None = None

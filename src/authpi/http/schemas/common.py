@@ -21,7 +21,7 @@ class ErrorOut(BaseModel):
     retry_after: int | None = None
     fields: list[FieldErrorOut] | None = None
     current_etag: str | None = None
-    currentETag: str | None = None  # noqa: N815 - documented wire name
+    currentETag: str | None = None
 
 
 class StrictInput(BaseModel):

@@ -1,0 +1,3 @@
+from authpi.cli import main
+
+main()

@@ -1,0 +1,128 @@
+"""Runs the real ``authpi serve`` process for tests, on SQLite or on a fresh PostgreSQL database."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+
+@dataclass
+class RunningServer:
+    url: str
+    account_id: str
+    key_id: str
+    key_secret: str
+    backend: str
+    env: dict[str, str] = field(repr=False)
+
+    @property
+    def api_key(self) -> tuple[str, str]:
+        return (self.key_id, self.key_secret)
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "authpi", *args], env=self.env, capture_output=True, text=True, timeout=120
+        )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _pg(admin_url: str, statement: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(admin_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@contextmanager
+def database(backend: str, data_dir: Path) -> Iterator[str | None]:
+    """Yield the AUTHPI_DATABASE_URL for the backend (None: the embedded SQLite default)."""
+    if backend == "sqlite":
+        yield None
+        return
+    admin_url = os.environ["AUTHPI_TEST_DATABASE_URL"]
+    name = "authpi_t_" + secrets.token_hex(6)
+    asyncio.run(_pg(admin_url, f'CREATE DATABASE "{name}"'))
+    base = admin_url.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        asyncio.run(_pg(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@contextmanager
+def run_server(
+    backend: str, extra_env: dict[str, str] | None = None, workers: int = 1
+) -> Iterator[RunningServer]:
+    with tempfile.TemporaryDirectory(prefix="authpi-test-") as tmp, database(backend, Path(tmp)) as db_url:
+        port = free_port()
+        env = {
+            **os.environ,
+            "AUTHPI_DATA_DIR": str(Path(tmp) / "data"),
+            "AUTHPI_PUBLIC_URL": f"http://127.0.0.1:{port}",
+            "AUTHPI_RATE_LIMITS_ENABLED": "false",
+            "AUTHPI_LOG_LEVEL": "warning",
+        }
+        env.pop("AUTHPI_DATABASE_URL", None)
+        if db_url:
+            env["AUTHPI_DATABASE_URL"] = db_url
+        env.update(extra_env or {})
+        boot = subprocess.run(
+            [sys.executable, "-m", "authpi", "bootstrap"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert boot.returncode == 0, boot.stderr
+        creds = json.loads(boot.stdout)
+        log_path = Path(tmp) / "server.log"
+        with open(log_path, "w") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "authpi", "serve", "--port", str(port), "--workers", str(workers)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("server did not start:\n" + log_path.read_text())
+                time.sleep(0.1)
+            yield RunningServer(url, creds["account_id"], creds["key_id"], creds["key_secret"], backend, env)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            errors = [line for line in log_path.read_text().splitlines() if "Traceback" in line]
+            if errors:
+                sys.stderr.write(log_path.read_text())
