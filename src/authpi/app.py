@@ -11,12 +11,12 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from authpi import __version__
-from authpi.clock import now_ms
 from authpi.http import errors, middleware
-from authpi.http.routes import accounts, api_keys, auth_methods, issuers, me
+from authpi.http.routes import accounts, api_keys, auth_methods, clients, issuers, me, sessions, tokens, users
+from authpi.oidc import errors as oauth_errors
+from authpi.oidc.routes import authorize, discovery, hosted, logout, revocation, token, userinfo
 from authpi.runtime import Runtime
-from authpi.services import idempotency
-from authpi.services import issuers as issuer_service
+from authpi.services import housekeeping
 from authpi.settings import Settings, get_settings
 
 log = logging.getLogger("authpi")
@@ -24,13 +24,12 @@ MAINTENANCE_INTERVAL_S = 3600
 
 
 async def _maintenance(runtime: Runtime) -> None:
-    """Hourly housekeeping: expire idempotency keys, purge soft-deleted issuers past their grace."""
+    """Hourly housekeeping (expired state, soft-deleted issuers, monthly key rotation)."""
     while True:
         try:
             async with runtime.sessions() as session:
-                await idempotency.purge_expired(session)
-                cutoff = now_ms() - runtime.settings.purge_after * 1000
-                await issuer_service.purge_deleted(session, cutoff)
+                if await housekeeping.take_lease(session, MAINTENANCE_INTERVAL_S - 60):
+                    await housekeeping.run(session, runtime.secretbox, runtime.settings.purge_after)
         except Exception:  # the loop must survive a transient database error
             log.exception("maintenance pass failed")
         await asyncio.sleep(MAINTENANCE_INTERVAL_S)
@@ -61,8 +60,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     errors.install(app)
+    oauth_errors.install(app)
     middleware.install(app)
-    for module in (me, accounts, api_keys, issuers, auth_methods):
+    for module in (me, accounts, api_keys, issuers, auth_methods, clients, users, sessions, tokens):
+        app.include_router(module.router)
+
+    for module in (discovery, authorize, hosted, token, userinfo, revocation, logout):
         app.include_router(module.router)
 
     @app.get("/healthz", include_in_schema=False)

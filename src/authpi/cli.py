@@ -81,6 +81,34 @@ def accounts_create(name: str) -> None:
     click.echo(json.dumps(created))
 
 
+@main.group()
+def keys() -> None:
+    """Manage issuer signing keys."""
+
+
+async def _rotate_keys(settings: Settings) -> int:
+    from authpi.oidc.keys import rotate_all
+    from authpi.runtime import Runtime
+
+    runtime = Runtime.build(settings)
+    try:
+        async with runtime.sessions() as session:
+            return await rotate_all(session, runtime.secretbox, force=True)
+    finally:
+        await runtime.close()
+
+
+@keys.command("rotate")
+def keys_rotate() -> None:
+    """Give every issuer a new key per algorithm now; previous keys stay published for 45 days.
+
+    Running servers pick the new keys up within a minute (their key cache refreshes)."""
+    settings = get_settings()
+    _migrate(settings)
+    created = asyncio.run(_rotate_keys(settings))
+    click.echo(json.dumps({"created": created}))
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from authpi.crypto.secretbox import SecretBox, load_master_key
+from authpi.oidc.keys import KeyCache
 from authpi.ratelimit import RateLimits
 from authpi.settings import Settings
 from authpi.storage.db import make_engine, make_sessionmaker
@@ -19,16 +20,20 @@ class Runtime:
     sessions: async_sessionmaker[AsyncSession]
     secretbox: SecretBox
     rate_limits: RateLimits
+    keys: KeyCache
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
         engine = make_engine(settings)
+        sessions = make_sessionmaker(engine)
+        box = SecretBox(load_master_key(settings.master_key, settings.data_dir))
         return cls(
             settings=settings,
             engine=engine,
-            sessions=make_sessionmaker(engine),
-            secretbox=SecretBox(load_master_key(settings.master_key, settings.data_dir)),
+            sessions=sessions,
+            secretbox=box,
             rate_limits=RateLimits(settings),
+            keys=KeyCache(sessions, box, settings.key_cache_seconds),
         )
 
     async def close(self) -> None:

@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     rate_limit_login: str = Field(default="30/minute", description="Per-IP limit on login form posts.")
     rate_limit_token: str = Field(default="1200/minute", description="Per-IP limit on the token endpoint.")
     rate_limits_enabled: bool = Field(default=True, description="Turn every per-IP rate limit on or off.")
+    code_ttl: int = Field(default=60, ge=1, le=600, description="Seconds an authorization code stays valid.")
+    key_cache_seconds: float = Field(
+        default=60.0, gt=0, le=3600, description="How long a worker trusts its in-memory signing keys."
+    )
     log_level: str = Field(default="info", description="Log level for the server.")
 
     @property

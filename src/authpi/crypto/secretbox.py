@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import os
 from pathlib import Path
@@ -18,6 +20,11 @@ class SecretBox:
         if len(key) != 32:
             raise ValueError("the master key must be 32 bytes")
         self._aead = AESGCM(key)
+        self._key = key
+
+    def derive(self, label: str) -> bytes:
+        """A sub-key for another purpose (e.g. CSRF MACs), so the master key is used only once."""
+        return hmac.new(self._key, label.encode(), hashlib.sha256).digest()
 
     def seal(self, plaintext: bytes, context: str) -> str:
         nonce = os.urandom(12)

@@ -43,7 +43,7 @@ def _basic_credentials(request: Request) -> tuple[str, str]:
     except (binascii.Error, UnicodeDecodeError) as exc:
         raise Unauthorized("Malformed Basic credentials") from exc
     key_id, sep, secret = decoded.partition(":")
-    if not sep or not key_id or not secret:
+    if not sep or not key_id or not secret or "\x00" in decoded:
         raise Unauthorized("Malformed Basic credentials")
     return key_id, secret
 

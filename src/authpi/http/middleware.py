@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from authpi.http.auth import IdempotencyClaim, IdempotentReplay
 from authpi.http.errors import error_body
+from authpi.http.text_input import TextInputMiddleware
 from authpi.services import idempotency
 
 _BODY_METHODS = {b"POST", b"PUT", b"PATCH"}
@@ -55,7 +56,22 @@ class IdempotencyMiddleware:
             await self.app(scope, receive, send)
             return
         state: dict[str, Any] = scope.setdefault("state", {})
-        captured: dict[str, Any] = {"status": 500, "etag": None, "body": bytearray()}
+        captured: dict[str, Any] = {"status": 500, "etag": None, "body": bytearray(), "stored": False}
+
+        async def store() -> None:
+            claim = state.get("idempotency")
+            if captured["stored"] or not isinstance(claim, IdempotencyClaim):
+                return
+            captured["stored"] = True
+            runtime = scope["app"].state.runtime
+            await idempotency.finish(
+                runtime.sessions,
+                claim.account_id,
+                claim.key,
+                captured["status"],
+                captured["etag"],
+                bytes(captured["body"]),
+            )
 
         async def capture(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -65,22 +81,16 @@ class IdempotencyMiddleware:
                         captured["etag"] = value.decode("latin-1")
             elif message["type"] == "http.response.body" and "idempotency" in state:
                 captured["body"].extend(message.get("body", b""))
+                if not message.get("more_body", False):
+                    # Store before the client sees the end of the response, so a retry sent the
+                    # moment it arrives already replays instead of meeting an in-flight key.
+                    await store()
             await send(message)
 
         try:
             await self.app(scope, receive, capture)
         finally:
-            claim = state.get("idempotency")
-            if isinstance(claim, IdempotencyClaim):
-                runtime = scope["app"].state.runtime
-                await idempotency.finish(
-                    runtime.sessions,
-                    claim.account_id,
-                    claim.key,
-                    captured["status"],
-                    captured["etag"],
-                    bytes(captured["body"]),
-                )
+            await store()
 
 
 async def _replay(_: Request, exc: Exception) -> Response:
@@ -97,4 +107,5 @@ async def _replay(_: Request, exc: Exception) -> Response:
 def install(app: FastAPI) -> None:
     app.add_exception_handler(IdempotentReplay, _replay)
     app.add_middleware(IdempotencyMiddleware)
+    app.add_middleware(TextInputMiddleware)
     app.add_middleware(JsonOnlyMiddleware)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +14,7 @@ from authpi import ids
 from authpi.clock import next_version, now_ms
 from authpi.crypto import hashing
 from authpi.services import scopes as scope_rules
-from authpi.services.errors import Conflict, InvalidInput, NotFound, Unauthorized, check_etag
+from authpi.services.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized, check_etag
 from authpi.services.principal import Principal
 from authpi.storage.tables.accounts import Account
 from authpi.storage.tables.api_keys import ApiKey
@@ -35,7 +36,7 @@ def effective_status(key: ApiKey, now: int | None = None) -> str:
     return key.status
 
 
-def _check_ip(allowlist: list[Any] | None, ip: str) -> bool:
+def ip_allowed(allowlist: list[Any] | None, ip: str) -> bool:
     if not allowlist:
         return True
     try:
@@ -60,7 +61,7 @@ async def authenticate(session: AsyncSession, key_id: str, secret: str, ip: str)
     key, org_id = row
     if effective_status(key) != "active":
         raise Unauthorized(f"This API key is {effective_status(key)}")
-    if not _check_ip(key.ip_allowlist, ip):
+    if not ip_allowed(key.ip_allowlist, ip):
         raise Unauthorized("This API key may not be used from this address")
     return Principal(account_id=key.account_id, org_id=org_id, key_id=key.id, scopes=tuple(key.scopes))
 
@@ -91,6 +92,15 @@ def _validate_restrictions(restrictions: dict[str, Any]) -> tuple[list[str], lis
     return list(dict.fromkeys(raw_scopes)), ips
 
 
+def _check_grantable(grantor_scopes: Sequence[str] | None, wanted: Iterable[str]) -> None:
+    """A caller may only create, re-scope or rotate keys whose scopes it holds itself (None: trusted)."""
+    if grantor_scopes is None:
+        return
+    missing = [scope for scope in wanted if not scope_rules.covers(grantor_scopes, scope)]
+    if missing:
+        raise Forbidden(f"This API key cannot grant scopes it does not hold: {', '.join(missing)}")
+
+
 def _new_secret_for(key: ApiKey, secret: str | None, hint: str | None) -> str:
     plain = secret or hashing.new_secret(SECRET_PREFIX)
     if len(plain) < 24:
@@ -112,8 +122,10 @@ async def create_key(
     metadata: dict[str, Any] | None = None,
     secret: str | None = None,
     secret_hint: str | None = None,
+    grantor_scopes: Sequence[str] | None = None,
 ) -> NewKey:
     key_scopes, ips = _validate_restrictions(restrictions)
+    _check_grantable(grantor_scopes, key_scopes)
     now = now_ms()
     if expires_at is not None and expires_at <= now:
         raise InvalidInput.on("expires_at", "in_past", "expires_at must be in the future")
@@ -141,8 +153,7 @@ async def create_key(
 def list_statement(account_id: str, q: str | None, status: str | None) -> Select[Any]:
     stmt = select(ApiKey).where(ApiKey.account_id == account_id)
     if q:
-        pattern = f"%{q.lower()}%"
-        stmt = stmt.where(or_(ApiKey.name.ilike(pattern), ApiKey.id == q))
+        stmt = stmt.where(or_(ApiKey.name.icontains(q, autoescape=True), ApiKey.id == q))
     if status == "expired":
         stmt = stmt.where(
             ApiKey.status == "active", ApiKey.expires_at.is_not(None), ApiKey.expires_at <= now_ms()
@@ -167,10 +178,17 @@ async def get_key(session: AsyncSession, account_id: str, key_id: str, *, for_up
 
 
 async def update_key(
-    session: AsyncSession, account_id: str, key_id: str, changes: dict[str, Any], if_match: str | None
+    session: AsyncSession,
+    account_id: str,
+    key_id: str,
+    changes: dict[str, Any],
+    if_match: str | None,
+    grantor_scopes: Sequence[str] | None = None,
 ) -> ApiKey:
     key = await get_key(session, account_id, key_id, for_update=True)
     check_etag("API key", if_match, key.etag)
+    if "name" in changes and changes["name"] is None:
+        raise InvalidInput.on("name", "required", "name cannot be null")
     for field in UPDATABLE:
         if field in changes:
             setattr(key, field, changes[field])
@@ -178,6 +196,7 @@ async def update_key(
         key.metadata_ = changes["metadata"] or {}
     if "restrictions" in changes and changes["restrictions"] is not None:
         key.scopes, key.ip_allowlist = _validate_restrictions(changes["restrictions"])
+        _check_grantable(grantor_scopes, key.scopes)
     if "status" in changes and changes["status"] is not None:
         _transition(key, changes["status"], changes.get("status_reason"), changes.get("status_by"))
     key.updated_at = next_version(key.updated_at)
@@ -222,12 +241,19 @@ async def set_status(
 
 
 async def rotate(
-    session: AsyncSession, account_id: str, key_id: str, if_match: str | None, secret: str | None = None
+    session: AsyncSession,
+    account_id: str,
+    key_id: str,
+    if_match: str | None,
+    secret: str | None = None,
+    grantor_scopes: Sequence[str] | None = None,
 ) -> str:
     key = await get_key(session, account_id, key_id, for_update=True)
     check_etag("API key", if_match, key.etag)
     if key.status == "revoked":
         raise Conflict("A revoked API key cannot be rotated")
+    # The new secret hands over everything the key can do.
+    _check_grantable(grantor_scopes, key.scopes)
     plain = _new_secret_for(key, secret, None)
     key.last_rotated_at = now_ms()
     key.updated_at = next_version(key.updated_at)

@@ -162,7 +162,8 @@ async def update_method(
             FieldProblem(f"settings.{key}", "immutable", f"settings.{key} cannot change; create a new method")
             for key in _immutable_changes(spec, row, box, settings)
         )
-        problems.extend(check_settings(spec, settings, creating=False))
+        # Validate the settings as they will be stored, so cross-field rules see both sides.
+        problems.extend(check_settings(spec, {**row.settings, **settings}, creating=False))
     _problems_or_raise(problems)
 
     for field in MUTABLE:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 
 from sqlalchemy import delete, update
@@ -28,6 +29,8 @@ class StoredResponse:
 
 
 class InFlight(Conflict):
+    retryable = True  # the same request succeeds (or replays) once the first one has finished
+
     def __init__(self) -> None:
         super().__init__("A request with this Idempotency-Key is currently being processed")
         self.retry_after = RETRY_AFTER_S
@@ -38,9 +41,17 @@ class KeyReused(InvalidInput):
         super().__init__("Idempotency-Key has already been used with a different request body")
 
 
+def _canonical(body: bytes) -> bytes:
+    """Equal JSON documents fingerprint alike, whatever their whitespace or key order."""
+    try:
+        return json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
+    except ValueError:  # not JSON (or empty): compare the bytes
+        return body
+
+
 def fingerprint(method: str, path: str, body: bytes) -> str:
     hasher = hashlib.sha256()
-    for part in (method.encode(), path.encode(), body):
+    for part in (method.encode(), path.encode(), _canonical(body)):
         hasher.update(len(part).to_bytes(8, "big"))
         hasher.update(part)
     return hasher.hexdigest()

@@ -13,10 +13,12 @@ from authpi.clock import next_version, now_ms
 from authpi.services import issuer_settings
 from authpi.services.errors import InvalidInput, NotFound, check_etag
 from authpi.storage.tables.auth_methods import AuthMethod
+from authpi.storage.tables.clients import Client
 from authpi.storage.tables.issuers import Issuer
 
 STATUSES = ("active", "disabled", "suspended", "deleted")
 READINESS = ("ready", "needs_auth_method", "needs_client", "disabled")
+SECOND_FACTORS = ("totp", "backup_codes")
 
 
 def _count(*conditions: Any) -> Any:
@@ -30,8 +32,13 @@ def _count(*conditions: Any) -> Any:
 
 
 def _client_count() -> Any:
-    # Clients arrive with the OpenID Connect provider; until then no issuer has one.
-    return literal(0)
+    return (
+        select(func.count())
+        .select_from(Client)
+        .where(Client.issuer_id == Issuer.id, Client.status == "active")
+        .correlate(Issuer)
+        .scalar_subquery()
+    )
 
 
 def auth_method_count() -> Any:
@@ -49,7 +56,11 @@ def signup_count() -> Any:
 def readiness_expression() -> Any:
     return case(
         (Issuer.status != "active", literal("disabled")),
-        (login_count() == 0, literal("needs_auth_method")),
+        # Second factors (TOTP, backup codes) cannot sign anybody in on their own.
+        (
+            _count(AuthMethod.enabled_login == true(), AuthMethod.method.not_in(SECOND_FACTORS)) == 0,
+            literal("needs_auth_method"),
+        ),
         (_client_count() == 0, literal("needs_client")),
         else_=literal("ready"),
     )
@@ -130,7 +141,7 @@ def list_statement(
     ).where(Issuer.account_id == account_id)
     stmt = stmt.where(Issuer.status == status) if status else stmt.where(Issuer.status != "deleted")
     if q:
-        stmt = stmt.where(or_(Issuer.name.ilike(f"%{q}%"), Issuer.id == q))
+        stmt = stmt.where(or_(Issuer.name.icontains(q, autoescape=True), Issuer.id == q))
     if access_mode:
         stmt = stmt.where(Issuer.access_mode == access_mode)
     if readiness:
@@ -148,6 +159,8 @@ async def update_issuer(
 ) -> Issuer:
     issuer = await get_issuer(session, account_id, issuer_id, for_update=True)
     check_etag("Issuer", if_match, issuer.etag)
+    if "name" in changes and changes["name"] is None:
+        raise InvalidInput.on("name", "required", "name cannot be null")
     for field in ("name", "description", "links"):
         if field in changes:
             setattr(issuer, field, changes[field])

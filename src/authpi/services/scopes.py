@@ -44,3 +44,24 @@ def grants(granted_scopes: Iterable[str], required: str) -> bool:
         if _resource_matches(resource.split("."), required_parts):
             return True
     return False
+
+
+def covers(granted_scopes: Iterable[str], requested: str) -> bool:
+    """Whether ``granted_scopes`` include everything the (possibly wildcard) ``requested`` scope grants,
+    so a key can never hand out more than it holds."""
+    granted = list(granted_scopes)
+    if "*" in granted:
+        return True
+    if requested == "*" or ":" not in requested:
+        return False
+    resource, level = requested.rsplit(":", 1)
+    for scope in granted:
+        if ":" not in scope:
+            continue
+        granted_resource, granted_level = scope.rsplit(":", 1)
+        if granted_level != "*" and (level == "*" or LEVELS.get(granted_level, 0) < LEVELS[level]):
+            continue
+        # A wildcard segment in the request is covered only by a wildcard in the grant.
+        if _resource_matches(granted_resource.split("."), resource.split(".")):
+            return True
+    return False

@@ -76,6 +76,7 @@ async def create_key(
         metadata=body.metadata,
         secret=body.secret,
         secret_hint=body.secret_hint,
+        grantor_scopes=principal.scopes,
     )
     out = await _out(session, new.key, principal)
     created = CreatedApiKeyOut(**out.model_dump(), secret_plain=new.secret)
@@ -99,7 +100,7 @@ async def update_key(
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     changes = body.model_dump(exclude_unset=True)
-    key = await api_keys.update_key(session, account_id, key_id, changes, if_match)
+    key = await api_keys.update_key(session, account_id, key_id, changes, if_match, principal.scopes)
     return single(await _out(session, key, principal), key.etag)
 
 
@@ -184,12 +185,14 @@ async def revoke_key(
 async def rotate_key(
     account_id: AccountId,
     key_id: KeyId,
-    _: Annotated[Principal, Depends(require("api_keys:manage"))],
+    principal: Annotated[Principal, Depends(require("api_keys:manage"))],
     session: Session,
     body: RotateIn | None = None,
     if_match: IfMatch = None,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    secret = await api_keys.rotate(session, account_id, key_id, if_match, body.secret if body else None)
+    secret = await api_keys.rotate(
+        session, account_id, key_id, if_match, body.secret if body else None, principal.scopes
+    )
     key = await api_keys.get_key(session, account_id, key_id)
     return single(RotatedOut(secret_plain=secret), key.etag)

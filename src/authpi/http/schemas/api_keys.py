@@ -4,7 +4,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from authpi.http.schemas.common import Metadata, StrictInput
+from authpi.http.schemas.common import MAX_TIMESTAMP_MS, Metadata, StrictInput
 from authpi.services.api_keys import effective_status
 from authpi.storage.tables.api_keys import ApiKey
 
@@ -21,7 +21,7 @@ class ApiKeyCreate(StrictInput):
     restrictions: RestrictionsIn
     description: str | None = Field(default=None, max_length=5000)
     tags: list[str] | None = Field(default=None, max_length=50)
-    expires_at: int | None = Field(default=None, ge=0)
+    expires_at: int | None = Field(default=None, ge=0, le=MAX_TIMESTAMP_MS)
     metadata: Metadata | None = None
     secret: str | None = Field(default=None, min_length=24, max_length=256)
     secret_hint: str | None = Field(default=None, max_length=16)
@@ -35,7 +35,7 @@ class ApiKeyUpdate(StrictInput):
     description: str | None = Field(default=None, max_length=5000)
     tags: list[str] | None = Field(default=None, max_length=50)
     restrictions: RestrictionsIn | None = None
-    expires_at: int | None = Field(default=None, ge=0)
+    expires_at: int | None = Field(default=None, ge=0, le=MAX_TIMESTAMP_MS)
     metadata: Metadata | None = None
 
 

@@ -5,6 +5,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 Metadata = dict[str, Any]
+# 9999-12-31T23:59:59.999Z: input timestamps (ms) stay within the database's 64-bit integers.
+MAX_TIMESTAMP_MS = 253_402_300_799_999
 
 
 class FieldErrorOut(BaseModel):

@@ -4,9 +4,14 @@ from authpi.storage.tables import (  # noqa: F401
     accounts,
     api_keys,
     auth_methods,
+    clients,
     idempotency,
     issuers,
+    oauth,
+    sessions,
+    signing_keys,
     system,
+    users,
 )
 from authpi.storage.tables.base import Base
 

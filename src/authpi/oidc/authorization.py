@@ -1,0 +1,274 @@
+"""The authorization-code flow up to the redirect (idp-api §A.3): validating /authorize,
+remembering the request while the user signs in, and issuing the code."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from authpi.clock import now_ms, now_s
+from authpi.crypto import hashing
+from authpi.oidc import pkce, redirect_uris
+from authpi.oidc.context import load_client, openid
+from authpi.services import sessions as session_service
+from authpi.storage.tables.clients import Client
+from authpi.storage.tables.issuers import Issuer
+from authpi.storage.tables.oauth import AuthorizationCode, AuthorizationRequest, Consent
+from authpi.storage.tables.sessions import Session
+from authpi.storage.tables.users import User
+
+STANDARD_SCOPES = ("openid", "profile", "email", "phone", "address", "offline_access")
+PROMPTS = ("none", "login", "consent", "select_account")
+REQUEST_TTL_MS = 30 * 60 * 1000
+
+
+class PageError(Exception):
+    """The request cannot be trusted to redirect anywhere: show an error page instead."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class RedirectError(Exception):
+    """An error reported back to the client's (validated) redirect URI."""
+
+    def __init__(self, redirect_uri: str, state: str | None, error: str, description: str) -> None:
+        super().__init__(description)
+        self.redirect_uri = redirect_uri
+        self.state = state
+        self.error = error
+        self.description = description
+
+
+@dataclass
+class AuthorizeParams:
+    client_id: str
+    redirect_uri: str
+    scope: list[str]
+    state: str | None
+    nonce: str | None
+    code_challenge: str | None
+    prompt: list[str]
+    max_age: int | None
+    login_hint: str | None
+    org: str | None
+    resources: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _one(query: dict[str, list[str]], name: str) -> str | None:
+    values = query.get(name)
+    if not values:
+        return None
+    if len(values) > 1:
+        raise ValueError(f"{name} was sent more than once")
+    return values[0]
+
+
+def _valid_resource(value: str) -> bool:
+    parts = urlsplit(value)
+    return bool(parts.scheme and parts.netloc) and not parts.fragment
+
+
+async def validate(
+    session: AsyncSession, issuer: Issuer, query: dict[str, list[str]]
+) -> tuple[Client, AuthorizeParams]:
+    try:
+        client_id = _one(query, "client_id") or ""
+        redirect_uri = _one(query, "redirect_uri") or ""
+    except ValueError as exc:
+        raise PageError(str(exc)) from exc
+    client = await load_client(session, issuer.id, client_id)
+    if client is None:
+        raise PageError("Unknown or inactive client.")
+    settings = openid(client)
+    native = client.application_type == "native"
+    if not redirect_uri or not redirect_uris.matches(
+        redirect_uri, settings.get("redirect_uris", []), native=native
+    ):
+        raise PageError("The redirect URI is not registered for this client.")
+
+    def fail(error: str, description: str) -> RedirectError:
+        return RedirectError(redirect_uri, query.get("state", [None])[0], error, description)
+
+    try:
+        state = _one(query, "state")
+        response_type = _one(query, "response_type")
+        scope_param = _one(query, "scope") or ""
+        nonce = _one(query, "nonce")
+        challenge = _one(query, "code_challenge")
+        method = _one(query, "code_challenge_method")
+        prompt_param = _one(query, "prompt") or ""
+        max_age_param = _one(query, "max_age")
+        login_hint = _one(query, "login_hint")
+        org = _one(query, "org")
+    except ValueError as exc:
+        raise fail("invalid_request", str(exc)) from exc
+    if response_type != "code":
+        raise fail("unsupported_response_type", "Only response_type=code is supported")
+    if "authorization_code" not in settings.get("grant_types", []):
+        raise fail("unauthorized_client", "This client may not use the authorization code flow")
+    requested = scope_param.split()
+    if "openid" not in requested:
+        raise fail("invalid_scope", "The openid scope is required")
+    allowed = set(STANDARD_SCOPES) | set(issuer.available_scopes) | set(client.scopes or [])
+    # Unknown scopes are dropped rather than refused, as RFC 6749 §3.3 allows.
+    scopes = [s for s in dict.fromkeys(requested) if s in allowed]
+    if challenge is None and not client.confidential:
+        raise fail("invalid_request", "PKCE (code_challenge with S256) is required for public clients")
+    if challenge is not None:
+        if (method or "plain") != "S256":
+            raise fail("invalid_request", "Only the S256 code_challenge_method is supported")
+        if not pkce.valid_challenge(challenge):
+            raise fail("invalid_request", "code_challenge must be 43 base64url characters")
+    prompt = prompt_param.split()
+    if any(p not in PROMPTS for p in prompt) or ("none" in prompt and len(prompt) > 1):
+        raise fail("invalid_request", "Invalid prompt value")
+    max_age = None
+    if max_age_param is not None:
+        if not max_age_param.isdigit():
+            raise fail("invalid_request", "max_age must be a non-negative integer")
+        max_age = int(max_age_param)
+    resources = query.get("resource", [])
+    if any(not _valid_resource(r) for r in resources) or len(resources) > 10:
+        raise fail("invalid_target", "Each resource must be an absolute URI without a fragment")
+    if (nonce is not None and len(nonce) > 512) or (state is not None and len(state) > 2048):
+        raise fail("invalid_request", "state or nonce is too long")
+    return client, AuthorizeParams(
+        client_id=client.id,
+        redirect_uri=redirect_uri,
+        scope=scopes,
+        state=state,
+        nonce=nonce,
+        code_challenge=challenge,
+        prompt=prompt,
+        max_age=max_age,
+        login_hint=login_hint,
+        org=org,
+        resources=list(dict.fromkeys(resources)),
+    )
+
+
+async def remember(session: AsyncSession, issuer: Issuer, params: AuthorizeParams) -> str:
+    request_id = secrets.token_urlsafe(24)
+    now = now_ms()
+    session.add(
+        AuthorizationRequest(
+            id=request_id,
+            issuer_id=issuer.id,
+            client_id=params.client_id,
+            params=params.as_dict(),
+            created_at=now,
+            expires_at=now + REQUEST_TTL_MS,
+        )
+    )
+    await session.commit()
+    return request_id
+
+
+async def recall(session: AsyncSession, issuer_id: str, request_id: str | None) -> AuthorizeParams | None:
+    if not request_id or len(request_id) > 64:
+        return None
+    row = await session.get(AuthorizationRequest, request_id)
+    if row is None or row.issuer_id != issuer_id or row.expires_at <= now_ms():
+        return None
+    return AuthorizeParams(**row.params)
+
+
+async def forget(session: AsyncSession, request_id: str) -> None:
+    await session.execute(delete(AuthorizationRequest).where(AuthorizationRequest.id == request_id))
+
+
+def needs_login(params: AuthorizeParams, op: Session | None) -> bool:
+    if op is None or "login" in params.prompt:
+        return True
+    if params.max_age is None:
+        return False
+    # max_age=0 means prompt=login (OIDC Core §3.1.2.1), even for a sign-in within the same second.
+    return params.max_age == 0 or now_s() - op.auth_time > params.max_age
+
+
+async def needs_consent(session: AsyncSession, client: Client, user_id: str, params: AuthorizeParams) -> bool:
+    if "consent" in params.prompt:
+        return True
+    if not openid(client).get("require_consent"):
+        return False
+    grant = await session.scalar(
+        select(Consent).where(Consent.user_id == user_id, Consent.client_id == client.id)
+    )
+    return grant is None or not set(params.scope) <= set(grant.scopes)
+
+
+async def record_consent(
+    session: AsyncSession, issuer_id: str, user_id: str, client_id: str, scopes: list[str]
+) -> None:
+    now = now_ms()
+    grant = await session.scalar(
+        select(Consent).where(Consent.user_id == user_id, Consent.client_id == client_id)
+    )
+    if grant is None:
+        session.add(
+            Consent(
+                id=secrets.token_hex(12),
+                issuer_id=issuer_id,
+                user_id=user_id,
+                client_id=client_id,
+                scopes=sorted(set(scopes)),
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    else:
+        grant.scopes = sorted(set(grant.scopes) | set(scopes))
+        grant.updated_at = now
+
+
+async def issue_code(
+    session: AsyncSession,
+    issuer: Issuer,
+    client: Client,
+    op: Session,
+    user: User,
+    params: AuthorizeParams,
+    code_ttl: int,
+) -> str:
+    """Create the rp session and a one-time code; returns the redirect URL carrying it."""
+    rp = await session_service.create_rp_session(session, issuer, op, client.id)
+    code = secrets.token_urlsafe(32)
+    session.add(
+        AuthorizationCode(
+            code_digest=hashing.digest(code),
+            issuer_id=issuer.id,
+            client_id=client.id,
+            user_id=user.id,
+            rp_session_id=rp.id,
+            redirect_uri=params.redirect_uri,
+            scope=" ".join(params.scope),
+            nonce=params.nonce,
+            code_challenge=params.code_challenge,
+            resources=params.resources,
+            org_id=params.org,
+            auth_time=op.auth_time,
+            expires_at=now_ms() + code_ttl * 1000,
+        )
+    )
+    session_service.touch(op)
+    return code
+
+
+def success_redirect(params: AuthorizeParams, code: str, iss: str) -> str:
+    return redirect_uris.with_params(params.redirect_uri, {"code": code, "state": params.state, "iss": iss})
+
+
+def error_redirect(redirect_uri: str, state: str | None, error: str, description: str, iss: str) -> str:
+    return redirect_uris.with_params(
+        redirect_uri, {"error": error, "error_description": description, "state": state, "iss": iss}
+    )

@@ -1,0 +1,159 @@
+"""Per-request protocol context: the issuer named by the path, the calling client, and the issuer
+URL that becomes ``iss``."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+from fastapi import Request
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from authpi.crypto import hashing
+from authpi.oidc.errors import OAuthError, invalid_client, invalid_request
+from authpi.runtime import Runtime
+from authpi.storage.tables.clients import Client
+from authpi.storage.tables.issuers import Issuer
+
+
+def runtime(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+def issuer_url(rt: Runtime, issuer_id: str) -> str:
+    return f"{rt.settings.public_url_base}/{issuer_id}"
+
+
+async def load_issuer(session: AsyncSession, issuer_id: str) -> Issuer:
+    issuer = await session.get(Issuer, issuer_id) if issuer_id.startswith("i_") else None
+    if issuer is None or issuer.status != "active":
+        raise OAuthError("not_found", "Unknown issuer", 404)
+    return issuer
+
+
+async def load_client(session: AsyncSession, issuer_id: str, client_id: str) -> Client | None:
+    if not client_id or len(client_id) > 64:
+        return None
+    client = await session.scalar(select(Client).where(Client.id == client_id, Client.issuer_id == issuer_id))
+    if client is None or client.status != "active":
+        return None
+    return client
+
+
+ISSUER_RECHECK_SECONDS = 10.0
+_issuer_checked: dict[str, float] = {}
+
+
+async def ensure_issuer(rt: Runtime, issuer_id: str) -> None:
+    """Cheap existence check for the public, cacheable endpoints (discovery, JWKS): the issuer is
+    re-read at most every few seconds, so a deleted issuer stops being served promptly."""
+    checked = _issuer_checked.get(issuer_id)
+    if checked is not None and time.monotonic() - checked < ISSUER_RECHECK_SECONDS:
+        return
+    async with rt.sessions() as session:
+        await load_issuer(session, issuer_id)
+    _issuer_checked[issuer_id] = time.monotonic()
+
+
+def openid(client: Client) -> dict[str, Any]:
+    settings: dict[str, Any] = client.settings.get("openid", {})
+    return settings
+
+
+def signing_alg(client: Client) -> str:
+    return str(openid(client).get("response_signature_alg") or "ES256")
+
+
+def ttl(issuer: Issuer, client: Client, name: str) -> int:
+    """A token lifetime: the client's override, else the issuer's default (decision 11)."""
+    override = openid(client).get(name)
+    if isinstance(override, int) and override > 0:
+        return override
+    return int(issuer.settings["security"]["tokens"][name])
+
+
+@dataclass(frozen=True)
+class ClientCredentials:
+    client_id: str
+    secret: str | None
+    method: str  # client_secret_basic | client_secret_post | none
+
+
+def client_credentials(request: Request, form: dict[str, list[str]]) -> ClientCredentials:
+    """Read client authentication from Basic or the body, never both (RFC 6749 §2.3)."""
+    header = request.headers.get("authorization", "")
+    body_id = single(form, "client_id")
+    body_secret = single(form, "client_secret")
+    if header[:6].lower() == "basic ":
+        if body_secret is not None:
+            raise invalid_request("Use one client authentication method, not several")
+        try:
+            decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
+            raw_id, _, raw_secret = decoded.partition(":")
+        except (binascii.Error, UnicodeDecodeError) as exc:
+            raise invalid_client("Malformed Basic credentials", basic=True) from exc
+        client_id, secret = unquote(raw_id), unquote(raw_secret)
+        if body_id is not None and body_id != client_id:
+            raise invalid_request("client_id does not match the authenticated client")
+        return ClientCredentials(client_id, secret, "client_secret_basic")
+    if not body_id:
+        raise invalid_client("Client authentication is required")
+    if body_secret is not None:
+        return ClientCredentials(body_id, body_secret, "client_secret_post")
+    return ClientCredentials(body_id, None, "none")
+
+
+async def authenticate_client(
+    session: AsyncSession, issuer_id: str, creds: ClientCredentials, *, allow_public: bool = True
+) -> Client:
+    client = await load_client(session, issuer_id, creds.client_id)
+    basic = creds.method == "client_secret_basic"
+    if client is None:
+        # Spend the same time as a real comparison so client IDs cannot be probed by timing.
+        hashing.matches(creds.secret or "", hashing.digest("unknown-client"))
+        raise invalid_client(basic=basic)
+    if client.confidential:
+        if creds.secret is None or client.secret_digest is None:
+            raise invalid_client("This client must authenticate with its secret", basic=basic)
+        if not hashing.matches(creds.secret, client.secret_digest):
+            raise invalid_client(basic=basic)
+    else:
+        if creds.secret is not None:
+            raise invalid_client("A public client has no secret", basic=basic)
+        if not allow_public:
+            raise invalid_client("Public clients cannot use this endpoint", basic=basic)
+    return client
+
+
+def single(form: dict[str, list[str]], name: str) -> str | None:
+    """One value of a form parameter; repeating a single-valued parameter is invalid_request."""
+    values = form.get(name)
+    if not values:
+        return None
+    if len(values) > 1:
+        raise invalid_request(f"The parameter {name} was sent more than once")
+    return values[0]
+
+
+async def read_form(request: Request) -> dict[str, list[str]]:
+    """Parse a form body by hand: faster than FastAPI's Form() and lets errors be OAuth-shaped."""
+    from urllib.parse import parse_qs
+
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media != "application/x-www-form-urlencoded":
+        raise OAuthError("invalid_request", "The body must be application/x-www-form-urlencoded", 400)
+    body = await request.body()
+    if len(body) > 64 * 1024:
+        raise invalid_request("The request body is too large")
+    try:
+        return parse_qs(
+            body.decode("utf-8"), keep_blank_values=True, strict_parsing=False, max_num_fields=100
+        )
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise invalid_request("The request body is not valid form data") from exc

@@ -1,0 +1,319 @@
+"""The token endpoint's three grants (idp-api §A.4, decisions 11 to 14)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from authpi.clock import now_ms
+from authpi.crypto import hashing
+from authpi.oidc import pkce, tokens
+from authpi.oidc.context import openid, signing_alg, single, ttl
+from authpi.oidc.errors import OAuthError, invalid_grant, invalid_request
+from authpi.oidc.keys import IssuerKeys
+from authpi.services import sessions as session_service
+from authpi.storage.tables.clients import Client
+from authpi.storage.tables.issuers import Issuer
+from authpi.storage.tables.oauth import AuthorizationCode, RefreshToken
+from authpi.storage.tables.sessions import Session
+from authpi.storage.tables.users import User
+
+MAX_TTL = 21 * 86400
+
+
+@dataclass(frozen=True)
+class Grant:
+    issuer: Issuer
+    client: Client
+    keys: IssuerKeys
+    iss: str
+
+
+def _audience(resources: list[str], client_id: str) -> str | list[str]:
+    """Decision 13: one resource → that string, several → an array, none → the client ID."""
+    if not resources:
+        return client_id
+    return resources[0] if len(resources) == 1 else resources
+
+
+def _requested_resources(form: dict[str, list[str]], authorized: list[str]) -> list[str]:
+    requested = list(dict.fromkeys(form.get("resource", [])))
+    if not requested:
+        return authorized
+    if not set(requested) <= set(authorized):
+        raise OAuthError("invalid_target", "resource must be among those authorized")
+    return requested
+
+
+def _allowed_grant(client: Client, grant_type: str) -> None:
+    if grant_type not in openid(client).get("grant_types", []):
+        raise OAuthError("unauthorized_client", f"This client may not use the {grant_type} grant", 401)
+
+
+async def _active_user(session: AsyncSession, user_id: str) -> User:
+    user = await session.get(User, user_id)
+    if user is None or user.status != "active":
+        raise invalid_grant("The user is not active")
+    return user
+
+
+def _response(
+    access: tokens.Minted,
+    expires_in: int,
+    scope: str,
+    *,
+    id_token: str | None = None,
+    refresh: str | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "access_token": access.token,
+        "token_type": "Bearer",
+        "expires_in": expires_in,
+        "scope": scope,
+    }
+    if refresh:
+        body["refresh_token"] = refresh
+    if id_token:
+        body["id_token"] = id_token
+    return body
+
+
+async def _user_tokens(
+    session: AsyncSession,
+    grant: Grant,
+    user: User,
+    rp: Session,
+    *,
+    scope: str,
+    full_scope: str,
+    resources: list[str],
+    granted_resources: list[str],
+    nonce: str | None,
+    with_refresh: bool,
+    org_id: str | None,
+) -> dict[str, Any]:
+    issuer, client, keys = grant.issuer, grant.client, grant.keys
+    alg = signing_alg(client)
+    scopes = set(scope.split())
+    access_ttl = min(ttl(issuer, client, "access_token_ttl"), MAX_TTL)
+    organizations: list[dict[str, Any]] = []
+    access = tokens.access_token(
+        keys,
+        alg,
+        iss=grant.iss,
+        sub=user.id,
+        aud=_audience(resources, client.id),
+        client_id=client.id,
+        scope=scope,
+        ttl=access_ttl,
+        dat_type="identity",
+        sid=rp.id,
+        organizations=organizations,
+        org_id=org_id,
+    )
+    id_tok = None
+    if "openid" in scopes:
+        id_tok = tokens.id_token(
+            keys,
+            alg,
+            iss=grant.iss,
+            sub=user.id,
+            client_id=client.id,
+            ttl=min(ttl(issuer, client, "id_token_ttl"), MAX_TTL),
+            auth_time=rp.auth_time,
+            sid=rp.id,
+            nonce=nonce,
+            access=access.token,
+            profile_claims=tokens.profile_claims(user.profile, user.username, user.username_type, scopes),
+            organizations=organizations,
+            org_id=org_id,
+        )
+    refresh_value = None
+    now = now_ms()
+    if with_refresh:
+        refresh = tokens.refresh_token(
+            keys,
+            alg,
+            iss=grant.iss,
+            sub=user.id,
+            client_id=client.id,
+            sid=rp.id,
+            scope=full_scope,
+            ttl=min(ttl(issuer, client, "refresh_token_ttl"), MAX_TTL),
+            org_id=org_id,
+        )
+        session.add(
+            RefreshToken(
+                jti=refresh.jti,
+                issuer_id=issuer.id,
+                session_id=rp.id,
+                client_id=client.id,
+                user_id=user.id,
+                scope=full_scope,
+                # Like the scope, the family keeps the whole authorized set (RFC 8707 §2.2).
+                resources=granted_resources,
+                org_id=org_id,
+                status="active",
+                created_at=now,
+                expires_at=refresh.exp * 1000,
+            )
+        )
+        refresh_value = refresh.token
+        rp.refresh_token_issued_at = now
+    rp.status = "active"
+    rp.status_at = rp.status_at or now
+    rp.access_token_issued_at = now
+    session_service.touch(rp, now)
+    return _response(access, access_ttl, scope, id_token=id_tok, refresh=refresh_value)
+
+
+async def authorization_code(
+    session: AsyncSession, grant: Grant, form: dict[str, list[str]]
+) -> dict[str, Any]:
+    _allowed_grant(grant.client, "authorization_code")
+    code = single(form, "code")
+    redirect_uri = single(form, "redirect_uri")
+    verifier = single(form, "code_verifier")
+    if not code or not redirect_uri:
+        raise invalid_request("code and redirect_uri are required")
+    row = await session.get(AuthorizationCode, hashing.digest(code))
+    if row is None or row.issuer_id != grant.issuer.id or row.client_id != grant.client.id:
+        raise invalid_grant("The authorization code is invalid")
+    # Claim the code atomically: of two concurrent exchanges only one wins.
+    claimed = await session.execute(
+        update(AuthorizationCode)
+        .where(AuthorizationCode.code_digest == row.code_digest, AuthorizationCode.used_at.is_(None))
+        .values(used_at=now_ms())
+    )
+    rp = await session.get(Session, row.rp_session_id)
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        # A replayed code revokes everything issued with it (RFC 6749 §4.1.2).
+        if rp is not None:
+            await session_service.revoke(session, rp, "authorization_code_reuse")
+        await session.commit()
+        raise invalid_grant("The authorization code was already used")
+    if row.expires_at <= now_ms():
+        await session.commit()
+        raise invalid_grant("The authorization code has expired")
+    if row.redirect_uri != redirect_uri:
+        await session.commit()
+        raise invalid_grant("redirect_uri does not match the authorization request")
+    if row.code_challenge is not None:
+        if verifier is None or not pkce.verify(verifier, row.code_challenge):
+            await session.commit()
+            raise invalid_grant("PKCE verification failed")
+    elif verifier is not None:
+        raise invalid_grant("code_verifier was sent but no code_challenge was used")
+    if rp is None or not session_service.usable(rp):
+        await session.commit()
+        raise invalid_grant("The session behind this code has ended")
+    resources = _requested_resources(form, list(row.resources))
+    user = await _active_user(session, row.user_id)
+    with_refresh = "refresh_token" in openid(grant.client).get("grant_types", [])
+    body = await _user_tokens(
+        session,
+        grant,
+        user,
+        rp,
+        scope=row.scope,
+        full_scope=row.scope,
+        resources=resources,
+        granted_resources=list(row.resources),
+        nonce=row.nonce,
+        with_refresh=with_refresh,
+        org_id=row.org_id,
+    )
+    await session.commit()
+    return body
+
+
+async def refresh_token(session: AsyncSession, grant: Grant, form: dict[str, list[str]]) -> dict[str, Any]:
+    _allowed_grant(grant.client, "refresh_token")
+    presented = single(form, "refresh_token")
+    if not presented:
+        raise invalid_request("refresh_token is required")
+    verified = tokens.verify(grant.keys, presented, grant.iss)
+    if verified is None or verified.is_access_token:
+        raise invalid_grant("The refresh token is invalid or expired")
+    row = await session.get(RefreshToken, str(verified.claims.get("jti", "")))
+    if row is None or row.client_id != grant.client.id or row.issuer_id != grant.issuer.id:
+        raise invalid_grant("The refresh token is invalid")
+    rp = await session.get(Session, row.session_id)
+    if row.status == "rotated":
+        # Decision 12: presenting a rotated token is reuse; the whole family goes.
+        if rp is not None:
+            await session_service.mark_compromised(session, rp, "refresh_token_reuse")
+        await session.commit()
+        raise invalid_grant("The refresh token was already used")
+    if row.status != "active" or row.expires_at <= now_ms():
+        raise invalid_grant("The refresh token has been revoked or has expired")
+    if rp is None or session_service.effective_status(rp) != "active":
+        raise invalid_grant("The session has ended")
+    user = await _active_user(session, row.user_id)
+    granted = row.scope.split()
+    requested_scope = single(form, "scope")
+    scope = row.scope
+    if requested_scope is not None:
+        narrowed = requested_scope.split()
+        if not set(narrowed) <= set(granted):
+            raise OAuthError("invalid_scope", "A refresh may narrow the scope, never widen it")
+        scope = " ".join(s for s in granted if s in narrowed)
+    resources = _requested_resources(form, list(row.resources))
+    claimed = await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.jti == row.jti, RefreshToken.status == "active")
+        .values(status="rotated")
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        await session_service.mark_compromised(session, rp, "refresh_token_reuse")
+        await session.commit()
+        raise invalid_grant("The refresh token was already used")
+    rp.refresh_count = (rp.refresh_count or 0) + 1
+    body = await _user_tokens(
+        session,
+        grant,
+        user,
+        rp,
+        scope=scope,
+        full_scope=row.scope,
+        resources=resources,
+        granted_resources=list(row.resources),
+        nonce=None,
+        with_refresh=True,
+        org_id=row.org_id,
+    )
+    await session.commit()
+    return body
+
+
+def client_credentials(grant: Grant, form: dict[str, list[str]]) -> dict[str, Any]:
+    client = grant.client
+    _allowed_grant(client, "client_credentials")
+    if not client.confidential:
+        raise OAuthError("unauthorized_client", "Public clients cannot use client_credentials", 401)
+    configured = list(client.scopes or [])
+    requested = single(form, "scope")
+    if requested is None:
+        scopes = configured  # decision 14: all configured scopes
+    else:
+        scopes = list(dict.fromkeys(requested.split()))
+        if not set(scopes) <= set(configured):
+            raise OAuthError("invalid_scope", "The client may not request these scopes")
+    resources = list(dict.fromkeys(form.get("resource", [])))
+    access_ttl = min(ttl(grant.issuer, client, "access_token_ttl"), MAX_TTL)
+    scope = " ".join(scopes)
+    access = tokens.access_token(
+        grant.keys,
+        signing_alg(client),
+        iss=grant.iss,
+        sub=client.id,
+        aud=_audience(resources, client.id),
+        client_id=client.id,
+        scope=scope,
+        ttl=access_ttl,
+        dat_type="client",
+    )
+    return _response(access, access_ttl, scope)

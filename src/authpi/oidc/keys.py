@@ -1,0 +1,204 @@
+"""Per-issuer signing keys (decision 10): one active key per algorithm, rotated monthly, retired
+keys published for 45 days. Keys are cached in memory; the database is read only on a miss or
+after the cache's short freshness window, so rotations by another worker are picked up."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+import uuid
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+from joserfc.jwk import ECKey, KeyParameters, KeySet, OKPKey, RSAKey
+from joserfc.jwk import Key as AnyKey
+from sqlalchemy import delete, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from authpi.clock import now_ms
+from authpi.crypto.secretbox import SecretBox
+from authpi.storage.tables.signing_keys import SigningKey
+
+warnings.filterwarnings("ignore", message="EdDSA is deprecated")
+
+ALGORITHMS = ("ES256", "EdDSA", "RS256")
+ROTATE_AFTER_MS = 30 * 86400 * 1000
+PUBLISH_RETIRED_MS = 45 * 86400 * 1000
+CACHE_SECONDS = 60.0
+UNKNOWN_KID_RELOAD_SECONDS = 5.0
+
+Jwk = ECKey | OKPKey | RSAKey
+
+
+def _generate(alg: str, kid: str) -> Jwk:
+    params: KeyParameters = {"kid": kid, "alg": alg, "use": "sig"}
+    if alg == "ES256":
+        return ECKey.generate_key("P-256", parameters=params)
+    if alg == "EdDSA":
+        return OKPKey.generate_key("Ed25519", parameters=params)
+    return RSAKey.generate_key(2048, parameters=params)
+
+
+def _import(private: dict[str, Any]) -> Jwk:
+    kty = private["kty"]
+    if kty == "EC":
+        return ECKey.import_key(private)
+    if kty == "OKP":
+        return OKPKey.import_key(private)
+    return RSAKey.import_key(private)
+
+
+def _kid_of(token: str) -> str | None:
+    try:
+        header = json.loads(base64.urlsafe_b64decode(token.split(".", 1)[0] + "=="))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    kid = header.get("kid") if isinstance(header, dict) else None
+    return kid if isinstance(kid, str) else None
+
+
+def _context(kid: str) -> str:
+    return f"signing_key:{kid}"
+
+
+@dataclass(frozen=True)
+class IssuerKeys:
+    """What one issuer signs with and publishes."""
+
+    signing: dict[str, Jwk]
+    verification: KeySet
+    jwks_body: bytes
+    loaded_at: float
+    kids: frozenset[str]
+
+
+async def create_key(session: AsyncSession, box: SecretBox, issuer_id: str, alg: str) -> SigningKey:
+    kid = str(uuid.uuid4())
+    key = _generate(alg, kid)
+    public: dict[str, Any] = dict(key.as_dict(private=False))
+    public["ext"] = True  # parity with the hosted service's WebCrypto export
+    row = SigningKey(
+        kid=kid,
+        issuer_id=issuer_id,
+        alg=alg,
+        public_jwk=public,
+        sealed_private=box.seal(json.dumps(key.as_dict(private=True)).encode(), _context(kid)),
+        created_at=now_ms(),
+    )
+    session.add(row)
+    return row
+
+
+async def rotate_issuer(session: AsyncSession, box: SecretBox, issuer_id: str, *, force: bool) -> int:
+    """Give every algorithm a fresh key when forced or when the current one is a month old;
+    retire the previous key (still published for 45 days). Returns how many keys were created."""
+    now = now_ms()
+    created = 0
+    current = await _active_rows(session, issuer_id)
+    for alg in ALGORITHMS:
+        row = current.get(alg)
+        if row is not None and not force and now - row.created_at < ROTATE_AFTER_MS:
+            continue
+        await create_key(session, box, issuer_id, alg)
+        created += 1
+        if row is not None:
+            row.retired_at = now
+            row.unpublish_at = now + PUBLISH_RETIRED_MS
+    await session.commit()
+    return created
+
+
+async def _active_rows(session: AsyncSession, issuer_id: str) -> dict[str, SigningKey]:
+    rows = await session.scalars(
+        select(SigningKey).where(SigningKey.issuer_id == issuer_id, SigningKey.retired_at.is_(None))
+    )
+    newest: dict[str, SigningKey] = {}
+    for row in rows:
+        if row.alg not in newest or row.created_at > newest[row.alg].created_at:
+            newest[row.alg] = row
+    return newest
+
+
+async def _load(session: AsyncSession, box: SecretBox, issuer_id: str) -> IssuerKeys:
+    now = now_ms()
+    rows = list(
+        await session.scalars(
+            select(SigningKey).where(
+                SigningKey.issuer_id == issuer_id,
+                or_(SigningKey.unpublish_at.is_(None), SigningKey.unpublish_at > now),
+            )
+        )
+    )
+    signing: dict[str, Jwk] = {}
+    newest: dict[str, int] = {}
+    published: list[dict[str, Any]] = []
+    verifiers: list[AnyKey] = []
+    for row in sorted(rows, key=lambda r: r.created_at, reverse=True):
+        published.append(row.public_jwk)
+        private = _import(json.loads(box.open(row.sealed_private, _context(row.kid))))
+        verifiers.append(private)
+        if row.retired_at is None and row.created_at > newest.get(row.alg, -1):
+            signing[row.alg] = private
+            newest[row.alg] = row.created_at
+    body = json.dumps({"keys": published}, separators=(",", ":")).encode()
+    kids = frozenset(str(row.kid) for row in rows)
+    return IssuerKeys(signing, KeySet(verifiers), body, time.monotonic(), kids)
+
+
+class KeyCache:
+    """In-memory keys per issuer; creates the first generation on first use."""
+
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], box: SecretBox, fresh_for: float = CACHE_SECONDS
+    ) -> None:
+        self._sessions = sessions
+        self._box = box
+        self._fresh_for = fresh_for
+        self._cache: dict[str, IssuerKeys] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def invalidate(self, issuer_id: str) -> None:
+        self._cache.pop(issuer_id, None)
+
+    async def for_token(self, issuer_id: str, token: str) -> IssuerKeys:
+        """Keys able to verify ``token``: reloads early when its ``kid`` is unknown, since another
+        process may have rotated (at most once every few seconds, so junk tokens cannot force reloads)."""
+        keys = await self.get(issuer_id)
+        kid = _kid_of(token)
+        if kid is None or kid in keys.kids or time.monotonic() - keys.loaded_at < UNKNOWN_KID_RELOAD_SECONDS:
+            return keys
+        self.invalidate(issuer_id)
+        return await self.get(issuer_id)
+
+    async def get(self, issuer_id: str) -> IssuerKeys:
+        cached = self._cache.get(issuer_id)
+        if cached is not None and time.monotonic() - cached.loaded_at < self._fresh_for:
+            return cached
+        lock = self._locks.setdefault(issuer_id, asyncio.Lock())
+        async with lock:
+            cached = self._cache.get(issuer_id)
+            if cached is not None and time.monotonic() - cached.loaded_at < self._fresh_for:
+                return cached
+            async with self._sessions() as session:
+                keys = await _load(session, self._box, issuer_id)
+                if set(keys.signing) != set(ALGORITHMS):
+                    await rotate_issuer(session, self._box, issuer_id, force=False)
+                    keys = await _load(session, self._box, issuer_id)
+            self._cache[issuer_id] = keys
+            return keys
+
+
+async def rotate_all(session: AsyncSession, box: SecretBox, *, force: bool) -> int:
+    """Rotate every live issuer's keys (forced, or those due for the monthly rotation)."""
+    from authpi.storage.tables.issuers import Issuer
+
+    issuer_ids = list(await session.scalars(select(Issuer.id).where(Issuer.status != "deleted")))
+    created = 0
+    for issuer_id in issuer_ids:
+        created += await rotate_issuer(session, box, issuer_id, force=force)
+    await session.execute(delete(SigningKey).where(SigningKey.unpublish_at <= now_ms()))
+    await session.commit()
+    return created

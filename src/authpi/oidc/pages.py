@@ -1,0 +1,132 @@
+"""Rendering of the hosted pages and the step that follows a successful sign-in."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from authpi.oidc import authorization
+from authpi.oidc.authorization import AuthorizeParams
+from authpi.oidc.browser import SESSION_COOKIE, Csrf, set_cookie
+from authpi.oidc.context import issuer_url
+from authpi.runtime import Runtime
+from authpi.storage.tables.clients import Client
+from authpi.storage.tables.issuers import Issuer
+from authpi.storage.tables.sessions import Session
+from authpi.storage.tables.users import User
+
+TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+_COLOR = re.compile(r"^#[0-9a-fA-F]{3,8}$")
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' https: data:; "
+    "style-src 'self' 'unsafe-inline'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'",
+}
+
+
+def brand(issuer: Issuer) -> dict[str, str | None]:
+    raw = issuer.settings.get("branding") or {}
+
+    def color(value: Any, default: str) -> str:
+        return value if isinstance(value, str) and _COLOR.match(value) else default
+
+    logo = raw.get("logo_url")
+    return {
+        "name": raw.get("name") or issuer.name,
+        "logo_url": logo if isinstance(logo, str) and logo.startswith("https://") else None,
+        "primary_color": color(raw.get("primary_color"), "#3553d6"),
+        "background_color": color(raw.get("background_color"), "#f4f5f8"),
+    }
+
+
+def render(
+    request: Request,
+    rt: Runtime,
+    issuer: Issuer,
+    csrf: Csrf,
+    template: str,
+    status: int = 200,
+    **context: Any,
+) -> Response:
+    response = TEMPLATES.TemplateResponse(
+        request,
+        template,
+        {
+            "brand": brand(issuer),
+            "static_url": f"/{issuer.id}/static/authpi.css",
+            "csrf": csrf.token(),
+            "error": None,
+            "notice": None,
+            **context,
+        },
+        status_code=status,
+        headers=SECURITY_HEADERS,
+    )
+    csrf.attach(response, rt, issuer.id)
+    return response
+
+
+def message(
+    request: Request, rt: Runtime, issuer: Issuer, heading: str, text: str, status: int = 400
+) -> Response:
+    return render(
+        request, rt, issuer, Csrf(rt, request), "message.html", status, heading=heading, message=text
+    )
+
+
+def redirect(url: str) -> Response:
+    return RedirectResponse(url, status_code=303, headers={"Cache-Control": "no-store"})
+
+
+def page_url(issuer: Issuer, page: str, request_id: str) -> str:
+    return f"/{issuer.id}/{page}?request={request_id}"
+
+
+async def proceed(
+    request: Request,
+    rt: Runtime,
+    session: AsyncSession,
+    issuer: Issuer,
+    client: Client,
+    params: AuthorizeParams,
+    request_id: str,
+    op: Session,
+    user: User,
+    *,
+    new_cookie: str | None = None,
+) -> Response:
+    """After the user is known: ask for consent if needed, else issue the code and redirect."""
+    iss = issuer_url(rt, issuer.id)
+    if params.org is not None:
+        # Organizations are not modelled yet, so no user is a member of any (decision 18).
+        await authorization.forget(session, request_id)
+        await session.commit()
+        response = redirect(
+            authorization.error_redirect(
+                params.redirect_uri,
+                params.state,
+                "access_denied",
+                "The user is not a member of that organization",
+                iss,
+            )
+        )
+    elif await authorization.needs_consent(session, client, user.id, params):
+        await session.commit()
+        response = redirect(page_url(issuer, "consent", request_id))
+    else:
+        code = await authorization.issue_code(session, issuer, client, op, user, params, rt.settings.code_ttl)
+        await authorization.forget(session, request_id)
+        await session.commit()
+        response = redirect(authorization.success_redirect(params, code, iss))
+    if new_cookie is not None:
+        set_cookie(response, rt, issuer.id, SESSION_COOKIE, new_cookie, op.ttl)
+    return response

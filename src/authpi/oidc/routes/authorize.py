@@ -1,0 +1,84 @@
+"""GET|POST /{issuer_id}/authorize: validate, then resume an existing sign-in or start one."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from authpi.oidc import authorization
+from authpi.oidc.authorization import PageError, RedirectError
+from authpi.oidc.browser import SESSION_COOKIE
+from authpi.oidc.context import issuer_url, load_issuer, runtime
+from authpi.oidc.pages import message, page_url, proceed, redirect
+from authpi.runtime import Runtime
+from authpi.services import sessions as session_service
+from authpi.storage.tables.issuers import Issuer
+from authpi.storage.tables.sessions import Session
+from authpi.storage.tables.users import User
+
+router = APIRouter(include_in_schema=False)
+
+
+async def current_sign_in(
+    request: Request, session: AsyncSession, issuer: Issuer
+) -> tuple[Session, User] | None:
+    """The browser's live op session and its (active) user, if any."""
+    secret = request.cookies.get(SESSION_COOKIE)
+    if not secret:
+        return None
+    op = await session_service.find_by_cookie(session, issuer.id, secret)
+    if op is None:
+        return None
+    user = await session.get(User, op.user_id)
+    if user is None or user.status != "active":
+        return None
+    return op, user
+
+
+async def _authorize(request: Request, issuer_id: str, query: dict[str, list[str]]) -> Response:
+    rt: Runtime = runtime(request)
+    async with rt.sessions() as session:
+        issuer = await load_issuer(session, issuer_id)
+        iss = issuer_url(rt, issuer.id)
+        try:
+            client, params = await authorization.validate(session, issuer, query)
+        except PageError as exc:
+            return message(request, rt, issuer, "This sign-in link is not valid", exc.message)
+        except RedirectError as exc:
+            return redirect(
+                authorization.error_redirect(exc.redirect_uri, exc.state, exc.error, exc.description, iss)
+            )
+
+        def fail(error: str, description: str) -> Response:
+            return redirect(
+                authorization.error_redirect(params.redirect_uri, params.state, error, description, iss)
+            )
+
+        signed_in = await current_sign_in(request, session, issuer)
+        op = signed_in[0] if signed_in else None
+        if "none" in params.prompt:
+            if signed_in is None or authorization.needs_login(params, op):
+                return fail("login_required", "The user is not signed in")
+            if await authorization.needs_consent(session, client, signed_in[1].id, params):
+                return fail("consent_required", "The user has not consented to this client")
+        request_id = await authorization.remember(session, issuer, params)
+        if signed_in is None or authorization.needs_login(params, op):
+            hint = f"&{urlencode({'login_hint': params.login_hint})}" if params.login_hint else ""
+            return redirect(page_url(issuer, "login", request_id) + hint)
+        if "select_account" in params.prompt:
+            return redirect(page_url(issuer, "select-account", request_id))
+        return await proceed(request, rt, session, issuer, client, params, request_id, *signed_in)
+
+
+@router.get("/{issuer_id}/authorize")
+async def authorize_get(issuer_id: str, request: Request) -> Response:
+    return await _authorize(request, issuer_id, parse_qs(request.url.query, keep_blank_values=True))
+
+
+@router.post("/{issuer_id}/authorize")
+async def authorize_post(issuer_id: str, request: Request) -> Response:
+    body = (await request.body())[: 64 * 1024].decode("utf-8", "replace")
+    return await _authorize(request, issuer_id, parse_qs(body, keep_blank_values=True))

@@ -1,0 +1,270 @@
+"""Sessions (idp-api §C.4): ``op`` sessions anchor a browser sign-in, ``rp`` sessions hold one
+client's token family. Revoking an op session revokes its rp sessions and their refresh tokens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import BigInteger, Select, cast, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from authpi import ids
+from authpi.clock import next_version, now_ms
+from authpi.crypto import hashing
+from authpi.services.errors import Conflict, NotFound, check_etag
+from authpi.storage.tables.issuers import Issuer
+from authpi.storage.tables.oauth import RefreshToken
+from authpi.storage.tables.sessions import Session
+
+STATUSES = ("inactive", "active", "suspended", "revoked", "expired")
+TERMINAL = ("revoked", "expired")
+
+
+def _limits(issuer: Issuer) -> dict[str, int]:
+    sessions: dict[str, int] = issuer.settings["access"]["sessions"]
+    return sessions
+
+
+def effective_status(row: Session, now: int | None = None) -> str:
+    now = now or now_ms()
+    if row.status in TERMINAL:
+        return row.status
+    if row.expires_at <= now:
+        return "expired"
+    last = row.last_activity_at or row.created_at
+    if row.status == "active" and last + row.idle_timeout * 1000 <= now:
+        return "expired"
+    return row.status
+
+
+def usable(row: Session, now: int | None = None) -> bool:
+    return effective_status(row, now) in ("active", "inactive")
+
+
+async def create_op_session(
+    session: AsyncSession,
+    issuer: Issuer,
+    user_id: str,
+    *,
+    method: str,
+    device: dict[str, Any] | None,
+) -> tuple[Session, str]:
+    """A new browser session; returns it with the cookie secret (only its digest is stored)."""
+    limits = _limits(issuer)
+    now = now_ms()
+    secret = hashing.new_secret(nbytes=32)
+    row = Session(
+        id=ids.session_id(),
+        issuer_id=issuer.id,
+        user_id=user_id,
+        type="op",
+        status="active",
+        status_at=now,
+        authentication={"method": method, "authenticated_at": now},
+        device=device,
+        ttl=limits["max_age"],
+        idle_timeout=limits["idle_timeout"],
+        auth_time=now // 1000,
+        last_activity_at=now,
+        expires_at=now + limits["max_age"] * 1000,
+        cookie_digest=hashing.digest(secret),
+        refresh_count=0,
+        compromised=False,
+        metadata_={},
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(row)
+    await session.flush()
+    await _enforce_cap(session, issuer.id, user_id, limits.get("max_per_user", 50))
+    return row, secret
+
+
+async def _enforce_cap(session: AsyncSession, issuer_id: str, user_id: str, cap: int) -> None:
+    """At most ``cap`` live op sessions per user: the oldest beyond it expire."""
+    live = (
+        await session.scalars(
+            select(Session)
+            .where(
+                Session.issuer_id == issuer_id,
+                Session.user_id == user_id,
+                Session.type == "op",
+                Session.status.in_(("active", "suspended")),
+            )
+            .order_by(Session.id.desc())
+        )
+    ).all()
+    for old in live[cap:]:
+        await _end(session, old, "expired", "session_limit", None)
+
+
+async def find_by_cookie(session: AsyncSession, issuer_id: str, secret: str) -> Session | None:
+    row = await session.scalar(select(Session).where(Session.cookie_digest == hashing.digest(secret)))
+    if row is None or row.issuer_id != issuer_id or effective_status(row) != "active":
+        return None
+    return row
+
+
+def touch(row: Session, now: int | None = None) -> None:
+    row.last_activity_at = now or now_ms()
+
+
+async def create_rp_session(session: AsyncSession, issuer: Issuer, op: Session, client_id: str) -> Session:
+    limits = _limits(issuer)
+    now = now_ms()
+    row = Session(
+        id=ids.session_id(),
+        issuer_id=issuer.id,
+        user_id=op.user_id,
+        type="rp",
+        op_session_id=op.id,
+        client_id=client_id,
+        status="inactive",
+        status_at=now,
+        authentication=op.authentication,
+        device=op.device,
+        ttl=limits["max_age"],
+        idle_timeout=limits["idle_timeout"],
+        auth_time=op.auth_time,
+        last_activity_at=now,
+        expires_at=now + limits["max_age"] * 1000,
+        refresh_count=0,
+        compromised=False,
+        metadata_={},
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(row)
+    await session.flush()
+    return row
+
+
+async def _end(session: AsyncSession, row: Session, status: str, reason: str | None, by: str | None) -> None:
+    now = now_ms()
+    row.status = status
+    row.status_at = now
+    row.status_reason = reason
+    row.status_by = by
+    if status == "revoked":
+        row.revoked_at = now
+        row.revoked_reason = reason
+    row.updated_at = next_version(row.updated_at)
+    family = [row.id]
+    if row.type == "op":
+        children = (
+            await session.scalars(
+                select(Session).where(Session.op_session_id == row.id, Session.status.not_in(TERMINAL))
+            )
+        ).all()
+        for child in children:
+            await _end(session, child, status, reason, by)
+    await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.session_id.in_(family), RefreshToken.status == "active")
+        .values(status="revoked")
+    )
+
+
+async def revoke(session: AsyncSession, row: Session, reason: str | None, by: str | None = None) -> None:
+    if row.status not in TERMINAL:
+        await _end(session, row, "revoked", reason, by)
+
+
+async def mark_compromised(session: AsyncSession, row: Session, reason: str) -> None:
+    now = now_ms()
+    row.compromised = True
+    row.compromised_at = now
+    row.compromised_reason = reason
+    await revoke(session, row, reason)
+
+
+def _lapsed(now: int) -> Any:
+    """SQL twin of the time checks in ``effective_status``: past max age, or idle too long."""
+    idle_deadline = func.coalesce(Session.last_activity_at, Session.created_at) + (
+        cast(Session.idle_timeout, BigInteger) * 1000
+    )
+    return (Session.expires_at <= now) | ((Session.status == "active") & (idle_deadline <= now))
+
+
+def list_statement(issuer_id: str, user_id: str | None = None, status: str | None = None) -> Select[Any]:
+    """Sessions of an issuer (optionally one user's), filtered by their *effective* status."""
+    stmt = select(Session).where(Session.issuer_id == issuer_id)
+    if user_id is not None:
+        stmt = stmt.where(Session.user_id == user_id)
+    lapsed = _lapsed(now_ms())
+    if status == "expired":
+        stmt = stmt.where((Session.status == "expired") | (Session.status.not_in(TERMINAL) & lapsed))
+    elif status in ("active", "inactive", "suspended"):
+        stmt = stmt.where(Session.status == status, ~lapsed)
+    elif status:
+        stmt = stmt.where(Session.status == status)
+    return stmt
+
+
+async def revoke_all(
+    session: AsyncSession,
+    issuer_id: str,
+    *,
+    user_id: str | None = None,
+    client_id: str | None = None,
+    reason: str,
+    by: str | None = None,
+) -> int:
+    """Revoke every non-terminal session of a user or of a client (with their refresh tokens).
+
+    The caller commits. Returns how many sessions were revoked.
+    """
+    stmt = select(Session).where(Session.issuer_id == issuer_id, Session.status.not_in(TERMINAL))
+    if user_id is not None:
+        stmt = stmt.where(Session.user_id == user_id)
+    if client_id is not None:
+        stmt = stmt.where(Session.client_id == client_id)
+    # op before rp: revoking an op session already ends its rp sessions.
+    rows = (await session.scalars(stmt.order_by(Session.type, Session.id))).all()
+    count = 0
+    for row in rows:
+        if row.status not in TERMINAL:
+            await _end(session, row, "revoked", reason, by)
+            count += 1
+    return count
+
+
+async def get(session: AsyncSession, issuer_id: str, session_id: str, *, for_update: bool = False) -> Session:
+    stmt = select(Session).where(Session.id == session_id, Session.issuer_id == issuer_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    row = await session.scalar(stmt)
+    if row is None:
+        raise NotFound("Session")
+    return row
+
+
+async def admin_action(
+    session: AsyncSession,
+    issuer_id: str,
+    session_id: str,
+    action: str,
+    if_match: str | None,
+    reason: str | None = None,
+    by: str | None = None,
+) -> Session:
+    """The Core API's revoke / suspend / reactivate."""
+    row = await get(session, issuer_id, session_id, for_update=True)
+    check_etag("Session", if_match, row.etag)
+    current = effective_status(row)
+    if action == "revoke":
+        if current in TERMINAL:
+            raise Conflict(f"The session is already {current}")
+        await _end(session, row, "revoked", reason or "admin", by)
+    elif action == "suspend":
+        if current not in ("active", "inactive"):
+            raise Conflict(f"A {current} session cannot be suspended")
+        row.status, row.status_at, row.status_reason, row.status_by = "suspended", now_ms(), reason, by
+        row.updated_at = next_version(row.updated_at)
+    elif action == "reactivate":
+        if current != "suspended":
+            raise Conflict(f"Only a suspended session can be reactivated (this one is {current})")
+        row.status, row.status_at, row.status_reason, row.status_by = "active", now_ms(), None, by
+        row.updated_at = next_version(row.updated_at)
+    await session.commit()
+    return row

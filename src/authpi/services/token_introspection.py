@@ -1,0 +1,57 @@
+"""Core API token introspection (idp-api §A.7, last part): API keys of the account in the form
+``key_<id>:<secret>``, and JWTs issued by one of its issuers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from authpi.crypto import hashing
+from authpi.oidc.access import describe_token
+from authpi.oidc.keys import KeyCache
+from authpi.services import api_keys
+from authpi.storage.tables.api_keys import ApiKey
+
+
+def _inactive(reason: str) -> dict[str, Any]:
+    return {"active": False, "reason": reason}
+
+
+async def _api_key(session: AsyncSession, account_id: str, token: str, ip: str | None) -> dict[str, Any]:
+    key_id, _, secret = token.partition(":")
+    key = await session.get(ApiKey, key_id)
+    stored = key.secret_digest if key is not None else hashing.digest("unknown-key")
+    if not hashing.matches(secret, stored) or key is None or key.account_id != account_id:
+        return _inactive("invalid_credentials")
+    status = api_keys.effective_status(key)
+    if status != "active":
+        return _inactive(f"key_{status}")
+    if ip is not None and not api_keys.ip_allowed(key.ip_allowlist, ip):
+        return _inactive("ip_not_allowed")
+    return {
+        "active": True,
+        "token_type": "api_key",
+        "sub": key.id,
+        "key_id": key.id,
+        "account_id": key.account_id,
+        "scopes": list(key.scopes),
+        "expires_at": key.expires_at,
+    }
+
+
+async def introspect(
+    session: AsyncSession,
+    keys: KeyCache,
+    account_id: str,
+    issuer_id: str,
+    iss: str,
+    token: str,
+    ip: str | None,
+) -> dict[str, Any]:
+    if token.startswith("key_"):
+        return await _api_key(session, account_id, token, ip)
+    if token.count(".") == 2:
+        described = await describe_token(session, await keys.for_token(issuer_id, token), token, iss, None)
+        return described if described["active"] else _inactive("invalid_or_expired")
+    return _inactive("unsupported_token_type")

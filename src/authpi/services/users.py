@@ -1,0 +1,327 @@
+"""Users of an issuer (decision 24): a typed, per-issuer unique username, a free-form profile, an
+optional argon2id password checked against the issuer's password policy, and a status lifecycle.
+
+Usernames are unique per issuer on a normalised key (``username_key``): e-mail addresses and unique
+names compare case-insensitively, phone numbers are E.164 without separators. The keys of the three
+types cannot collide (only e-mails contain ``@``, only phone numbers start with ``+``), so a login
+identifier can be looked up without knowing its type. Lists show ``username_hash`` (SHA-256 of the
+key), never the username.
+
+PATCH replaces ``profile``, ``metadata``, ``custom_fields`` and ``preferences`` wholesale (send the
+full object); it never merges.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import Select, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from authpi import ids
+from authpi.clock import next_version, now_ms
+from authpi.crypto import hashing, passwords
+from authpi.services import sessions
+from authpi.services.auth_method_types import TYPES as METHOD_TYPES
+from authpi.services.clients import scope_names
+from authpi.services.errors import Conflict, FieldProblem, InvalidInput, NotFound, check_etag
+from authpi.storage.tables.auth_methods import AuthMethod
+from authpi.storage.tables.users import User
+
+USERNAME_TYPES = ("email", "unique-name", "phone")
+STATUSES = ("active", "suspended", "disabled", "deleted", "pending_approval", "blocked")
+# Statuses an admin may set through PATCH (deleted: DELETE; pending_approval/blocked: approvals).
+SETTABLE = ("active", "suspended", "disabled")
+# Reaching one of these revokes the user's live sessions (reason "user_<status>").
+ENDS_SESSIONS = ("suspended", "disabled", "deleted", "blocked")
+STORE_ID = "default"
+MAX_PASSWORD_LENGTH = 1024
+
+_PHONE = re.compile(r"^\+[1-9][0-9]{6,14}$")
+_PHONE_SEPARATORS = str.maketrans("", "", " -().")
+_UNIQUE_NAME = re.compile(r"^[A-Za-z0-9._-]{3,64}$")
+_PROFILE_STRINGS = (
+    "name",
+    "display_name",
+    "first_name",
+    "last_name",
+    "middle_name",
+    "given_name",
+    "family_name",
+    "nickname",
+    "picture",
+    "website",
+    "locale",
+    "zoneinfo",
+    "birthdate",
+    "gender",
+)
+_PROFILE_BOOLEANS = ("email_verified", "phone_number_verified")
+_CONFLICT = "A user with this username already exists in this issuer"
+
+
+@dataclass(frozen=True)
+class Username:
+    value: str  # as stored and returned
+    key: str  # the normalised uniqueness key
+
+
+def normalize_username(username_type: str, raw: str) -> Username:
+    """Validate ``raw`` as a username of ``username_type``; 422 on field ``username`` otherwise."""
+    text = raw.strip()
+    if username_type == "email":
+        try:
+            normalized = validate_email(text, check_deliverability=False).normalized
+        except EmailNotValidError as exc:
+            raise InvalidInput.on("username", "invalid_email", f"Not a valid e-mail address: {exc}") from exc
+        return Username(normalized, normalized.lower())
+    if username_type == "phone":
+        number = text.translate(_PHONE_SEPARATORS)
+        if not _PHONE.match(number):
+            raise InvalidInput.on(
+                "username", "invalid_phone", "A phone username is an E.164 number such as +14155550123"
+            )
+        return Username(number, number)
+    if username_type == "unique-name":
+        if not _UNIQUE_NAME.match(text):
+            raise InvalidInput.on(
+                "username",
+                "invalid_username",
+                "A unique name is 3-64 characters of letters, digits, '.', '_' or '-'",
+            )
+        return Username(text, text.lower())
+    raise InvalidInput.on("username_type", "invalid_choice", f"username_type must be one of {USERNAME_TYPES}")
+
+
+def candidate_keys(identifier: str) -> list[str]:
+    """Every username key ``identifier`` could stand for, whatever its type."""
+    keys = []
+    for username_type in USERNAME_TYPES:
+        try:
+            keys.append(normalize_username(username_type, identifier).key)
+        except InvalidInput:
+            continue
+    return keys
+
+
+async def find_by_username(session: AsyncSession, issuer_id: str, identifier: str) -> User | None:
+    """The issuer's (non-deleted) user whose username matches ``identifier``, e.g. at login."""
+    keys = candidate_keys(identifier)
+    if not keys:
+        return None
+    return await session.scalar(
+        select(User).where(User.issuer_id == issuer_id, User.username_key.in_(keys), User.status != "deleted")
+    )
+
+
+# --- password policy ---------------------------------------------------------------------------
+
+
+async def password_policy(session: AsyncSession, issuer_id: str) -> dict[str, Any]:
+    """The issuer's password method settings over the documented defaults (defaults without one)."""
+    settings = await session.scalar(
+        select(AuthMethod.settings).where(AuthMethod.issuer_id == issuer_id, AuthMethod.method == "password")
+    )
+    return {**METHOD_TYPES["password"].defaults, **(settings or {})}
+
+
+def policy_problems(policy: dict[str, Any], password: str, field: str = "password") -> list[FieldProblem]:
+    low, high = int(policy["min_length"]), min(int(policy["max_length"]), MAX_PASSWORD_LENGTH)
+    checks = (
+        (len(password) < low, "too_short", f"The password must be at least {low} characters"),
+        (len(password) > high, "too_long", f"The password must be at most {high} characters"),
+        (
+            policy["require_uppercase"] and not any(c.isupper() for c in password),
+            "missing_uppercase",
+            "The password needs an uppercase letter",
+        ),
+        (
+            policy["require_lowercase"] and not any(c.islower() for c in password),
+            "missing_lowercase",
+            "The password needs a lowercase letter",
+        ),
+        (
+            policy["require_digit"] and not any(c.isdigit() for c in password),
+            "missing_digit",
+            "The password needs a digit",
+        ),
+        (
+            policy["require_symbol"] and all(c.isalnum() or c.isspace() for c in password),
+            "missing_symbol",
+            "The password needs a symbol",
+        ),
+    )
+    return [FieldProblem(field, code, message) for failed, code, message in checks if failed]
+
+
+async def check_password(session: AsyncSession, issuer_id: str, password: str) -> None:
+    """422 on field ``password`` when ``password`` breaks the issuer's policy."""
+    problems = policy_problems(await password_policy(session, issuer_id), password)
+    if problems:
+        raise InvalidInput(problems[0].message, fields=problems)
+
+
+async def _set_password(user: User, password: str | None) -> None:
+    user.password_hash = await passwords.hash_password(password) if password is not None else None
+    user.password_changed_at = now_ms() if password is not None else None
+    user.password_failures = 0
+    user.password_locked_until = None
+
+
+# --- validation --------------------------------------------------------------------------------
+
+
+def _check_profile(profile: dict[str, Any]) -> dict[str, Any]:
+    for key in _PROFILE_STRINGS:
+        if profile.get(key) is not None and not isinstance(profile[key], str):
+            raise InvalidInput.on(f"profile.{key}", "invalid_type", f"profile.{key} must be a string")
+    for key in _PROFILE_BOOLEANS:
+        if key in profile and not isinstance(profile[key], bool):
+            raise InvalidInput.on(f"profile.{key}", "invalid_type", f"profile.{key} must be a boolean")
+    return profile
+
+
+def _set_status(user: User, status: str, reason: str | None, by: str | None) -> bool:
+    """Move ``user`` to ``status``; True when the status actually changed."""
+    if status == user.status:
+        return False
+    if user.status not in SETTABLE:
+        raise Conflict(f"A {user.status} user cannot be moved to {status} here")
+    user.status = status
+    user.status_at = now_ms()
+    user.status_reason = reason
+    user.status_by = by
+    return True
+
+
+async def _commit_unique(session: AsyncSession) -> None:
+    try:
+        await session.commit()
+    except IntegrityError as exc:  # a concurrent create took the username first
+        await session.rollback()
+        raise Conflict(_CONFLICT) from exc
+
+
+# --- operations --------------------------------------------------------------------------------
+
+
+async def create_user(session: AsyncSession, issuer_id: str, body: dict[str, Any]) -> User:
+    username = normalize_username(body["username_type"], body["username"])
+    status = body.get("status") or "active"
+    if status not in SETTABLE:
+        raise InvalidInput.on("status", "invalid_choice", f"A new user's status is one of {SETTABLE}")
+    profile = _check_profile(body.get("profile") or {})
+    scopes = scope_names("scopes", body["scopes"]) if body.get("scopes") is not None else None
+    password = body.get("password")
+    if password is not None:
+        await check_password(session, issuer_id, password)
+    taken = await session.scalar(
+        select(User.id).where(User.issuer_id == issuer_id, User.username_key == username.key)
+    )
+    if taken:
+        raise Conflict(_CONFLICT)
+    now = now_ms()
+    user = User(
+        id=ids.user_id(),
+        issuer_id=issuer_id,
+        username_type=body["username_type"],
+        username=username.value,
+        username_key=username.key,
+        username_hash=hashing.digest(username.key),
+        status=status,
+        status_at=now,
+        status_reason=body.get("status_reason"),
+        status_by=body.get("status_by"),
+        profile=profile,
+        scopes=scopes,
+        preferences=body.get("preferences"),
+        custom_fields=body.get("custom_fields"),
+        metadata_=body.get("metadata") or {},
+        password_failures=0,
+        created_at=now,
+        updated_at=now,
+    )
+    if password is not None:
+        await _set_password(user, password)
+    session.add(user)
+    await _commit_unique(session)
+    return user
+
+
+def list_statement(issuer_id: str, *, q: str | None = None, status: str | None = None) -> Select[Any]:
+    stmt = select(User).where(User.issuer_id == issuer_id)
+    stmt = stmt.where(User.status == status) if status else stmt.where(User.status != "deleted")
+    if q:
+        stmt = stmt.where(or_(User.username_key.in_(candidate_keys(q)), User.id == q))
+    return stmt
+
+
+async def get_user(session: AsyncSession, issuer_id: str, user_id: str, *, for_update: bool = False) -> User:
+    stmt = select(User).where(User.id == user_id, User.issuer_id == issuer_id, User.status != "deleted")
+    if for_update:
+        stmt = stmt.with_for_update()
+    user = await session.scalar(stmt)
+    if user is None:
+        raise NotFound("User")
+    return user
+
+
+async def update_user(
+    session: AsyncSession, issuer_id: str, user_id: str, changes: dict[str, Any], if_match: str | None
+) -> User:
+    user = await get_user(session, issuer_id, user_id, for_update=True)
+    check_etag("User", if_match, user.etag)
+    problems = [
+        FieldProblem(field, "immutable", f"{field} cannot change")
+        for field in ("username", "username_type")
+        if changes.get(field) is not None and changes[field] != getattr(user, field)
+    ]
+    if problems:
+        raise InvalidInput(problems[0].message, fields=problems)
+    if "password" in changes and changes["password"] is not None:
+        await check_password(session, issuer_id, changes["password"])
+    if "profile" in changes:
+        user.profile = _check_profile(changes["profile"] or {})
+    if "scopes" in changes:
+        user.scopes = scope_names("scopes", changes["scopes"]) if changes["scopes"] is not None else None
+    for field in ("preferences", "custom_fields"):
+        if field in changes:
+            setattr(user, field, changes[field])
+    if "metadata" in changes:
+        user.metadata_ = changes["metadata"] or {}
+    ended = False
+    if changes.get("status"):
+        ended = _set_status(user, changes["status"], changes.get("status_reason"), changes.get("status_by"))
+    else:
+        for field in ("status_reason", "status_by"):
+            if field in changes:
+                setattr(user, field, changes[field])
+    if "password" in changes:
+        await _set_password(user, changes["password"])
+    user.updated_at = next_version(user.updated_at)
+    if ended and user.status in ENDS_SESSIONS:
+        await sessions.revoke_all(
+            session, issuer_id, user_id=user.id, reason=f"user_{user.status}", by=user.status_by
+        )
+    await session.commit()
+    return user
+
+
+async def delete_user(session: AsyncSession, issuer_id: str, user_id: str, if_match: str | None) -> None:
+    """Soft delete: the row stays (status ``deleted``) until purged; its username is freed at once
+    and every session of the user is revoked."""
+    user = await get_user(session, issuer_id, user_id, for_update=True)
+    check_etag("User", if_match, user.etag)
+    now = now_ms()
+    user.status = "deleted"
+    user.status_at = now
+    user.deleted_at = now
+    # The unique key moves aside so the username can be registered again; username_hash remains.
+    user.username_key = f"deleted:{user.id}"
+    user.updated_at = next_version(user.updated_at)
+    await sessions.revoke_all(session, issuer_id, user_id=user.id, reason="user_deleted")
+    await session.commit()

@@ -1,0 +1,85 @@
+"""Signing keys: all three algorithms published, `authpi keys rotate` adds a generation that
+running servers adopt, and tokens signed by the previous key stay verifiable."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from authpi_admin import AuthPIAdmin
+from joserfc import jwt
+from joserfc.jwk import KeySet
+
+from tests.conftest import skip_without_postgres
+from tests.harness import RunningServer, run_server
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def fast_keys_server(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
+    skip_without_postgres(request.param)
+    with run_server(request.param, {"AUTHPI_KEY_CACHE_SECONDS": "0.5"}) as running:
+        yield running
+
+
+def _kid(token: str) -> str:
+    header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
+    return str(header["kid"])
+
+
+async def _m2m(server: RunningServer) -> tuple[str, str, str]:
+    async with AuthPIAdmin(api_key=server.api_key, base_url=server.url) as admin:
+        issuer = await admin.issuers.create({"name": "Rotation"})
+        client = await admin.issuer(issuer.id).clients.create(
+            {"name": "svc", "type": "m2m", "scopes": ["reports:read"]}
+        )
+    assert client.secret
+    return issuer.id, client.id, client.secret
+
+
+async def _token(http: httpx.AsyncClient, issuer_url: str, client_id: str, secret: str) -> str:
+    response = await http.post(
+        f"{issuer_url}/token",
+        data={"grant_type": "client_credentials"},
+        auth=(client_id, secret),
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["cache-control"] == "no-store"
+    return str(response.json()["access_token"])
+
+
+async def test_rotation_publishes_a_new_generation_and_keeps_old_tokens_valid(
+    fast_keys_server: RunningServer,
+) -> None:
+    issuer_id, client_id, secret = await _m2m(fast_keys_server)
+    issuer_url = f"{fast_keys_server.url}/{issuer_id}"
+    async with httpx.AsyncClient() as http:
+        first = (await http.get(f"{issuer_url}/jwks.json")).json()["keys"]
+        assert sorted(k["alg"] for k in first) == ["ES256", "EdDSA", "RS256"]
+        assert all("d" not in k and "p" not in k for k in first), "private parts must never be published"
+        old_token = await _token(http, issuer_url, client_id, secret)
+
+        rotated = fast_keys_server.cli("keys", "rotate")
+        assert rotated.returncode == 0, rotated.stderr
+        assert json.loads(rotated.stdout)["created"] >= 3
+
+        await asyncio.sleep(1.0)
+        second = (await http.get(f"{issuer_url}/jwks.json")).json()["keys"]
+        assert len(second) == 6, "the retired generation stays published"
+        new_token = await _token(http, issuer_url, client_id, secret)
+        assert _kid(new_token) != _kid(old_token)
+        assert _kid(new_token) in {k["kid"] for k in second}
+
+        key_set = KeySet.import_key_set({"keys": second})
+        for token in (old_token, new_token):
+            claims = jwt.decode(token, key_set, algorithms=["ES256"]).claims
+            assert claims["iss"] == issuer_url
+            introspected = await http.post(
+                f"{issuer_url}/introspect", data={"token": token}, auth=(client_id, secret)
+            )
+            assert introspected.json()["active"] is True
