@@ -106,7 +106,7 @@ def run_server(
             )
         try:
             url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 90
             while True:
                 try:
                     if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:

@@ -29,7 +29,7 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from schemathesis.core.failures import FailureGroup
+from schemathesis.errors import FailureGroup
 
 from tests.harness import RunningServer
 

@@ -118,6 +118,21 @@ async def test_five_failures_lock_the_password_even_against_the_right_one(
     assert "code" in params
 
 
+async def test_lockout_looks_the_same_for_an_unknown_username(realm: Realm, browser: Browser) -> None:
+    client = await realm.client()
+    await realm.user(EMAIL)
+    known = await browser.password_page(realm.request(client.id).url, EMAIL)
+    async with Browser(realm.server_url) as other:
+        unknown = await other.password_page(realm.request(client.id).url, "ghost@example.com")
+        for _ in range(6):
+            known = await browser.submit(known, {"password": WRONG})
+            unknown = await other.submit(unknown, {"password": WRONG})
+    assert known.status_code == unknown.status_code == 401
+    # Both now show the lockout message, so it does not reveal which account exists.
+    assert "Too many failed attempts" in error_text(known)
+    assert error_text(known) == error_text(unknown)
+
+
 async def test_login_posts_are_rate_limited_per_ip(limited_server: RunningServer) -> None:
     async with realm_on(limited_server) as realm, Browser(limited_server.url) as browser:
         client = await realm.client()

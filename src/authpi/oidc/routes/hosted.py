@@ -164,7 +164,9 @@ async def login_password(issuer_id: str, request: Request) -> Response:
                 request, flow.rt, flow.issuer, "Sign-in unavailable", "No sign-in method is enabled."
             )
         username = flow.form.get("username", "")[:320]
-        outcome = await login.verify(session, flow.issuer, username, flow.form.get("password", "")[:1024])
+        outcome = await login.verify(
+            session, flow.rt.rate_limits, flow.issuer, username, flow.form.get("password", "")[:1024]
+        )
         if outcome.user is None:
             return render(
                 request,
