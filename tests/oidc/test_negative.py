@@ -542,3 +542,13 @@ async def test_password_post_needs_the_csrf_token_of_this_browser(realm: Realm, 
     assert browser.session_cookie is None and await realm.sessions(user.id) == []
     # The genuine form still works.
     assert "code" in callback_params(await browser.submit(page, {"password": PASSWORD}))
+
+
+async def test_nul_characters_in_forms_are_refused_not_stored(realm: Realm, browser: Browser) -> None:
+    client = await realm.client()
+    await realm.user(EMAIL)
+    page = await browser.password_page(realm.request(client.id).url, EMAIL)
+    poisoned = await browser.submit(page, {"username": "a\x00b@example.com", "password": WRONG})
+    assert poisoned.status_code == 400 and "location" not in poisoned.headers
+    token = await realm.token(client, grant_type="authorization_code", code="x\x00y", redirect_uri=CALLBACK)
+    assert_oauth_error(token, "invalid_request")

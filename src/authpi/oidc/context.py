@@ -8,7 +8,7 @@ import binascii
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote
 
 from fastapi import Request
 from sqlalchemy import select
@@ -141,19 +141,25 @@ def single(form: dict[str, list[str]], name: str) -> str | None:
     return values[0]
 
 
+def parse_form(raw: bytes | str, limit: int = 64 * 1024) -> dict[str, list[str]]:
+    """Decode a urlencoded form or query; invalid_request for oversized, non-UTF-8 or NUL-bearing
+    input (PostgreSQL cannot store NUL, and no legitimate parameter contains one)."""
+    if len(raw) > limit:
+        raise invalid_request("The request is too large")
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        form = parse_qs(text, keep_blank_values=True, max_num_fields=100)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise invalid_request("The request is not valid form data") from exc
+    for name, values in form.items():
+        if "\x00" in name or any("\x00" in value for value in values):
+            raise invalid_request("Parameters must not contain NUL characters")
+    return form
+
+
 async def read_form(request: Request) -> dict[str, list[str]]:
     """Parse a form body by hand: faster than FastAPI's Form() and lets errors be OAuth-shaped."""
-    from urllib.parse import parse_qs
-
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media != "application/x-www-form-urlencoded":
-        raise OAuthError("invalid_request", "The body must be application/x-www-form-urlencoded", 400)
-    body = await request.body()
-    if len(body) > 64 * 1024:
-        raise invalid_request("The request body is too large")
-    try:
-        return parse_qs(
-            body.decode("utf-8"), keep_blank_values=True, strict_parsing=False, max_num_fields=100
-        )
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise invalid_request("The request body is not valid form data") from exc
+        raise invalid_request("The body must be application/x-www-form-urlencoded")
+    return parse_form(await request.body())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from authpi.oidc import authorization
 from authpi.oidc.authorization import PageError, RedirectError
 from authpi.oidc.browser import SESSION_COOKIE
-from authpi.oidc.context import issuer_url, load_issuer, runtime
+from authpi.oidc.context import issuer_url, load_issuer, parse_form, runtime
 from authpi.oidc.pages import message, page_url, proceed, redirect
 from authpi.runtime import Runtime
 from authpi.services import sessions as session_service
@@ -75,10 +75,9 @@ async def _authorize(request: Request, issuer_id: str, query: dict[str, list[str
 
 @router.get("/{issuer_id}/authorize")
 async def authorize_get(issuer_id: str, request: Request) -> Response:
-    return await _authorize(request, issuer_id, parse_qs(request.url.query, keep_blank_values=True))
+    return await _authorize(request, issuer_id, parse_form(request.url.query))
 
 
 @router.post("/{issuer_id}/authorize")
 async def authorize_post(issuer_id: str, request: Request) -> Response:
-    body = (await request.body())[: 64 * 1024].decode("utf-8", "replace")
-    return await _authorize(request, issuer_id, parse_qs(body, keep_blank_values=True))
+    return await _authorize(request, issuer_id, parse_form(await request.body()))

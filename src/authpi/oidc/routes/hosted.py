@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -12,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from authpi.oidc import authorization, login
 from authpi.oidc.authorization import AuthorizeParams
 from authpi.oidc.browser import Csrf
-from authpi.oidc.context import issuer_url, load_client, load_issuer, runtime
+from authpi.oidc.context import issuer_url, load_client, load_issuer, parse_form, runtime
 from authpi.oidc.pages import message, page_url, proceed, redirect, render
 from authpi.oidc.routes.authorize import current_sign_in
 from authpi.runtime import Runtime
@@ -41,8 +40,7 @@ class Flow:
 
 
 async def _form(request: Request) -> dict[str, str]:
-    body = (await request.body())[: 32 * 1024].decode("utf-8", "replace")
-    return {k: v[0] for k, v in parse_qs(body, keep_blank_values=True).items()}
+    return {k: v[0] for k, v in parse_form(await request.body(), 32 * 1024).items()}
 
 
 async def _flow(request: Request, session: AsyncSession, issuer_id: str, *, post: bool) -> Flow | Response:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs
-
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from authpi.oidc import redirect_uris, tokens
 from authpi.oidc.browser import SESSION_COOKIE, Csrf, clear_cookie
-from authpi.oidc.context import issuer_url, load_client, load_issuer, openid, runtime
+from authpi.oidc.context import issuer_url, load_client, load_issuer, openid, parse_form, runtime
 from authpi.oidc.pages import message, redirect, render
 from authpi.services import sessions as session_service
 from authpi.storage.tables.clients import Client
@@ -21,10 +19,9 @@ SIGNED_OUT = ("Signed out", "You have been signed out.")
 
 
 async def _params(request: Request) -> dict[str, str]:
-    params = {k: v[0] for k, v in parse_qs(request.url.query, keep_blank_values=True).items()}
+    params = {k: v[0] for k, v in parse_form(request.url.query).items()}
     if request.method == "POST":
-        body = (await request.body())[: 32 * 1024].decode("utf-8", "replace")
-        params.update({k: v[0] for k, v in parse_qs(body, keep_blank_values=True).items()})
+        params.update({k: v[0] for k, v in parse_form(await request.body(), 32 * 1024).items()})
     return params
 
 
