@@ -53,4 +53,4 @@ async def token(issuer_id: str, request: Request) -> Response:
             body = await grants.refresh_token(session, grant, form)
         else:
             body = grants.client_credentials(grant, form)
-    return Response(json.dumps(body), media_type="application/json", headers=NO_STORE)
+    return Response(json.dumps(body, separators=(",", ":")), media_type="application/json", headers=NO_STORE)
