@@ -9,12 +9,12 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from authpi import __version__
 from authpi.http import errors, middleware
 from authpi.http.routes import accounts, api_keys, auth_methods, clients, issuers, me, sessions, tokens, users
-from authpi.oidc import errors as oauth_errors
-from authpi.oidc.routes import authorize, discovery, hosted, logout, revocation, token, userinfo
+from authpi.oidc.app import create_idp_app
 from authpi.runtime import Runtime
 from authpi.services import housekeeping
 from authpi.settings import Settings, get_settings
@@ -35,13 +35,35 @@ async def _maintenance(runtime: Runtime) -> None:
         await asyncio.sleep(MAINTENANCE_INTERVAL_S)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+class Dispatcher:
+    """Sends /{issuer_id}/... (issuer IDs start with ``i_``) to the IdP app, the rest to the Core API."""
+
+    def __init__(self, core: FastAPI, idp: ASGIApp) -> None:
+        self.core = core
+        self.idp = idp
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        if scope["type"] == "http" and path.startswith("/i_"):
+            if "\x00" in path:
+                # No issuer ID has a NUL in it, and PostgreSQL would refuse it as a parameter.
+                body = {"error": "invalid_request", "error_description": "The path must not contain NUL"}
+                await JSONResponse(body, status_code=400)(scope, receive, send)
+                return
+            await self.idp(scope, receive, send)
+            return
+        await self.core(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None) -> Dispatcher:
     settings = settings or get_settings()
+    idp = create_idp_app()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = Runtime.build(settings)
         app.state.runtime = runtime
+        idp.state.runtime = runtime
         task = asyncio.create_task(_maintenance(runtime))
         try:
             yield
@@ -60,16 +82,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     errors.install(app)
-    oauth_errors.install(app)
     middleware.install(app)
     for module in (me, accounts, api_keys, issuers, auth_methods, clients, users, sessions, tokens):
-        app.include_router(module.router)
-
-    for module in (discovery, authorize, hosted, token, userinfo, revocation, logout):
         app.include_router(module.router)
 
     @app.get("/healthz", include_in_schema=False)
     async def health() -> JSONResponse:
         return JSONResponse({"status": "ok", "version": __version__})
 
-    return app
+    return Dispatcher(app, idp)

@@ -10,6 +10,7 @@ from authpi.crypto.secretbox import SecretBox, load_master_key
 from authpi.oidc.keys import KeyCache
 from authpi.ratelimit import RateLimits
 from authpi.settings import Settings
+from authpi.storage import row_cache
 from authpi.storage.db import make_engine, make_sessionmaker
 
 
@@ -24,6 +25,7 @@ class Runtime:
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
+        row_cache.rows.ttl = settings.config_cache_seconds
         engine = make_engine(settings)
         sessions = make_sessionmaker(engine)
         box = SecretBox(load_master_key(settings.master_key, settings.data_dir))

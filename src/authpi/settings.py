@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     key_cache_seconds: float = Field(
         default=60.0, gt=0, le=3600, description="How long a worker trusts its in-memory signing keys."
     )
+    config_cache_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        le=60,
+        description="How long a worker reuses issuer and client rows on protocol requests (0: never).",
+    )
     log_level: str = Field(default="info", description="Log level for the server.")
 
     @property

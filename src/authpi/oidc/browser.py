@@ -7,8 +7,8 @@ import hashlib
 import hmac
 import secrets
 
-from fastapi import Request
-from fastapi.responses import Response
+from starlette.requests import Request
+from starlette.responses import Response
 
 from authpi.runtime import Runtime
 

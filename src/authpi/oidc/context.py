@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import base64
 import binascii
-import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-from fastapi import Request
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import Request
 
 from authpi.crypto import hashing
 from authpi.oidc.errors import OAuthError, invalid_client, invalid_request
 from authpi.runtime import Runtime
+from authpi.storage import row_cache
 from authpi.storage.tables.clients import Client
 from authpi.storage.tables.issuers import Issuer
 
@@ -31,34 +30,41 @@ def issuer_url(rt: Runtime, issuer_id: str) -> str:
 
 
 async def load_issuer(session: AsyncSession, issuer_id: str) -> Issuer:
-    issuer = await session.get(Issuer, issuer_id) if issuer_id.startswith("i_") else None
+    """The active issuer named by the path (cached for a few seconds; see storage.row_cache)."""
+    issuer: Issuer | None = row_cache.rows.get("issuer", issuer_id)
+    if issuer is None and issuer_id.startswith("i_") and len(issuer_id) <= 64:
+        issuer = await session.get(Issuer, issuer_id)
+        if issuer is not None:
+            session.expunge(issuer)
+            row_cache.rows.put("issuer", issuer_id, issuer)
     if issuer is None or issuer.status != "active":
         raise OAuthError("not_found", "Unknown issuer", 404)
     return issuer
 
 
 async def load_client(session: AsyncSession, issuer_id: str, client_id: str) -> Client | None:
+    """The issuer's active client (cached like issuers; a Core API write evicts it at once)."""
     if not client_id or len(client_id) > 64:
         return None
-    client = await session.scalar(select(Client).where(Client.id == client_id, Client.issuer_id == issuer_id))
-    if client is None or client.status != "active":
+    client: Client | None = row_cache.rows.get("client", client_id)
+    if client is None:
+        client = await session.get(Client, client_id)
+        if client is None:
+            return None
+        session.expunge(client)
+        row_cache.rows.put("client", client_id, client)
+    if client.issuer_id != issuer_id or client.status != "active":
         return None
     return client
 
 
-ISSUER_RECHECK_SECONDS = 10.0
-_issuer_checked: dict[str, float] = {}
-
-
 async def ensure_issuer(rt: Runtime, issuer_id: str) -> None:
-    """Cheap existence check for the public, cacheable endpoints (discovery, JWKS): the issuer is
-    re-read at most every few seconds, so a deleted issuer stops being served promptly."""
-    checked = _issuer_checked.get(issuer_id)
-    if checked is not None and time.monotonic() - checked < ISSUER_RECHECK_SECONDS:
+    """Existence check for the public, cacheable endpoints: no database work while cached."""
+    cached: Issuer | None = row_cache.rows.get("issuer", issuer_id)
+    if cached is not None and cached.status == "active":
         return
     async with rt.sessions() as session:
         await load_issuer(session, issuer_id)
-    _issuer_checked[issuer_id] = time.monotonic()
 
 
 def openid(client: Client) -> dict[str, Any]:

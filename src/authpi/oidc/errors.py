@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
@@ -41,14 +40,9 @@ def invalid_token(description: str) -> OAuthError:
     )
 
 
-async def _handle(_: Request, exc: Exception) -> Response:
-    assert isinstance(exc, OAuthError)
+def oauth_error_response(exc: OAuthError) -> Response:
     return JSONResponse(
         {"error": exc.error, "error_description": exc.description},
         status_code=exc.status,
         headers={**NO_STORE, **exc.headers},
     )
-
-
-def install(app: FastAPI) -> None:
-    app.add_exception_handler(OAuthError, _handle)

@@ -6,10 +6,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from fastapi import Request
-from fastapi.responses import RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.templating import Jinja2Templates
 
 from authpi.oidc import authorization
 from authpi.oidc.authorization import AuthorizeParams

@@ -22,6 +22,7 @@ from authpi.clock import next_version, now_ms
 from authpi.crypto import hashing
 from authpi.services import sessions
 from authpi.services.errors import Conflict, FieldProblem, InvalidInput, NotFound, check_etag
+from authpi.storage import row_cache
 from authpi.storage.tables.clients import Client
 
 TYPES = ("web", "spa", "native", "m2m")
@@ -421,6 +422,7 @@ async def update_client(
         client.status_at = now_ms()
     client.updated_at = next_version(client.updated_at)
     await session.commit()
+    row_cache.rows.invalidate("client", client.id)
     return client
 
 
@@ -435,6 +437,7 @@ async def delete_client(session: AsyncSession, issuer_id: str, client_id: str, i
     client.updated_at = next_version(client.updated_at)
     await sessions.revoke_all(session, issuer_id, client_id=client.id, reason="client_deleted")
     await session.commit()
+    row_cache.rows.invalidate("client", client.id)
 
 
 async def rotate_secret(
@@ -449,4 +452,5 @@ async def rotate_secret(
     client.secret_rotated_at = now_ms()
     client.updated_at = next_version(client.updated_at)
     await session.commit()
+    row_cache.rows.invalidate("client", client.id)
     return client, plain

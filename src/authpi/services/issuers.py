@@ -12,6 +12,7 @@ from authpi import ids
 from authpi.clock import next_version, now_ms
 from authpi.services import issuer_settings
 from authpi.services.errors import InvalidInput, NotFound, check_etag
+from authpi.storage import row_cache
 from authpi.storage.tables.auth_methods import AuthMethod
 from authpi.storage.tables.clients import Client
 from authpi.storage.tables.issuers import Issuer
@@ -179,6 +180,7 @@ async def update_issuer(
             issuer.deleted_at = now
     issuer.updated_at = next_version(issuer.updated_at)
     await session.commit()
+    row_cache.rows.invalidate("issuer", issuer.id)
     return issuer
 
 
@@ -196,4 +198,6 @@ async def purge_deleted(session: AsyncSession, older_than_ms: int) -> int:
     for issuer in doomed:
         await session.delete(issuer)
     await session.commit()
+    for issuer in doomed:
+        row_cache.rows.invalidate("issuer", issuer.id)
     return len(doomed)

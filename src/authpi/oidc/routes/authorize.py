@@ -4,22 +4,23 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Request
-from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import Request
+from starlette.responses import Response
 
 from authpi.oidc import authorization
 from authpi.oidc.authorization import PageError, RedirectError
 from authpi.oidc.browser import SESSION_COOKIE
 from authpi.oidc.context import issuer_url, load_issuer, parse_form, runtime
 from authpi.oidc.pages import message, page_url, proceed, redirect
+from authpi.oidc.routes import Routes
 from authpi.runtime import Runtime
 from authpi.services import sessions as session_service
 from authpi.storage.tables.issuers import Issuer
 from authpi.storage.tables.sessions import Session
 from authpi.storage.tables.users import User
 
-router = APIRouter(include_in_schema=False)
+router = Routes()
 
 
 async def current_sign_in(

@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, Response
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
 
 from authpi.oidc.context import ensure_issuer, issuer_url, runtime
 from authpi.oidc.keys import ALGORITHMS
+from authpi.oidc.routes import Routes
 from authpi.oidc.tokens import SUPPORTED_SCOPE_CLAIMS
 
-router = APIRouter(include_in_schema=False)
+router = Routes()
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 _CORS = {"Access-Control-Allow-Origin": "*"}
 # The document depends only on the issuer URL, so it is rendered once per issuer and process.
@@ -81,5 +82,5 @@ async def jwks(issuer_id: str, request: Request) -> Response:
 
 
 @router.get("/{issuer_id}/static/authpi.css")
-async def stylesheet(issuer_id: str) -> Response:
+async def stylesheet(issuer_id: str, request: Request) -> Response:
     return FileResponse(STATIC_DIR / "authpi.css", headers={"Cache-Control": "public, max-age=86400"})

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fastapi import APIRouter, Request
-from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import Request
+from starlette.responses import Response
 
 from authpi.oidc import authorization, login
 from authpi.oidc.authorization import AuthorizeParams
 from authpi.oidc.browser import Csrf
 from authpi.oidc.context import issuer_url, load_client, load_issuer, parse_form, runtime
 from authpi.oidc.pages import message, page_url, proceed, redirect, render
+from authpi.oidc.routes import Routes
 from authpi.oidc.routes.authorize import current_sign_in
 from authpi.runtime import Runtime
 from authpi.services import sessions as session_service
@@ -21,7 +22,7 @@ from authpi.storage.tables.clients import Client
 from authpi.storage.tables.issuers import Issuer
 from authpi.storage.tables.users import User
 
-router = APIRouter(include_in_schema=False)
+router = Routes()
 EXPIRED = "This sign-in attempt has expired or is not valid. Return to the application and start again."
 
 

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from starlette.requests import Request
+from starlette.responses import Response
 
 from authpi.oidc import redirect_uris, tokens
 from authpi.oidc.browser import SESSION_COOKIE, Csrf, clear_cookie
 from authpi.oidc.context import issuer_url, load_client, load_issuer, openid, parse_form, runtime
 from authpi.oidc.pages import message, redirect, render
+from authpi.oidc.routes import Routes
 from authpi.services import sessions as session_service
 from authpi.storage.tables.clients import Client
 from authpi.storage.tables.sessions import Session
 from authpi.storage.tables.users import User
 
-router = APIRouter(include_in_schema=False)
+router = Routes()
 SIGNED_OUT = ("Signed out", "You have been signed out.")
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
 from authpi.oidc import tokens
 from authpi.oidc.access import describe_token, refresh_row
@@ -17,11 +17,12 @@ from authpi.oidc.context import (
     single,
 )
 from authpi.oidc.errors import NO_STORE, invalid_request
+from authpi.oidc.routes import Routes
 from authpi.services import sessions as session_service
 from authpi.storage.tables.oauth import RevokedToken
 from authpi.storage.tables.sessions import Session
 
-router = APIRouter(include_in_schema=False)
+router = Routes()
 
 
 @router.post("/{issuer_id}/revoke")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from starlette.requests import Request
+from starlette.responses import Response
 
 from authpi.oidc import grants
 from authpi.oidc.context import (
@@ -18,9 +18,10 @@ from authpi.oidc.context import (
     single,
 )
 from authpi.oidc.errors import NO_STORE, OAuthError
+from authpi.oidc.routes import Routes
 from authpi.services.errors import RateLimited
 
-router = APIRouter(include_in_schema=False)
+router = Routes()
 
 
 @router.post("/{issuer_id}/token")

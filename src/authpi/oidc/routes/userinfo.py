@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
 from authpi.oidc import tokens
 from authpi.oidc.access import check_access_token
 from authpi.oidc.context import issuer_url, load_issuer, runtime
 from authpi.oidc.errors import NO_STORE, OAuthError, invalid_token
+from authpi.oidc.routes import Routes
 from authpi.storage.tables.users import User
 
-router = APIRouter(include_in_schema=False)
+router = Routes()
 
 
 def _bearer(request: Request) -> str:

@@ -1,0 +1,52 @@
+"""The IdP API as its own Starlette application (mounted under /{issuer_id} by authpi.app)."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from authpi.oidc.errors import NO_STORE, OAuthError, oauth_error_response
+from authpi.oidc.routes import authorize, discovery, hosted, logout, revocation, token, userinfo
+
+log = logging.getLogger("authpi.oidc")
+
+
+async def _oauth_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, OAuthError)
+    return oauth_error_response(exc)
+
+
+async def _http_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    error = "not_found" if exc.status_code == 404 else "invalid_request"
+    description = "No such endpoint" if exc.status_code == 404 else str(exc.detail)
+    return JSONResponse(
+        {"error": error, "error_description": description},
+        status_code=exc.status_code,
+        headers={**NO_STORE, **(exc.headers or {})},
+    )
+
+
+async def _unhandled(_: Request, exc: Exception) -> Response:
+    reference = "ref_" + secrets.token_hex(8)
+    log.error("unhandled IdP error %s", reference, exc_info=exc)
+    return JSONResponse(
+        {"error": "server_error", "error_description": f"An unexpected error occurred ({reference})"},
+        status_code=500,
+        headers=NO_STORE,
+    )
+
+
+def create_idp_app() -> Starlette:
+    routes = []
+    for module in (discovery, authorize, hosted, token, userinfo, revocation, logout):
+        routes.extend(module.router.routes)
+    return Starlette(
+        routes=routes,
+        exception_handlers={OAuthError: _oauth_error, HTTPException: _http_error, Exception: _unhandled},
+    )
