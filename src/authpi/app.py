@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from authpi import __version__
 from authpi.http import errors, middleware
 from authpi.http.routes import accounts, api_keys, auth_methods, clients, issuers, me, sessions, tokens, users
+from authpi.memory import freeze_startup_objects, tune_allocator
 from authpi.oidc.app import create_idp_app
 from authpi.runtime import Runtime
 from authpi.services import housekeeping
@@ -61,9 +62,11 @@ def create_app(settings: Settings | None = None) -> Dispatcher:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        tune_allocator()
         runtime = Runtime.build(settings)
         app.state.runtime = runtime
         idp.state.runtime = runtime
+        freeze_startup_objects()
         task = asyncio.create_task(_maintenance(runtime))
         try:
             yield

@@ -22,6 +22,7 @@ class Runtime:
     secretbox: SecretBox
     rate_limits: RateLimits
     keys: KeyCache
+    side_engine: AsyncEngine
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -29,14 +30,19 @@ class Runtime:
         engine = make_engine(settings)
         sessions = make_sessionmaker(engine)
         box = SecretBox(load_master_key(settings.master_key, settings.data_dir))
+        # Keys load through a pool of their own so a request holding a connection can never
+        # wait on key loading that needs one from the same, exhausted pool.
+        side_engine = make_engine(settings, pool_size=1)
         return cls(
             settings=settings,
             engine=engine,
             sessions=sessions,
             secretbox=box,
             rate_limits=RateLimits(settings),
-            keys=KeyCache(sessions, box, settings.key_cache_seconds),
+            keys=KeyCache(make_sessionmaker(side_engine), box, settings.key_cache_seconds),
+            side_engine=side_engine,
         )
 
     async def close(self) -> None:
         await self.engine.dispose()
+        await self.side_engine.dispose()

@@ -149,7 +149,12 @@ async def _load(session: AsyncSession, box: SecretBox, issuer_id: str) -> Issuer
 
 
 class KeyCache:
-    """In-memory keys per issuer; creates the first generation on first use."""
+    """In-memory keys per issuer; creates the first generation on first use.
+
+    ``sessions`` should come from a pool of its own: a request that already holds a pooled
+    connection may wait here, so loading keys must never need a connection from the same pool.
+    Once keys are cached, a stale entry is served while one background task reloads it, so the
+    expiry of the cache never stalls requests."""
 
     def __init__(
         self, sessions: async_sessionmaker[AsyncSession], box: SecretBox, fresh_for: float = CACHE_SECONDS
@@ -159,6 +164,7 @@ class KeyCache:
         self._fresh_for = fresh_for
         self._cache: dict[str, IssuerKeys] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._refreshing: dict[str, asyncio.Task[IssuerKeys]] = {}
 
     def invalidate(self, issuer_id: str) -> None:
         self._cache.pop(issuer_id, None)
@@ -175,8 +181,15 @@ class KeyCache:
 
     async def get(self, issuer_id: str) -> IssuerKeys:
         cached = self._cache.get(issuer_id)
-        if cached is not None and time.monotonic() - cached.loaded_at < self._fresh_for:
-            return cached
+        if cached is None:
+            return await self._reload(issuer_id)
+        if time.monotonic() - cached.loaded_at >= self._fresh_for and issuer_id not in self._refreshing:
+            task = asyncio.create_task(self._reload(issuer_id))
+            self._refreshing[issuer_id] = task
+            task.add_done_callback(lambda _: self._refreshing.pop(issuer_id, None))
+        return cached
+
+    async def _reload(self, issuer_id: str) -> IssuerKeys:
         lock = self._locks.setdefault(issuer_id, asyncio.Lock())
         async with lock:
             cached = self._cache.get(issuer_id)

@@ -1,0 +1,1 @@
+"""AuthPI Server benchmark suite (see bench/README.md; run with scripts/bench)."""

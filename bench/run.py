@@ -1,0 +1,671 @@
+"""The benchmark runner: ``python -m bench.run`` (``scripts/bench`` installs what it needs first).
+
+For each backend (SQLite, then PostgreSQL) it starts ``authpi serve --workers 2``, seeds it through
+the Core API (plus the 100,000-user directory, see bench/seed.py), and measures every scenario with
+``wrk`` from a separate process on loopback: a warm-up run, then a measured run whose server CPU
+time (user + system over the server's process tree) is read before and after. The login scenarios
+use a Python driver (bench/login_load.py) in its own process. Then the peer (panva's oidc-provider,
+2 cluster workers) is measured with the same wrk scripts. Everything started is stopped; the
+results go to bench/results/latest.md and latest.png (and latest.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from bench import machine, profile, report
+from bench.procs import (
+    AuthPI,
+    Server,
+    authpi_server,
+    busy_cpu_seconds,
+    own_children_cpu_seconds,
+    peer_server,
+    pg_admin_url,
+    pg_available,
+    postgres_cpu_seconds,
+    wait_for_quiet,
+)
+from bench.seed import (
+    LOGIN_PASSWORD,
+    M2M_SCOPE,
+    PAGE_SIZE,
+    Seeded,
+    basic_header,
+    check_pool,
+    minted_refresh_pool,
+    refresh_pool,
+    seed_core,
+    seed_directory,
+)
+from bench.wrk import WrkResult, run_wrk
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+@dataclass
+class Row:
+    scenario: str
+    target: str  # sqlite | postgres | peer
+    connections: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    cpu_per_1k: float | None
+    requests: int
+    errors: int
+    db_cpu_per_1k: float | None = None
+    worker_split: str = ""
+    foreign_cpu_pct: float = 0.0  # CPU used by other work on the machine during the run, % of all cores
+    server_errors: int = 0  # tracebacks the server logged during the measured run
+    rss_mb: float = 0.0  # largest worker RSS right after the run
+    note: str = ""
+
+
+@dataclass
+class Results:
+    config: dict[str, object] = field(default_factory=dict)
+    machine: dict[str, str] = field(default_factory=dict)
+    rows: list[Row] = field(default_factory=list)
+    argon2_ms: float = 0.0
+    rss_mb: dict[str, list[float]] = field(default_factory=dict)
+    logins: dict[str, dict[str, object]] = field(default_factory=dict)
+    spike: dict[str, dict[str, object]] = field(default_factory=dict)
+    seeding: dict[str, dict[str, object]] = field(default_factory=dict)
+    profiles: dict[str, str] = field(default_factory=dict)  # "backend/scenario" -> summary text
+    notes: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.time)
+    seconds: float = 0.0
+
+    def row(self, scenario: str, target: str) -> Row | None:
+        return next((r for r in self.rows if r.scenario == scenario and r.target == target), None)
+
+
+@dataclass
+class Scenario:
+    key: str
+    url: str
+    script: str
+    env: dict[str, str]
+    connections: int = 32
+
+
+# --- measuring ------------------------------------------------------------------------------------
+
+
+def _log_errors(server: Server) -> int:
+    try:
+        return server.log.read_text(errors="replace").count("Traceback (most recent call last)")
+    except OSError:
+        return 0
+
+
+def _worker_cpu(server: Server) -> list[float]:
+    out = []
+    for proc in server.workers():
+        try:
+            times = proc.cpu_times()
+            out.append(times.user + times.system)
+        except Exception:
+            out.append(0.0)
+    return out
+
+
+def measure(
+    server: Server,
+    sc: Scenario,
+    target: str,
+    args: argparse.Namespace,
+    *,
+    pg_database: str | None = None,
+    env_warm: dict[str, str] | None = None,
+) -> Row:
+    warm_env = env_warm if env_warm is not None else sc.env
+    if "BENCH_RUN" in warm_env and env_warm is None:
+        warm_env = {**warm_env, "BENCH_RUN": warm_env["BENCH_RUN"] + "w"}  # fresh usernames
+    if args.max_quiet_wait > 0:
+        wait_for_quiet(args.max_quiet_wait)
+    if args.warmup > 0:
+        warm = run_wrk(sc.url, sc.script, seconds=args.warmup, connections=sc.connections, env=warm_env)
+        if warm.errors:
+            log(f"  warm-up of {sc.key} had {warm.errors} errors")
+    cpu0, workers0, errors0 = server.cpu_seconds(), _worker_cpu(server), _log_errors(server)
+    db0 = postgres_cpu_seconds(pg_database) if pg_database else 0.0
+    busy0, kids0 = busy_cpu_seconds(), own_children_cpu_seconds()
+    result = run_wrk(sc.url, sc.script, seconds=args.duration, connections=sc.connections, env=sc.env)
+    cpu1, workers1 = server.cpu_seconds(), _worker_cpu(server)
+    db1 = postgres_cpu_seconds(pg_database) if pg_database else 0.0
+    busy1, kids1 = busy_cpu_seconds(), own_children_cpu_seconds()
+    # Whatever else ran on the machine meanwhile (not the server, its database, or wrk).
+    foreign = (busy1 - busy0) - (cpu1 - cpu0) - (db1 - db0) - (kids1 - kids0)
+    capacity = max(result.seconds, 0.001) * (os.cpu_count() or 1)
+    row = _row(sc, target, result, cpu1 - cpu0, db1 - db0 if pg_database else None, workers0, workers1)
+    row.foreign_cpu_pct = max(0.0, 100 * foreign / capacity)
+    row.server_errors = _log_errors(server) - errors0
+    row.rss_mb = max(server.worker_rss_mb() or [0.0])
+    if row.server_errors:
+        row.note = (row.note + "; " if row.note else "") + f"{row.server_errors} tracebacks in the server log"
+        log(f"    ! the server logged {row.server_errors} tracebacks during this run")
+    if row.foreign_cpu_pct > 10:
+        row.note = (row.note + "; " if row.note else "") + f"other work used {row.foreign_cpu_pct:.0f} % of the CPU"
+        log(f"    ! other processes used {row.foreign_cpu_pct:.0f} % of the machine's CPU during this run")
+    return row
+
+
+def _row(
+    sc: Scenario,
+    target: str,
+    result: WrkResult,
+    cpu: float,
+    db_cpu: float | None,
+    workers0: list[float],
+    workers1: list[float],
+) -> Row:
+    per_worker = [b - a for a, b in zip(workers0, workers1, strict=False)]
+    total = sum(per_worker) or 1.0
+    split = "/".join(f"{100 * w / total:.0f}" for w in per_worker)
+    good = max(result.requests, 1)
+    note = ""
+    if result.errors:
+        note = f"{result.errors} errors"
+    if result.exhausted:
+        note = (note + "; " if note else "") + f"pool exhausted ({result.exhausted})"
+    row = Row(
+        scenario=sc.key,
+        target=target,
+        connections=sc.connections,
+        rps=result.rps,
+        p50_ms=result.p50_ms,
+        p99_ms=result.p99_ms,
+        cpu_per_1k=cpu / good * 1000,
+        requests=result.requests,
+        errors=result.errors,
+        db_cpu_per_1k=(db_cpu / good * 1000) if db_cpu is not None else None,
+        worker_split=split,
+        note=note,
+    )
+    log(
+        f"  {target:8s} {sc.key:18s} {row.rps:9.1f} req/s  p50 {row.p50_ms:7.1f} ms  p99 {row.p99_ms:7.1f} ms"
+        f"  cpu {row.cpu_per_1k:6.2f} s/1k  split {split}  {note}"
+    )
+    return row
+
+
+def _login_cmd(seeded: Seeded, concurrency: int, warmup: float, duration: float) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "bench.login_load",
+        "--issuer-url",
+        seeded.web.issuer_url,
+        "--client-id",
+        seeded.web.client_id,
+        "--client-secret",
+        seeded.web.client_secret,
+        "--redirect-uri",
+        seeded.web.redirect_uri,
+        "--users",
+        ",".join(seeded.login_users),
+        "--password",
+        LOGIN_PASSWORD,
+        "--concurrency",
+        str(concurrency),
+        "--warmup",
+        str(warmup),
+        "--duration",
+        str(duration),
+    ]
+
+
+def _start_login_driver(seeded: Seeded, concurrency: int, warmup: float, duration: float) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        _login_cmd(seeded, concurrency, warmup, duration),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _finish_login_driver(proc: subprocess.Popen[str], timeout: float) -> dict[str, object]:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+    line = next((ln for ln in out.splitlines() if ln.startswith("BENCH_JSON ")), None)
+    if line is None:
+        raise RuntimeError(f"login driver failed: {err[-2000:]}")
+    result: dict[str, object] = json.loads(line.removeprefix("BENCH_JSON "))
+    return result
+
+
+def measure_logins(server: AuthPI, seeded: Seeded, args: argparse.Namespace, results: Results) -> None:
+    """Logins per second at saturation (``--login-concurrency`` browsers), vs the argon2 limit."""
+    if args.max_quiet_wait > 0:
+        wait_for_quiet(args.max_quiet_wait)
+    # The limit is measured again right here, in the same conditions as the logins that follow.
+    argon2_ms = machine.argon2_verify_cost(11) * 1000
+    proc = _start_login_driver(seeded, args.login_concurrency, args.warmup, args.duration)
+    time.sleep(args.warmup)
+    cpu0 = server.cpu_seconds()
+    login = _finish_login_driver(proc, args.warmup + args.duration + 180)
+    cpu1 = server.cpu_seconds()
+    logins = max(int(login["logins"]), 1)  # type: ignore[call-overload]
+    login["cpu_per_login_ms"] = (cpu1 - cpu0) / logins * 1000
+    login["argon2_ms"] = argon2_ms
+    login["limit_per_s"] = (os.cpu_count() or 1) * 1000 / argon2_ms
+    results.logins[server.backend] = login
+    log(
+        f"  {server.backend:8s} logins            {login['logins_per_s']:9.1f} /s  p50 {login['p50_ms']:.0f} ms"
+        f"  p99 {login['p99_ms']:.0f} ms  failures {login['failures']}  cpu/login {login['cpu_per_login_ms']:.1f} ms"
+        f"  (argon2 {argon2_ms:.1f} ms -> limit {login['limit_per_s']:.1f}/s)"
+    )
+
+
+def measure_spike(
+    server: AuthPI, seeded: Seeded, cc: Scenario, args: argparse.Namespace, results: Results
+) -> None:
+    """Token latency at a fixed, moderate offered load, alone and while logins saturate the
+    argon2 thread pool: hashing runs in worker threads, so token requests must keep flowing."""
+    conns = args.spike_connections
+    delay_ms = max(1, round(conns * 1000 / args.spike_rate))
+    paced = Scenario(cc.key, cc.url, cc.script, {**cc.env, "BENCH_DELAY_MS": str(delay_ms)}, conns)
+    if args.max_quiet_wait > 0:
+        wait_for_quiet(args.max_quiet_wait)
+    quiet = run_wrk(paced.url, paced.script, seconds=args.duration, connections=conns, env=paced.env)
+    proc = _start_login_driver(seeded, args.login_concurrency, 0, args.duration + 4)
+    time.sleep(3)  # let the logins ramp up and fill the hash pool
+    busy = run_wrk(paced.url, paced.script, seconds=args.duration, connections=conns, env=paced.env)
+    login = _finish_login_driver(proc, args.duration + 180)
+    results.spike[server.backend] = {
+        "offered_rps": conns * 1000 / delay_ms,
+        "connections": conns,
+        "quiet": {"rps": quiet.rps, "p50_ms": quiet.p50_ms, "p99_ms": quiet.p99_ms, "errors": quiet.errors},
+        "during_logins": {"rps": busy.rps, "p50_ms": busy.p50_ms, "p99_ms": busy.p99_ms, "errors": busy.errors},
+        "logins_per_s": login["logins_per_s"],
+        "login_p99_ms": login["p99_ms"],
+    }
+    log(
+        f"  {server.backend:8s} spike: token p99 {quiet.p99_ms:.1f} ms alone -> {busy.p99_ms:.1f} ms while "
+        f"{login['logins_per_s']:.1f} logins/s (offered {conns * 1000 / delay_ms:.0f} req/s)"
+    )
+
+
+# --- one backend ----------------------------------------------------------------------------------
+
+
+def _scenarios(server: AuthPI, seeded: Seeded) -> list[Scenario]:
+    iu = seeded.issuer_url
+    core = f"{server.url}/v1/accounts/{server.account_id}/issuers"
+    api = {"BENCH_AUTH": basic_header(server.key_id, server.key_secret)}
+    directory = f"{core}/{seeded.directory_issuer_id}/users"
+
+    def m2m(alg: str) -> dict[str, str]:
+        return {
+            "BENCH_CLIENT_ID": seeded.m2m[alg].client_id,
+            "BENCH_CLIENT_SECRET": seeded.m2m[alg].client_secret,
+            "BENCH_SCOPE": M2M_SCOPE,
+        }
+
+    web = {"BENCH_CLIENT_ID": seeded.web.client_id, "BENCH_CLIENT_SECRET": seeded.web.client_secret}
+    return [
+        Scenario("discovery", f"{iu}/.well-known/openid-configuration", "get.lua", {}),
+        Scenario("jwks", f"{iu}/jwks.json", "get.lua", {}),
+        Scenario("cc_es256", f"{iu}/token", "token_cc.lua", m2m("ES256")),
+        Scenario("cc_rs256", f"{iu}/token", "token_cc.lua", m2m("RS256")),
+        Scenario("introspect", f"{iu}/introspect", "introspect.lua", {**web, "BENCH_TOKEN": seeded.access_token}),
+        Scenario("userinfo", f"{iu}/userinfo", "get.lua", {"BENCH_AUTH": f"Bearer {seeded.access_token}"}),
+        Scenario("core_get_user", f"{directory}/{seeded.directory_user_id}", "get.lua", api),
+        Scenario("core_list_p1", f"{directory}?limit={PAGE_SIZE}", "get.lua", api),
+        Scenario("core_list_p2000", f"{directory}?limit={PAGE_SIZE}&cursor={seeded.deep_cursor}", "get.lua", api),
+        Scenario(
+            "core_post_user",
+            f"{core}/{seeded.write_issuer_id}/users",
+            "post_user.lua",
+            {**api, "BENCH_RUN": secrets.token_hex(3)},
+        ),
+    ]
+
+
+def _write_pool(path: Path, lines: list[str]) -> None:
+    path.write_text("\n".join(lines) + "\n")
+
+
+def run_backend(backend: str, args: argparse.Namespace, results: Results, work: Path) -> None:
+    log(f"== {backend}: starting authpi serve --workers {args.workers}")
+    with authpi_server(backend, workers=args.workers, extra_env=args.server_env) as server:
+        started = time.monotonic()
+        seeded = asyncio.run(seed_core(server))
+        asyncio.run(seed_directory(server, seeded, args.directory_users))
+        results.seeding[backend] = {
+            "src_fingerprint": machine.src_fingerprint(),
+            "core_api_seconds": round(time.monotonic() - started - seeded.directory_seconds, 1),
+            "directory_users": args.directory_users,
+            "directory_sql_seconds": round(seeded.directory_seconds, 1),
+        }
+        log(f"  seeded: core API + {args.directory_users} directory users by SQL ({seeded.directory_seconds:.1f} s)")
+        pg = server.database_url.rsplit("/", 1)[1] if server.database_url else None
+        scenarios = _scenarios(server, seeded)
+        selected = [s for s in scenarios if not args.only or s.key in args.only]
+        for sc in selected:
+            results.rows.append(measure(server, sc, backend, args, pg_database=pg))
+
+        cc = next(s for s in scenarios if s.key == "cc_es256")
+        if not args.only or "refresh" in args.only:
+            _refresh(server, seeded, args, results, work, pg)
+        if not args.only or "login" in args.only:
+            measure_logins(server, seeded, args, results)
+        if not args.only or "spike" in args.only:
+            measure_spike(server, seeded, cc, args, results)
+        if args.profile and backend in args.profile_backends:
+            _profile(server, seeded, scenarios, args, results, work)
+        results.rss_mb[backend] = [round(x, 1) for x in server.worker_rss_mb()]
+        log(f"  worker RSS after the run: {results.rss_mb[backend]} MB")
+        _keep_server_log(server, backend)
+
+
+def _keep_server_log(server: Server, backend: str) -> None:
+    """Errors the server logged during the run, summarised into results/server-<backend>.log."""
+    try:
+        text = server.log.read_text(errors="replace")
+    except OSError:
+        return
+    path = RESULTS / f"server-{backend}.log"
+    if "Traceback" not in text:
+        path.unlink(missing_ok=True)
+        return
+    lines = text.splitlines()
+    summary: dict[str, int] = {}
+    for line in lines:
+        if line and not line.startswith(" ") and ("Error" in line or "Exception" in line) and ":" in line:
+            key = line.split(" (Background")[0][:200]
+            summary[key] = summary.get(key, 0) + 1
+    first = text.index("Traceback")
+    head = "\n".join(f"{count:6d}  {key}" for key, count in sorted(summary.items(), key=lambda kv: -kv[1]))
+    path.write_text(f"Error lines in the {backend} server log (count, line):\n{head}\n\nFirst traceback:\n"
+                    + text[first : first + 6000] + "\n")
+
+
+def _refresh(
+    server: AuthPI, seeded: Seeded, args: argparse.Namespace, results: Results, work: Path, pg: str | None
+) -> None:
+    """Refresh-token rotation: every request spends one token of a pre-generated pool.
+
+    The pool is sized from the warm-up: a first pool feeds the warm-up run, whose rate sets the
+    size of the measured pool (1.6× what the measured run needs at that rate), so the pool does
+    not run out however fast the server is."""
+    began = time.monotonic()
+
+    def pool(count: int) -> list[str]:
+        if args.refresh_pool_mode == "http":
+            lines, _ = asyncio.run(refresh_pool(seeded, count))
+        else:
+            lines, _ = asyncio.run(minted_refresh_pool(server, seeded, count))
+        return lines
+
+    warm_n = max(500, args.refresh_pool // 3)
+    warm_lines = pool(warm_n + 1)
+    asyncio.run(check_pool(seeded, warm_lines[0]))
+    warm_file, main_file = work / f"refresh-warm-{server.backend}.txt", work / f"refresh-{server.backend}.txt"
+    _write_pool(warm_file, warm_lines[1:])
+    warm = run_wrk(
+        f"{seeded.issuer_url}/token",
+        "refresh.lua",
+        seconds=max(args.warmup, 2.0),
+        connections=32,
+        env={"BENCH_TOKENS": str(warm_file)},
+    )
+    rate = max(warm.requests - warm.exhausted, 1) / max(warm.seconds, 0.001)
+    if warm.exhausted:
+        rate *= 2  # the warm-up pool ran out: the real rate is higher than measured
+    count = min(args.refresh_pool_max, max(args.refresh_pool, int(rate * args.duration * 1.6)))
+    _write_pool(main_file, pool(count))
+    results.seeding.setdefault(server.backend, {})["refresh_pool"] = {
+        "tokens": count + warm_n,
+        "mode": args.refresh_pool_mode,
+        "seconds": round(time.monotonic() - began, 1),
+    }
+    log(f"  refresh pool: {count} tokens (warm-up rate {rate:.0f}/s)")
+    sc = Scenario("refresh", f"{seeded.issuer_url}/token", "refresh.lua", {"BENCH_TOKENS": str(main_file)})
+    args_no_warm = argparse.Namespace(**{**vars(args), "warmup": 0})
+    results.rows.append(measure(server, sc, server.backend, args_no_warm, pg_database=pg))
+
+
+def _profile(
+    server: AuthPI,
+    seeded: Seeded,
+    scenarios: list[Scenario],
+    args: argparse.Namespace,
+    results: Results,
+    work: Path,
+) -> None:
+    """py-spy on every worker while each hot path runs (not part of the measured numbers)."""
+    if not profile.available():
+        results.notes.append("py-spy not installed: no profiles")
+        return
+    out_dir = RESULTS / "profiles"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for old in out_dir.glob(f"{server.backend}-*"):
+        old.unlink()  # a previous run's files for this backend
+    raw_dir = work / "profiles"
+    wanted = [s for s in scenarios if s.key in args.profile_scenarios]
+    if "refresh" in args.profile_scenarios:
+        lines, _ = asyncio.run(minted_refresh_pool(server, seeded, 4000))
+        pool = work / f"refresh-profile-{server.backend}.txt"
+        _write_pool(pool, lines)
+        wanted.append(Scenario("refresh", f"{seeded.issuer_url}/token", "refresh.lua", {"BENCH_TOKENS": str(pool)}))
+    log(f"  profiling {', '.join(s.key for s in wanted)} ({args.profile_seconds:.0f} s each)")
+    if "login" in args.profile_scenarios:
+        pids = [p.pid for p in server.workers()]
+        name = f"{server.backend}-login"
+        driver = _start_login_driver(seeded, args.login_concurrency, 0, args.profile_seconds + 3)
+        time.sleep(2)
+        profile.wait(profile.start(pids, raw_dir, name, args.profile_seconds))
+        _finish_login_driver(driver, args.profile_seconds + 120)
+        _write_profile(name, "login", server.backend, raw_dir, out_dir, args, results)
+    for sc in wanted:
+        pids = [p.pid for p in server.workers()]
+        name = f"{server.backend}-{sc.key}"
+        spies = profile.start(pids, raw_dir, name, args.profile_seconds)
+        time.sleep(0.5)
+        run_wrk(sc.url, sc.script, seconds=args.profile_seconds, connections=sc.connections, env=sc.env)
+        profile.wait(spies)
+        _write_profile(name, sc.key, server.backend, raw_dir, out_dir, args, results)
+
+
+def _write_profile(
+    name: str, key: str, backend: str, raw_dir: Path, out_dir: Path, args: argparse.Namespace, results: Results
+) -> None:
+    summary = profile.summarize(sorted(raw_dir.glob(f"{name}.*.txt")))
+    text = summary.text(30)
+    (out_dir / f"{name}.txt").write_text(
+        f"py-spy, {args.profile_seconds:.0f} s of {key} on {backend}, event-loop thread of both workers\n\n{text}"
+    )
+    results.profiles[f"{backend}/{key}"] = text
+    for raw in raw_dir.glob(f"{name}.*.txt"):
+        shutil.copy(raw, out_dir / f"{name}.collapsed.{raw.name.split('.')[-2]}.txt")
+
+
+# --- the peer -------------------------------------------------------------------------------------
+
+
+def run_peer(args: argparse.Namespace, results: Results) -> None:
+    clients = [
+        {"client_id": f"bench-m2m-{alg.lower()}", "client_secret": secrets.token_urlsafe(32), "alg": alg, "scope": M2M_SCOPE}
+        for alg in ("ES256", "RS256")
+    ]
+    log("== peer: oidc-provider with 2 cluster workers")
+    with peer_server(clients, workers=args.workers) as peer:
+        by_alg = {c["alg"]: c for c in clients}
+
+        def m2m(alg: str) -> dict[str, str]:
+            return {
+                "BENCH_CLIENT_ID": by_alg[alg]["client_id"],
+                "BENCH_CLIENT_SECRET": by_alg[alg]["client_secret"],
+                "BENCH_SCOPE": M2M_SCOPE,
+            }
+
+        for sc in (
+            Scenario("discovery", f"{peer.url}/.well-known/openid-configuration", "get.lua", {}),
+            Scenario("jwks", f"{peer.url}/jwks", "get.lua", {}),
+            Scenario("cc_es256", f"{peer.url}/token", "token_cc.lua", m2m("ES256")),
+            Scenario("cc_rs256", f"{peer.url}/token", "token_cc.lua", m2m("RS256")),
+        ):
+            if args.only and sc.key not in args.only:
+                continue
+            results.rows.append(measure(peer, sc, "peer", args))
+        results.rss_mb["peer"] = [round(x, 1) for x in peer.worker_rss_mb()]
+        log(f"  peer worker RSS: {results.rss_mb['peer']} MB")
+        peer_log = peer.log.read_text(errors="replace") if peer.log.exists() else ""
+        if "Unsupported runtime" in peer_log:
+            results.notes.append(
+                "oidc-provider 9 printed 'Unsupported runtime' for this Node version (it asks for Node 22+); "
+                "it served every request without errors."
+            )
+
+
+# --- main -----------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=15.0, help="measured seconds per scenario")
+    parser.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds per scenario")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--backends", default="sqlite,postgres", help="comma-separated: sqlite,postgres")
+    parser.add_argument("--no-peer", action="store_true", help="skip the oidc-provider comparison")
+    parser.add_argument("--only", default="", help="comma-separated scenario keys to run (default: all)")
+    parser.add_argument("--directory-users", type=int, default=100_000)
+    parser.add_argument("--refresh-pool", type=int, default=3000, help="smallest measured refresh pool")
+    parser.add_argument("--refresh-pool-max", type=int, default=100_000, help="largest refresh pool")
+    parser.add_argument("--refresh-pool-mode", choices=("mint", "http"), default="mint")
+    parser.add_argument("--login-concurrency", type=int, default=12)
+    parser.add_argument("--spike-connections", type=int, default=8)
+    parser.add_argument("--spike-rate", type=float, default=100.0, help="offered token req/s in the spike test")
+    parser.add_argument("--no-profile", dest="profile", action="store_false")
+    parser.add_argument("--profile-backends", default="sqlite")
+    parser.add_argument(
+        "--profile-scenarios",
+        default="discovery,cc_es256,cc_rs256,introspect,userinfo,refresh,core_get_user,core_list_p2000,"
+        "core_post_user,login",
+    )
+    parser.add_argument("--profile-seconds", type=float, default=6.0)
+    parser.add_argument(
+        "--max-quiet-wait",
+        type=float,
+        default=20.0,
+        help="before each scenario, wait up to this many seconds for other work on the machine to stop",
+    )
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for authpi serve, e.g. AUTHPI_KEY_CACHE_SECONDS=3600 (repeatable)",
+    )
+    parser.add_argument("--quick", action="store_true", help="smoke run: 3 s scenarios, 1 s warm-up, 20k users")
+    parser.add_argument("--out", default=str(RESULTS), help="directory for latest.md / latest.png / latest.json")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.duration, args.warmup, args.directory_users, args.profile_seconds = 3.0, 1.0, 20_000, 3.0
+        args.refresh_pool = 1000
+    args.server_env = dict(item.split("=", 1) for item in args.server_env)
+    args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    args.only = {s.strip() for s in args.only.split(",") if s.strip()}
+    args.profile_backends = {s.strip() for s in args.profile_backends.split(",") if s.strip()}
+    args.profile_scenarios = {s.strip() for s in args.profile_scenarios.split(",") if s.strip()}
+    return args
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM unwinds like Ctrl-C, so every server and database the run started is cleaned up."""
+    import signal
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    _stop_on_sigterm()
+    if shutil.which("wrk") is None:
+        print("wrk is not installed (scripts/bench installs it)", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = Results()
+    results.config = {
+        "duration_s": args.duration,
+        "warmup_s": args.warmup,
+        "workers": args.workers,
+        "wrk_threads": 2,
+        "connections": 32,
+        "directory_users": args.directory_users,
+        "login_concurrency": args.login_concurrency,
+        "server_env": args.server_env,
+    }
+    pg_version = None
+    if "postgres" in args.backends:
+        if pg_available():
+            import asyncpg
+
+            async def version() -> str:
+                conn = await asyncpg.connect(pg_admin_url())
+                try:
+                    return str(await conn.fetchval("SHOW server_version"))
+                finally:
+                    await conn.close()
+
+            pg_version = asyncio.run(version())
+        else:
+            results.notes.append(f"PostgreSQL not reachable at {pg_admin_url()}: PostgreSQL backend skipped")
+            args.backends = [b for b in args.backends if b != "postgres"]
+    results.machine = machine.details(pg_version)
+    results.machine["Load average at start"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    log("measuring one argon2id verify (m=19456 KiB, t=2, p=1)")
+    results.argon2_ms = machine.argon2_verify_cost() * 1000
+    log(f"  argon2id verify: {results.argon2_ms:.1f} ms median -> limit {(os.cpu_count() or 1) * 1000 / results.argon2_ms:.1f} logins/s on {os.cpu_count()} cores")
+    work = Path(tempfile.mkdtemp(prefix="authpi-bench-work-"))
+    try:
+        for backend in args.backends:
+            run_backend(backend, args, results, work)
+        if not args.no_peer:
+            if (ROOT / "bench" / "peer" / "node_modules" / "oidc-provider").exists():
+                run_peer(args, results)
+            else:
+                results.notes.append("oidc-provider not installed (run scripts/bench): peer skipped")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        if machine.src_fingerprint() != results.machine.get("src/ fingerprint"):
+            results.notes.append(
+                "src/ changed while the run was in progress (fingerprint at the end: "
+                f"{machine.src_fingerprint()}): servers started after the change measured the new code."
+            )
+        results.seconds = time.time() - results.started
+        (out / "latest.json").write_text(json.dumps(asdict(results), indent=2, default=str))
+        report.write(results, out)
+        log(f"wrote {out / 'latest.md'} and {out / 'latest.png'} ({results.seconds / 60:.1f} min)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
