@@ -29,14 +29,20 @@ def issuer_url(rt: Runtime, issuer_id: str) -> str:
     return f"{rt.settings.public_url_base}/{issuer_id}"
 
 
+async def _detached(session: AsyncSession, model: type[Issuer] | type[Client], key: str) -> Any | None:
+    row: Any | None = await session.get(model, key)
+    if row is not None:
+        session.expunge(row)  # shared across requests: must not stay bound to this session
+    return row
+
+
 async def load_issuer(session: AsyncSession, issuer_id: str) -> Issuer:
     """The active issuer named by the path (cached for a few seconds; see storage.row_cache)."""
-    issuer: Issuer | None = row_cache.rows.get("issuer", issuer_id)
-    if issuer is None and issuer_id.startswith("i_") and len(issuer_id) <= 64:
-        issuer = await session.get(Issuer, issuer_id)
-        if issuer is not None:
-            session.expunge(issuer)
-            row_cache.rows.put("issuer", issuer_id, issuer)
+    issuer: Issuer | None = None
+    if issuer_id.startswith("i_") and len(issuer_id) <= 64:
+        issuer = await row_cache.rows.get_or_load(
+            "issuer", issuer_id, lambda: _detached(session, Issuer, issuer_id)
+        )
     if issuer is None or issuer.status != "active":
         raise OAuthError("not_found", "Unknown issuer", 404)
     return issuer
@@ -46,21 +52,21 @@ async def load_client(session: AsyncSession, issuer_id: str, client_id: str) -> 
     """The issuer's active client (cached like issuers; a Core API write evicts it at once)."""
     if not client_id or len(client_id) > 64:
         return None
-    client: Client | None = row_cache.rows.get("client", client_id)
-    if client is None:
-        client = await session.get(Client, client_id)
-        if client is None:
-            return None
-        session.expunge(client)
-        row_cache.rows.put("client", client_id, client)
-    if client.issuer_id != issuer_id or client.status != "active":
+    client: Client | None = await row_cache.rows.get_or_load(
+        "client", client_id, lambda: _detached(session, Client, client_id)
+    )
+    if client is None or client.issuer_id != issuer_id or client.status != "active":
         return None
     return client
 
 
+PUBLIC_DOCUMENT_MAX_AGE = 30.0
+
+
 async def ensure_issuer(rt: Runtime, issuer_id: str) -> None:
-    """Existence check for the public, cacheable endpoints: no database work while cached."""
-    cached: Issuer | None = row_cache.rows.get("issuer", issuer_id)
+    """Existence check for discovery and JWKS, documents clients cache for an hour anyway: a row
+    up to 30 s old will do, so a burst of requests never stampedes the database when it expires."""
+    cached: Issuer | None = row_cache.rows.get("issuer", issuer_id, max_age=PUBLIC_DOCUMENT_MAX_AGE)
     if cached is not None and cached.status == "active":
         return
     async with rt.sessions() as session:

@@ -4,7 +4,9 @@ evicts the entry in its own process at once, so other workers see a change withi
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 MAX_ENTRIES = 10_000
@@ -14,14 +16,15 @@ class RowCache:
     def __init__(self, ttl: float = 2.0) -> None:
         self.ttl = ttl
         self._entries: dict[tuple[str, str], tuple[float, Any]] = {}
+        self._loading: dict[tuple[str, str], asyncio.Lock] = {}
 
-    def get(self, kind: str, key: str) -> Any | None:
+    def get(self, kind: str, key: str, max_age: float | None = None) -> Any | None:
+        """The cached row, if younger than ``max_age`` (default: the cache's TTL)."""
         entry = self._entries.get((kind, key))
         if entry is None:
             return None
         stored_at, value = entry
-        if time.monotonic() - stored_at > self.ttl:
-            self._entries.pop((kind, key), None)
+        if time.monotonic() - stored_at > (self.ttl if max_age is None else max_age):
             return None
         return value
 
@@ -31,6 +34,23 @@ class RowCache:
         if len(self._entries) >= MAX_ENTRIES:
             self._entries.clear()  # rare; keeps memory bounded without bookkeeping
         self._entries[(kind, key)] = (time.monotonic(), value)
+
+    async def get_or_load(self, kind: str, key: str, load: Callable[[], Awaitable[Any | None]]) -> Any | None:
+        """The cached row, or ``load()``'s; concurrent misses for one key wait for a single load
+        instead of all reaching the database the moment an entry expires."""
+        value = self.get(kind, key)
+        if value is not None:
+            return value
+        lock = self._loading.setdefault((kind, key), asyncio.Lock())
+        async with lock:
+            value = self.get(kind, key)
+            if value is None:
+                value = await load()
+                if value is not None:
+                    self.put(kind, key, value)
+        if not lock.locked():
+            self._loading.pop((kind, key), None)
+        return value
 
     def invalidate(self, kind: str, key: str) -> None:
         self._entries.pop((kind, key), None)
