@@ -46,6 +46,24 @@ def ip_allowed(allowlist: list[Any] | None, ip: str) -> bool:
     return any(address in ipaddress.ip_network(str(net), strict=False) for net in allowlist)
 
 
+_UNKNOWN_KEY_DIGEST = hashing.digest("unknown-key")
+
+
+def rejection(key: ApiKey | None, secret: str, ip: str | None) -> str | None:
+    """Why ``secret`` (from ``ip``, when known) does not authenticate as ``key``, or None when it does:
+    ``invalid_credentials``, ``key_<status>`` or ``ip_not_allowed``. An unknown key is compared
+    against a dummy digest so timing does not reveal which key IDs exist."""
+    stored = key.secret_digest if key is not None else _UNKNOWN_KEY_DIGEST
+    if not hashing.matches(secret, stored) or key is None:
+        return "invalid_credentials"
+    status = effective_status(key)
+    if status != "active":
+        return f"key_{status}"
+    if ip is not None and not ip_allowed(key.ip_allowlist, ip):
+        return "ip_not_allowed"
+    return None
+
+
 async def authenticate(session: AsyncSession, key_id: str, secret: str, ip: str) -> Principal:
     row = (
         await session.execute(
@@ -54,15 +72,14 @@ async def authenticate(session: AsyncSession, key_id: str, secret: str, ip: str)
             .where(ApiKey.id == key_id)
         )
     ).first()
-    # Compare against a dummy digest when the key is unknown so timing does not reveal key IDs.
-    stored = row[0].secret_digest if row else hashing.digest("unknown-key")
-    if not hashing.matches(secret, stored) or row is None:
-        raise Unauthorized(_BAD_CREDENTIALS)
-    key, org_id = row
-    if effective_status(key) != "active":
-        raise Unauthorized(f"This API key is {effective_status(key)}")
-    if not ip_allowed(key.ip_allowlist, ip):
+    reason = rejection(row[0] if row else None, secret, ip)
+    if reason == "ip_not_allowed":
         raise Unauthorized("This API key may not be used from this address")
+    if reason is not None or row is None:
+        raise Unauthorized(
+            _BAD_CREDENTIALS if reason in (None, "invalid_credentials") else f"This API key is {reason[4:]}"
+        )
+    key, org_id = row
     return Principal(account_id=key.account_id, org_id=org_id, key_id=key.id, scopes=tuple(key.scopes))
 
 

@@ -7,7 +7,6 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from authpi.crypto import hashing
 from authpi.oidc.access import describe_token
 from authpi.oidc.keys import KeyCache
 from authpi.services import api_keys
@@ -21,14 +20,11 @@ def _inactive(reason: str) -> dict[str, Any]:
 async def _api_key(session: AsyncSession, account_id: str, token: str, ip: str | None) -> dict[str, Any]:
     key_id, _, secret = token.partition(":")
     key = await session.get(ApiKey, key_id)
-    stored = key.secret_digest if key is not None else hashing.digest("unknown-key")
-    if not hashing.matches(secret, stored) or key is None or key.account_id != account_id:
-        return _inactive("invalid_credentials")
-    status = api_keys.effective_status(key)
-    if status != "active":
-        return _inactive(f"key_{status}")
-    if ip is not None and not api_keys.ip_allowed(key.ip_allowlist, ip):
-        return _inactive("ip_not_allowed")
+    if key is not None and key.account_id != account_id:
+        key = None  # another account's key does not exist here
+    reason = api_keys.rejection(key, secret, ip)
+    if reason is not None or key is None:
+        return _inactive(reason or "invalid_credentials")
     return {
         "active": True,
         "token_type": "api_key",
