@@ -243,6 +243,7 @@ async def test_signing_in_again_supersedes_the_browser_s_previous_sign_in(
     first = await sign_in_for_tokens(realm, browser, first_app, ALICE)
     old_cookie = browser.session_cookie
     assert old_cookie and "code" in await silent_with_cookie(realm, first_app, old_cookie)
+    before = await realm.api.sessions.get(sid_of(first))
 
     second = await sign_in_for_tokens(realm, browser, second_app, ALICE, **again)
     assert browser.session_cookie not in (None, old_cookie)
@@ -254,6 +255,9 @@ async def test_signing_in_again_supersedes_the_browser_s_previous_sign_in(
     # The same user's applications keep their sessions, now under the new sign-in ...
     assert await liveness(realm, first_app, first) == ALIVE
     assert {s.op_session_id for s in sessions["rp"]} == {new_op.id}
+    moved = await realm.api.sessions.get(sid_of(first))
+    assert moved.updated_at is not None and before.updated_at is not None
+    assert moved.updated_at > before.updated_at  # a new ETag for the changed op_session_id
     # ... so signing out of the browser still ends all of them.
     hint = {"id_token_hint": second["id_token"], "post_logout_redirect_uri": LOGOUT_CALLBACK}
     out = await browser.http.get(f"{realm.url}/logout?{urlencode(hint)}")

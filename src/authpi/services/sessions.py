@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BigInteger, Select, cast, func, select, update
+from sqlalchemy import BigInteger, Select, case, cast, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -100,10 +100,15 @@ async def _supersede(session: AsyncSession, issuer_id: str, secret: str, success
     if old is None or old.issuer_id != issuer_id or old.type != "op" or old.status != "active":
         return
     if old.user_id == successor.user_id:
+        now = now_ms()
         await session.execute(
             update(Session)
             .where(Session.op_session_id == old.id, Session.status.not_in(TERMINAL))
-            .values(op_session_id=successor.id)
+            .values(
+                op_session_id=successor.id,
+                # A new ETag, strictly greater than the old one (as next_version does per row).
+                updated_at=case((Session.updated_at >= now, Session.updated_at + 1), else_=now),
+            )
             .execution_options(synchronize_session=False)
         )
     await _end(session, old, "revoked", "superseded", None)
