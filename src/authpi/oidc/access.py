@@ -1,4 +1,5 @@
-"""Server-side checks of an access token beyond its signature: revocation and session liveness."""
+"""Server-side checks of a token beyond its signature: revocation, the client it was issued to,
+and the liveness of its session (and of the op session above it)."""
 
 from __future__ import annotations
 
@@ -8,26 +9,41 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from authpi.clock import now_ms
 from authpi.oidc import tokens
+from authpi.oidc.context import load_client
 from authpi.oidc.keys import IssuerKeys
 from authpi.services import sessions as session_service
 from authpi.storage.tables.oauth import RefreshToken, RevokedToken
-from authpi.storage.tables.sessions import Session
+
+
+async def _client_active(session: AsyncSession, issuer_id: str, verified: tokens.Verified) -> bool:
+    """Tokens die with their client: a disabled or deleted client's tokens are inactive everywhere.
+    The client row is cached per worker, so this rarely costs a query."""
+    client_id = verified.claims.get("client_id")
+    return isinstance(client_id, str) and await load_client(session, issuer_id, client_id) is not None
+
+
+async def _session_live(session: AsyncSession, sid: str) -> bool:
+    """The token's session and its op session, in one statement."""
+    rp, anchored = await session_service.get_anchored(session, sid)
+    return rp is not None and anchored and session_service.usable(rp)
+
+
+async def _access_token_live(session: AsyncSession, issuer_id: str, verified: tokens.Verified) -> bool:
+    if not await _client_active(session, issuer_id, verified):
+        return False
+    if await session.get(RevokedToken, str(verified.claims.get("jti", ""))) is not None:
+        return False
+    sid = verified.claims.get("sid")
+    return sid is None or await _session_live(session, str(sid))
 
 
 async def check_access_token(
-    session: AsyncSession, keys: IssuerKeys, presented: str, iss: str
+    session: AsyncSession, keys: IssuerKeys, presented: str, iss: str, issuer_id: str
 ) -> tokens.Verified | None:
     verified = tokens.verify(keys, presented, iss)
     if verified is None or not verified.is_access_token:
         return None
-    if await session.get(RevokedToken, str(verified.claims.get("jti", ""))) is not None:
-        return None
-    sid = verified.claims.get("sid")
-    if sid is not None:
-        rp = await session.get(Session, str(sid))
-        if rp is None or not session_service.usable(rp):
-            return None
-    return verified
+    return verified if await _access_token_live(session, issuer_id, verified) else None
 
 
 async def refresh_row(session: AsyncSession, verified: tokens.Verified) -> RefreshToken | None:
@@ -36,8 +52,22 @@ async def refresh_row(session: AsyncSession, verified: tokens.Verified) -> Refre
     return await session.get(RefreshToken, str(verified.claims.get("jti", "")))
 
 
+async def _refresh_token_live(session: AsyncSession, issuer_id: str, verified: tokens.Verified) -> bool:
+    row = await refresh_row(session, verified)
+    if row is None or row.status != "active" or row.expires_at <= now_ms():
+        return False
+    if not await _client_active(session, issuer_id, verified):
+        return False
+    return await _session_live(session, row.session_id)
+
+
 async def describe_token(
-    session: AsyncSession, keys: IssuerKeys, presented: str, iss: str, client_id: str | None
+    session: AsyncSession,
+    keys: IssuerKeys,
+    presented: str,
+    iss: str,
+    issuer_id: str,
+    client_id: str | None,
 ) -> dict[str, Any]:
     """RFC 7662 answer; ``client_id`` None means any client's token may be described (Core API)."""
     inactive: dict[str, Any] = {"active": False}
@@ -46,17 +76,13 @@ async def describe_token(
         return inactive
     claims = verified.claims
     if verified.is_access_token:
-        if await check_access_token(session, keys, presented, iss) is None:
-            return inactive
+        live = await _access_token_live(session, issuer_id, verified)
         token_type = "access_token"
     else:
-        row = await refresh_row(session, verified)
-        rp = await session.get(Session, row.session_id) if row else None
-        if row is None or row.status != "active" or row.expires_at <= now_ms() or rp is None:
-            return inactive
-        if not session_service.usable(rp):
-            return inactive
+        live = await _refresh_token_live(session, issuer_id, verified)
         token_type = "refresh_token"
+    if not live:
+        return inactive
     keep = (
         "iss",
         "sub",

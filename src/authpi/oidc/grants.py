@@ -188,7 +188,7 @@ async def authorization_code(
         .where(AuthorizationCode.code_digest == row.code_digest, AuthorizationCode.used_at.is_(None))
         .values(used_at=now_ms())
     )
-    rp = await session.get(Session, row.rp_session_id)
+    rp, anchored = await session_service.get_anchored(session, row.rp_session_id)
     if claimed.rowcount != 1:  # type: ignore[attr-defined]
         # A replayed code revokes everything issued with it (RFC 6749 §4.1.2).
         if rp is not None:
@@ -207,9 +207,9 @@ async def authorization_code(
             raise invalid_grant("PKCE verification failed")
     elif verifier is not None:
         raise invalid_grant("code_verifier was sent but no code_challenge was used")
-    if rp is None or not session_service.usable(rp):
+    if rp is None or not anchored or not session_service.usable(rp):
         await session.commit()
-        raise invalid_grant("The session behind this code has ended")
+        raise invalid_grant("The session behind this code has ended or is suspended")
     resources = _requested_resources(form, list(row.resources))
     user = await _active_user(session, row.user_id)
     with_refresh = "refresh_token" in openid(grant.client).get("grant_types", [])
@@ -241,7 +241,7 @@ async def refresh_token(session: AsyncSession, grant: Grant, form: dict[str, lis
     row = await session.get(RefreshToken, str(verified.claims.get("jti", "")))
     if row is None or row.client_id != grant.client.id or row.issuer_id != grant.issuer.id:
         raise invalid_grant("The refresh token is invalid")
-    rp = await session.get(Session, row.session_id)
+    rp, anchored = await session_service.get_anchored(session, row.session_id)
     if row.status == "rotated":
         # Decision 12: presenting a rotated token is reuse; the whole family goes.
         if rp is not None:
@@ -250,8 +250,8 @@ async def refresh_token(session: AsyncSession, grant: Grant, form: dict[str, lis
         raise invalid_grant("The refresh token was already used")
     if row.status != "active" or row.expires_at <= now_ms():
         raise invalid_grant("The refresh token has been revoked or has expired")
-    if rp is None or session_service.effective_status(rp) != "active":
-        raise invalid_grant("The session has ended")
+    if rp is None or not anchored or session_service.effective_status(rp) != "active":
+        raise invalid_grant("The session has ended or is suspended")
     user = await _active_user(session, row.user_id)
     granted = row.scope.split()
     requested_scope = single(form, "scope")

@@ -420,6 +420,12 @@ async def update_client(
     if changes.get("status") and changes["status"] != client.status:
         client.status = changes["status"]
         client.status_at = now_ms()
+        if client.status != "active":
+            # Re-enabling a client must not revive the tokens it had (it may have been disabled
+            # because they leaked); its access tokens are refused while it is not active anyway.
+            await sessions.revoke_all(
+                session, issuer_id, client_id=client.id, reason=f"client_{client.status}"
+            )
     client.updated_at = next_version(client.updated_at)
     await session.commit()
     row_cache.rows.invalidate("client", client.id)

@@ -1,12 +1,14 @@
 """Sessions (idp-api §C.4): ``op`` sessions anchor a browser sign-in, ``rp`` sessions hold one
-client's token family. Revoking an op session revokes its rp sessions and their refresh tokens."""
+client's token family. Revoking an op session revokes its rp sessions and their refresh tokens;
+suspending it holds them (their tokens are refused until the op session is reactivated)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BigInteger, Select, cast, func, select, update
+from sqlalchemy import BigInteger, Select, case, cast, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from authpi import ids
 from authpi.clock import next_version, now_ms
@@ -18,6 +20,8 @@ from authpi.storage.tables.sessions import Session
 
 STATUSES = ("inactive", "active", "suspended", "revoked", "expired")
 TERMINAL = ("revoked", "expired")
+# Stored statuses of an op session under which none of its rp sessions' tokens may be used.
+HOLDS_RP = ("suspended", *TERMINAL)
 
 
 def _limits(issuer: Issuer) -> dict[str, int]:
@@ -48,8 +52,12 @@ async def create_op_session(
     *,
     method: str,
     device: dict[str, Any] | None,
+    replaces: str | None = None,
 ) -> tuple[Session, str]:
-    """A new browser session; returns it with the cookie secret (only its digest is stored)."""
+    """A new browser session; returns it with the cookie secret (only its digest is stored).
+
+    ``replaces`` is the cookie secret the browser presented, if any: that sign-in is superseded.
+    """
     limits = _limits(issuer)
     now = now_ms()
     secret = hashing.new_secret(nbytes=32)
@@ -76,8 +84,34 @@ async def create_op_session(
     )
     session.add(row)
     await session.flush()
+    if replaces:
+        await _supersede(session, issuer.id, replaces, row)
     await _enforce_cap(session, issuer.id, user_id, limits.get("max_per_user", 50))
     return row, secret
+
+
+async def _supersede(session: AsyncSession, issuer_id: str, secret: str, successor: Session) -> None:
+    """A browser that signs in again (prompt=login, max_age, another user) ends its previous op
+    session, so the old cookie can never sign anyone in again. The same user's client sessions
+    move to the new op session, so re-authenticating for one application does not sign the user
+    out of the others and a later logout still reaches them; another user's end with the old one.
+    A suspended op session is left to the administrator who suspended it."""
+    old = await session.scalar(select(Session).where(Session.cookie_digest == hashing.digest(secret)))
+    if old is None or old.issuer_id != issuer_id or old.type != "op" or old.status != "active":
+        return
+    if old.user_id == successor.user_id:
+        now = now_ms()
+        await session.execute(
+            update(Session)
+            .where(Session.op_session_id == old.id, Session.status.not_in(TERMINAL))
+            .values(
+                op_session_id=successor.id,
+                # A new ETag, strictly greater than the old one (as next_version does per row).
+                updated_at=case((Session.updated_at >= now, Session.updated_at + 1), else_=now),
+            )
+            .execution_options(synchronize_session=False)
+        )
+    await _end(session, old, "revoked", "superseded", None)
 
 
 async def _enforce_cap(session: AsyncSession, issuer_id: str, user_id: str, cap: int) -> None:
@@ -110,6 +144,7 @@ def touch(row: Session, now: int | None = None) -> None:
 
 
 async def create_rp_session(session: AsyncSession, issuer: Issuer, op: Session, client_id: str) -> Session:
+    """A client's session under ``op``; it never outlives the sign-in it came from."""
     limits = _limits(issuer)
     now = now_ms()
     row = Session(
@@ -127,7 +162,7 @@ async def create_rp_session(session: AsyncSession, issuer: Issuer, op: Session, 
         idle_timeout=limits["idle_timeout"],
         auth_time=op.auth_time,
         last_activity_at=now,
-        expires_at=now + limits["max_age"] * 1000,
+        expires_at=min(now + limits["max_age"] * 1000, op.expires_at),
         refresh_count=0,
         compromised=False,
         metadata_={},
@@ -137,6 +172,31 @@ async def create_rp_session(session: AsyncSession, issuer: Issuer, op: Session, 
     session.add(row)
     await session.flush()
     return row
+
+
+async def get_anchored(session: AsyncSession, session_id: str) -> tuple[Session | None, bool]:
+    """A session, and whether its op session lets it be used, read in one statement (this runs on
+    every userinfo, introspection and refresh, so the op session is joined, not fetched).
+
+    The op session holds its rp sessions while it is suspended, revoked or expired, or once its
+    absolute lifetime is over; its idle timeout is not theirs (an application refreshing its
+    tokens keeps its own session alive without the browser coming back). A session without an op
+    session is its own anchor.
+    """
+    op = aliased(Session)
+    found = (
+        await session.execute(
+            select(Session, op.status, op.expires_at)
+            .outerjoin(op, op.id == Session.op_session_id)
+            .where(Session.id == session_id)
+        )
+    ).first()
+    if found is None:
+        return None, False
+    row, op_status, op_expires_at = found
+    if row.op_session_id is None:
+        return row, True
+    return row, op_status is not None and op_status not in HOLDS_RP and op_expires_at > now_ms()
 
 
 async def _end(session: AsyncSession, row: Session, status: str, reason: str | None, by: str | None) -> None:

@@ -11,6 +11,7 @@ from authpi.oidc.access import describe_token
 from authpi.oidc.keys import KeyCache
 from authpi.services import api_keys
 from authpi.storage.tables.api_keys import ApiKey
+from authpi.storage.tables.issuers import Issuer
 
 
 def _inactive(reason: str) -> dict[str, Any]:
@@ -40,7 +41,7 @@ async def introspect(
     session: AsyncSession,
     keys: KeyCache,
     account_id: str,
-    issuer_id: str,
+    issuer: Issuer,
     iss: str,
     token: str,
     ip: str | None,
@@ -48,6 +49,11 @@ async def introspect(
     if token.startswith("key_"):
         return await _api_key(session, account_id, token, ip)
     if token.count(".") == 2:
-        described = await describe_token(session, await keys.for_token(issuer_id, token), token, iss, None)
+        # The provider of a disabled issuer answers nothing, so its tokens are not active either.
+        if issuer.status != "active":
+            return _inactive("issuer_not_active")
+        described = await describe_token(
+            session, await keys.for_token(issuer.id, token), token, iss, issuer.id, None
+        )
         return described if described["active"] else _inactive("invalid_or_expired")
     return _inactive("unsupported_token_type")

@@ -300,6 +300,7 @@ async def update_user(
         for field in ("status_reason", "status_by"):
             if field in changes:
                 setattr(user, field, changes[field])
+    replaced = "password" in changes and user.password_hash is not None
     if "password" in changes:
         await _set_password(user, changes["password"])
     user.updated_at = next_version(user.updated_at)
@@ -307,6 +308,10 @@ async def update_user(
         await sessions.revoke_all(
             session, issuer_id, user_id=user.id, reason=f"user_{user.status}", by=user.status_by
         )
+    if replaced:
+        # A reset password is usually a compromised one: every sign-in made with it ends.
+        reason = "password_changed" if user.password_hash is not None else "password_removed"
+        await sessions.revoke_all(session, issuer_id, user_id=user.id, reason=reason)
     await session.commit()
     return user
 

@@ -31,8 +31,8 @@ async def introspect(
     if_match: IfMatch = None,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    await issuers.get_issuer(session, account_id, issuer_id)
+    issuer = await issuers.get_issuer(session, account_id, issuer_id)
     result = await token_introspection.introspect(
-        session, rt.keys, account_id, issuer_id, issuer_url(rt, issuer_id), body.token, body.ip
+        session, rt.keys, account_id, issuer, issuer_url(rt, issuer_id), body.token, body.ip
     )
     return single(result, None)

@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from authpi.oidc import authorization, login
 from authpi.oidc.authorization import AuthorizeParams
-from authpi.oidc.browser import Csrf
+from authpi.oidc.browser import SESSION_COOKIE, Csrf
 from authpi.oidc.context import issuer_url, load_client, load_issuer, parse_form, runtime
 from authpi.oidc.pages import message, page_url, proceed, redirect, render
 from authpi.oidc.routes import Routes
@@ -188,8 +188,14 @@ async def _signed_in(request: Request, flow: Flow, user_id: str, method: str) ->
         "user_agent": request.headers.get("user-agent", "")[:500],
         "ip": request.client.host if request.client else None,
     }
+    # Signing in again in this browser supersedes its previous sign-in, whoever it was.
     op, cookie = await session_service.create_op_session(
-        flow.session, flow.issuer, user_id, method=method, device=device
+        flow.session,
+        flow.issuer,
+        user_id,
+        method=method,
+        device=device,
+        replaces=request.cookies.get(SESSION_COOKIE),
     )
     user = await flow.session.get(User, user_id)
     assert user is not None

@@ -1,10 +1,20 @@
-"""GET|POST /{issuer_id}/logout: RP-initiated logout (idp-api §A.8, decision 16)."""
+"""GET|POST /{issuer_id}/logout: RP-initiated logout (idp-api §A.8, decision 16).
+
+Only the browser's own sign-in is ever ended here. An ``id_token_hint`` identifies the client
+(for ``post_logout_redirect_uri``) and, when it is an unexpired ID token of this browser's current
+session, lets the confirmation be skipped (OpenID Connect RP-Initiated Logout 1.0 §2). Any other
+hint, and every expired one, still needs the confirmed POST; and no hint ends a session that is
+not this browser's: an ID token travels through URLs and logs, so it is never the authority to
+end a sign-in.
+"""
 
 from __future__ import annotations
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
 
+from authpi.clock import now_s
 from authpi.oidc import redirect_uris, tokens
 from authpi.oidc.browser import SESSION_COOKIE, Csrf, clear_cookie
 from authpi.oidc.context import issuer_url, load_client, load_issuer, openid, parse_form, runtime
@@ -26,6 +36,36 @@ async def _params(request: Request) -> dict[str, str]:
     return params
 
 
+def _is_id_token(verified: tokens.Verified) -> bool:
+    # Of the provider's tokens only ID tokens carry ``azp``; access tokens are typed at+jwt.
+    return not verified.is_access_token and "azp" in verified.claims
+
+
+def _hinted_client_id(hint: tokens.Verified) -> str:
+    aud = hint.claims.get("aud")
+    return aud if isinstance(aud, str) else (str(aud[0]) if isinstance(aud, list) and aud else "")
+
+
+async def _names_this_browser(session: AsyncSession, hint: tokens.Verified | None, browser: Session) -> bool:
+    """Whether ``hint`` is an unexpired ID token of one of the browser's current client sessions,
+    for the user signed in there: only then may the confirmation be skipped."""
+    if hint is None or int(hint.claims["exp"]) <= now_s():
+        return False
+    sid = hint.claims.get("sid")
+    rp = await session.get(Session, sid) if isinstance(sid, str) else None
+    return (
+        rp is not None
+        and rp.type == "rp"
+        and rp.op_session_id == browser.id
+        and rp.client_id == _hinted_client_id(hint)
+        and rp.user_id == browser.user_id == hint.claims.get("sub")
+    )
+
+
+def _confirmed(request: Request, params: dict[str, str], csrf: Csrf) -> bool:
+    return request.method == "POST" and params.get("confirm") == "yes" and csrf.valid(params.get("csrf"))
+
+
 @router.api_route("/{issuer_id}/logout", methods=["GET", "POST"])
 async def logout(issuer_id: str, request: Request) -> Response:
     rt = runtime(request)
@@ -34,20 +74,19 @@ async def logout(issuer_id: str, request: Request) -> Response:
         issuer = await load_issuer(session, issuer_id)
         iss = issuer_url(rt, issuer.id)
         client: Client | None = None
-        hinted: Session | None = None
-        hint = params.get("id_token_hint")
-        if hint:
-            verified = tokens.verify(await rt.keys.for_token(issuer.id, hint), hint, iss, allow_expired=True)
-            if verified is None or verified.is_access_token:
+        hint: tokens.Verified | None = None
+        if params.get("id_token_hint"):
+            raw = params["id_token_hint"]
+            # Expired hints still identify the client (RP-Initiated Logout 1.0 §2), nothing more.
+            hint = tokens.verify(await rt.keys.for_token(issuer.id, raw), raw, iss, allow_expired=True)
+            if hint is None or not _is_id_token(hint):
                 return message(request, rt, issuer, "Cannot sign out", "The id_token_hint is not valid.")
-            aud = verified.claims.get("aud")
-            hinted_client = aud if isinstance(aud, str) else (aud[0] if isinstance(aud, list) and aud else "")
+            hinted_client = _hinted_client_id(hint)
             if params.get("client_id") and params["client_id"] != hinted_client:
                 return message(
                     request, rt, issuer, "Cannot sign out", "client_id does not match the id_token_hint."
                 )
-            client = await load_client(session, issuer.id, str(hinted_client))
-            hinted = await session.get(Session, str(verified.claims.get("sid", "")))
+            client = await load_client(session, issuer.id, hinted_client)
         elif params.get("client_id"):
             client = await load_client(session, issuer.id, params["client_id"])
 
@@ -59,18 +98,13 @@ async def logout(issuer_id: str, request: Request) -> Response:
 
         secret = request.cookies.get(SESSION_COOKIE)
         browser = await session_service.find_by_cookie(session, issuer.id, secret) if secret else None
-        csrf = Csrf(rt, request)
-        if hinted is None and browser is not None:
-            confirmed = (
-                request.method == "POST" and params.get("confirm") == "yes" and csrf.valid(params.get("csrf"))
-            )
-            if not confirmed:
+        if browser is not None:
+            csrf = Csrf(rt, request)
+            if not (await _names_this_browser(session, hint, browser) or _confirmed(request, params, csrf)):
                 user = await session.get(User, browser.user_id)
-                carry = [
-                    (k, params[k])
-                    for k in ("post_logout_redirect_uri", "state", "client_id")
-                    if params.get(k)
-                ]
+                carry = [(k, params[k]) for k in ("post_logout_redirect_uri", "state") if params.get(k)]
+                if client is not None:
+                    carry.append(("client_id", client.id))
                 return render(
                     request,
                     rt,
@@ -81,16 +115,8 @@ async def logout(issuer_id: str, request: Request) -> Response:
                     username=user.username if user else "",
                     carry=carry,
                 )
-
-        ended = [s for s in (hinted, browser) if s is not None]
-        for row in ended:
-            op = (
-                await session.get(Session, row.op_session_id)
-                if row.type == "rp" and row.op_session_id
-                else row
-            )
-            await session_service.revoke(session, op or row, "logout")
-        await session.commit()
+            await session_service.revoke(session, browser, "logout")
+            await session.commit()
 
     if target:
         response = redirect(redirect_uris.with_params(target, {"state": params.get("state")}))

@@ -65,5 +65,5 @@ async def introspect(issuer_id: str, request: Request) -> Response:
         issuer = await load_issuer(session, issuer_id)
         client = await authenticate_client(session, issuer.id, creds, allow_public=False)
         keys = await rt.keys.for_token(issuer.id, presented)
-        body = await describe_token(session, keys, presented, issuer_url(rt, issuer.id), client.id)
+        body = await describe_token(session, keys, presented, issuer_url(rt, issuer.id), issuer.id, client.id)
     return JSONResponse(body, headers=NO_STORE)

@@ -31,7 +31,7 @@ async def userinfo(issuer_id: str, request: Request) -> Response:
     async with rt.sessions() as session:
         issuer = await load_issuer(session, issuer_id)
         keys = await rt.keys.for_token(issuer.id, presented)
-        verified = await check_access_token(session, keys, presented, issuer_url(rt, issuer.id))
+        verified = await check_access_token(session, keys, presented, issuer_url(rt, issuer.id), issuer.id)
         if verified is None:
             raise invalid_token("The access token is invalid, expired or revoked")
         claims = verified.claims
