@@ -15,6 +15,7 @@ from authpi.services.errors import Conflict, NotFound, check_etag
 from authpi.storage.tables.issuers import Issuer
 from authpi.storage.tables.oauth import RefreshToken
 from authpi.storage.tables.sessions import Session
+from authpi.storage.tables.users import User
 
 STATUSES = ("inactive", "active", "suspended", "revoked", "expired")
 TERMINAL = ("revoked", "expired")
@@ -51,6 +52,9 @@ async def create_op_session(
 ) -> tuple[Session, str]:
     """A new browser session; returns it with the cookie secret (only its digest is stored)."""
     limits = _limits(issuer)
+    # Sign-ins of one user take turns from here to the commit, so each one's cap check counts the
+    # sessions the others created (PostgreSQL row lock; SQLite serialises writers anyway).
+    await session.execute(select(User.id).where(User.id == user_id).with_for_update())
     now = now_ms()
     secret = hashing.new_secret(nbytes=32)
     row = Session(
@@ -81,7 +85,8 @@ async def create_op_session(
 
 
 async def _enforce_cap(session: AsyncSession, issuer_id: str, user_id: str, cap: int) -> None:
-    """At most ``cap`` live op sessions per user: the oldest beyond it expire."""
+    """At most ``cap`` live op sessions per user: the oldest beyond it expire. The caller holds the
+    user's row lock, so no other sign-in of the user can add one until this transaction ends."""
     live = (
         await session.scalars(
             select(Session)
