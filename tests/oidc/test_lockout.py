@@ -168,6 +168,21 @@ async def test_concurrent_sign_ins_keep_the_per_user_session_cap(realm: Realm, s
     assert len(expired) == len(done) - cap
 
 
+async def test_one_authorization_request_gives_one_code_however_often_it_is_submitted(
+    realm: Realm, browser: Browser
+) -> None:
+    client = await realm.client()
+    await realm.user(EMAIL)
+    page = await browser.password_page(realm.request(client.id).url, EMAIL)
+    sent = form(page, "/login/password")
+    target = f"{realm.url}/login/password"
+    data = {**sent.hidden, "password": PASSWORD}
+    answers = await asyncio.gather(*(browser.http.post(target, data=data) for _ in range(4)))
+    codes = [a for a in answers if a.status_code == 303 and "code=" in a.headers["location"]]
+    assert len(codes) == 1, [describe(a) for a in answers]
+    assert all(a.status_code == 400 for a in answers if a not in codes), [describe(a) for a in answers]
+
+
 # --- sign-up gives one answer whether or not the address is taken ---------------------------------------
 
 

@@ -183,8 +183,10 @@ async def recall(session: AsyncSession, issuer_id: str, request_id: str | None) 
     return AuthorizeParams(**row.params)
 
 
-async def forget(session: AsyncSession, request_id: str) -> None:
-    await session.execute(delete(AuthorizationRequest).where(AuthorizationRequest.id == request_id))
+async def forget(session: AsyncSession, request_id: str) -> bool:
+    """Delete the pending request; False when it was already gone (another submission claimed it)."""
+    result = await session.execute(delete(AuthorizationRequest).where(AuthorizationRequest.id == request_id))
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
 def needs_login(params: AuthorizeParams, op: Session | None) -> bool:

@@ -12,7 +12,7 @@ from authpi.oidc import authorization, login
 from authpi.oidc.authorization import AuthorizeParams
 from authpi.oidc.browser import Csrf
 from authpi.oidc.context import issuer_url, load_client, load_issuer, parse_form, runtime
-from authpi.oidc.pages import message, page_url, proceed, redirect, render
+from authpi.oidc.pages import EXPIRED, message, page_url, proceed, redirect, render
 from authpi.oidc.routes import Routes
 from authpi.oidc.routes.authorize import current_sign_in
 from authpi.runtime import Runtime
@@ -25,7 +25,6 @@ from authpi.storage.tables.users import User
 
 router = Routes()
 SIGN_IN_UNAVAILABLE = "Sign-in unavailable"
-EXPIRED = "This sign-in attempt has expired or is not valid. Return to the application and start again."
 
 
 @dataclass
