@@ -183,6 +183,22 @@ async def test_one_authorization_request_gives_one_code_however_often_it_is_subm
     assert all(a.status_code == 400 for a in answers if a not in codes), [describe(a) for a in answers]
 
 
+async def test_consents_given_at_once_are_all_recorded(realm: Realm, browser: Browser) -> None:
+    client = await realm.client(require_consent=True)
+    await realm.user(EMAIL)
+    first = await browser.sign_in(realm.request(client.id, scope="openid email").url, EMAIL)
+    assert is_page(first, "consent"), describe(first)
+    # Several tabs of one browser each ask for consent, with different scopes, and are allowed at once.
+    scopes = ["openid email", "openid profile", "openid phone", "openid address"]
+    pages = [first] + [await browser.get(realm.request(client.id, scope=s).url) for s in scopes[1:]]
+    assert all(is_page(page, "consent") for page in pages)
+    allowed = await asyncio.gather(*(browser.submit(page, {"decision": "allow"}) for page in pages))
+    assert all("code" in callback_params(a) for a in allowed), [describe(a) for a in allowed]
+    # Every grant was kept: all of those scopes together now need no consent.
+    silent = realm.request(client.id, scope="openid email profile phone address", prompt="none")
+    assert "code" in callback_params(await browser.get(silent.url))
+
+
 # --- sign-up gives one answer whether or not the address is taken ---------------------------------------
 
 

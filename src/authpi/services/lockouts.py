@@ -16,21 +16,18 @@ refused even if some carry the right secret, since none can be known right befor
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import case, delete
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authpi.clock import now_ms
 from authpi.crypto import hashing
+from authpi.storage.dialects import upsert
 from authpi.storage.tables.issuers import Issuer
 from authpi.storage.tables.lockouts import CredentialLockout
 
 # Credential kinds sharing the rule; the subject is what identifies the credential within the kind.
 PASSWORD = "password"
-
-_INSERTS: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
 @dataclass(frozen=True)
@@ -71,7 +68,7 @@ async def count_attempt(
     table = CredentialLockout.__table__
     forgotten = table.c.expires_at <= now
     number = case((forgotten, 1), else_=table.c.attempts + 1)
-    insert = _INSERTS[session.get_bind().dialect.name](table).values(
+    insert = upsert(session, table).values(
         issuer_id=issuer_id,
         kind=kind,
         subject=subject_digest(subject),
