@@ -83,6 +83,19 @@ async def test_wrong_passwords_sent_at_once_cannot_outrun_the_lockout(
     assert await realm.sessions(user.id) == []
 
 
+async def test_an_admin_setting_a_new_password_lifts_the_lock(realm: Realm, browser: Browser) -> None:
+    client = await realm.client()
+    user = await realm.user(EMAIL)
+    page = await browser.password_page(realm.request(client.id).url, EMAIL)
+    for _ in range(MAX_FAILURES + 1):
+        page = await browser.submit(page, {"password": WRONG})
+    assert is_locked(page), describe(page)
+    await realm.api.users.update(user.id, {"password": "a brand new password"})
+    async with Browser(realm.server_url) as fresh:
+        response = await fresh.sign_in(realm.request(client.id).url, EMAIL, "a brand new password")
+    assert "code" in callback_params(response)
+
+
 # --- known and unknown identifiers look alike ------------------------------------------------------
 
 
