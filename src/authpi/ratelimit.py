@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from limits import RateLimitItem, RateLimitItemPerSecond, parse
+from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import FixedWindowRateLimiter
 from limits.storage import storage_from_string
@@ -39,17 +39,3 @@ class RateLimits:
             return
         stats = await self._limiter.get_window_stats(item, rule, identity)
         raise RateLimited(int(stats.reset_time - time.time()) + 1)
-
-    async def failure_lock(
-        self, scope: str, identity: str, max_failures: int, window: int, *, hit: bool
-    ) -> int:
-        """Failure counting for credentials that have no row to count on (unknown usernames), so a
-        lockout looks the same whether or not the account exists. Always on, like real lockouts.
-        Returns the seconds the identity stays locked (0 when it is not)."""
-        item = RateLimitItemPerSecond(max_failures, window)
-        if hit:
-            await self._limiter.hit(item, scope, identity)
-        stats = await self._limiter.get_window_stats(item, scope, identity)
-        if stats.remaining > 0:
-            return 0
-        return max(1, int(stats.reset_time - time.time()))

@@ -336,6 +336,8 @@ async def test_partial_settings_update_is_a_deep_merge(admin: AuthPIAdmin, issue
         ({"access": {"sessions": {"idle_timeout": 2592001}}}, "settings.access.sessions.idle_timeout"),
         ({"access": {"sessions": {"max_age": "1h"}}}, "settings.access.sessions.max_age"),
         ({"access": {"mode": "everyone"}}, "settings.access.mode"),
+        ({"portals": {"login": {"enabled": "no"}}}, "settings.portals.login.enabled"),
+        ({"portals": {"signup": False}}, "settings.portals.signup.enabled"),
         (
             {"security": {"tokens": {"access_token_ttl": 22 * 86400}}},
             "settings.security.tokens.access_token_ttl",

@@ -495,7 +495,7 @@ async def test_unsupported_grant_type(realm: Realm) -> None:
 # --- signup and CSRF --------------------------------------------------------------------------------
 
 
-async def test_signup_creates_an_active_user_and_signs_them_in(
+async def test_signup_creates_an_active_user_who_then_signs_in_with_the_password(
     admin: AuthPIAdmin, server: RunningServer, browser: Browser
 ) -> None:
     realm = await new_realm(admin, server, signup=True)
@@ -507,10 +507,14 @@ async def test_signup_creates_an_active_user_and_signs_them_in(
     signup = await browser.get(urljoin(str(login.url), html.unescape(link.group(1))))
     assert signup.status_code == 200 and form(signup, "/signup"), describe(signup)
 
+    # Sign-up answers alike whether or not the address is taken, so it signs nobody in by itself:
+    # it leads to the password step of the same authorization request.
     done = await browser.submit(
         signup, {"email": "New.Person@example.com", "name": "New Person", "password": PASSWORD}
     )
-    params = callback_params(done)
+    assert done.status_code == 200 and form(done, "/login/password"), describe(done)
+    assert browser.session_cookie is None
+    params = callback_params(await browser.submit(done, {"password": PASSWORD}))
     assert params["state"] == auth.state and browser.session_cookie
     tokens = (await realm.exchange(client, params["code"], auth)).json()
     claims = unverified_claims(tokens["id_token"])

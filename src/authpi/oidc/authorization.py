@@ -16,6 +16,7 @@ from authpi.crypto import hashing
 from authpi.oidc import pkce, redirect_uris
 from authpi.oidc.context import load_client, openid
 from authpi.services import sessions as session_service
+from authpi.storage.dialects import upsert
 from authpi.storage.tables.clients import Client
 from authpi.storage.tables.issuers import Issuer
 from authpi.storage.tables.oauth import AuthorizationCode, AuthorizationRequest, Consent
@@ -183,8 +184,10 @@ async def recall(session: AsyncSession, issuer_id: str, request_id: str | None) 
     return AuthorizeParams(**row.params)
 
 
-async def forget(session: AsyncSession, request_id: str) -> None:
-    await session.execute(delete(AuthorizationRequest).where(AuthorizationRequest.id == request_id))
+async def forget(session: AsyncSession, request_id: str) -> bool:
+    """Delete the pending request; False when it was already gone (another submission claimed it)."""
+    result = await session.execute(delete(AuthorizationRequest).where(AuthorizationRequest.id == request_id))
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
 def needs_login(params: AuthorizeParams, op: Session | None) -> bool:
@@ -210,23 +213,33 @@ async def needs_consent(session: AsyncSession, client: Client, user_id: str, par
 async def record_consent(
     session: AsyncSession, issuer_id: str, user_id: str, client_id: str, scopes: list[str]
 ) -> None:
+    """Add ``scopes`` to the user's grant for the client. The first grant is inserted with
+    ``ON CONFLICT DO NOTHING`` and a later one merged under a row lock, so two consents given at
+    once (two tabs) neither fail on the unique key nor lose each other's scopes."""
     now = now_ms()
-    grant = await session.scalar(
-        select(Consent).where(Consent.user_id == user_id, Consent.client_id == client_id)
-    )
-    if grant is None:
-        session.add(
-            Consent(
-                id=secrets.token_hex(12),
-                issuer_id=issuer_id,
-                user_id=user_id,
-                client_id=client_id,
-                scopes=sorted(set(scopes)),
-                created_at=now,
-                updated_at=now,
-            )
+    table = Consent.__table__
+    inserted = await session.execute(
+        upsert(session, table)
+        .values(
+            id=secrets.token_hex(12),
+            issuer_id=issuer_id,
+            user_id=user_id,
+            client_id=client_id,
+            scopes=sorted(set(scopes)),
+            created_at=now,
+            updated_at=now,
         )
-    else:
+        .on_conflict_do_nothing(index_elements=[table.c.user_id, table.c.client_id])
+    )
+    if inserted.rowcount == 1:  # type: ignore[attr-defined]
+        return
+    grant = await session.scalar(
+        select(Consent)
+        .where(Consent.user_id == user_id, Consent.client_id == client_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if grant is not None:
         grant.scopes = sorted(set(grant.scopes) | set(scopes))
         grant.updated_at = now
 

@@ -6,13 +6,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authpi import ids
 from authpi.clock import now_ms
 from authpi.crypto import hashing, passwords
-from authpi.ratelimit import RateLimits
-from authpi.services import users
+from authpi.services import lockouts, users
 from authpi.services.auth_method_types import TYPES
 from authpi.services.errors import InvalidInput
 from authpi.storage.tables.auth_methods import AuthMethod
@@ -35,40 +35,31 @@ async def password_method(session: AsyncSession, issuer_id: str) -> AuthMethod |
     return row
 
 
-def _locked_message(seconds: int) -> str:
-    return f"Too many failed attempts. Try again in {max(1, seconds // 60)} minute(s)."
+def _locked_message(locked_for_ms: int) -> str:
+    minutes = -(-locked_for_ms // 60_000)  # rounded up: "1 minute" until the very end
+    return f"Too many failed attempts. Try again in {minutes} minute{'s' if minutes != 1 else ''}."
 
 
-async def verify(
-    session: AsyncSession, limits: RateLimits, issuer: Issuer, identifier: str, password: str
-) -> Outcome:
-    """Check a password with lockout: after ``max_failures`` misses the credential locks for
-    ``duration`` seconds. Unknown usernames cost one argon2 verify and lock the same way, so
-    neither timing nor the lockout message reveals whether an account exists."""
-    lockout = issuer.settings["security"]["lockout"]
-    max_failures, duration = int(lockout["max_failures"]), int(lockout["duration"])
-    user = await users.find_by_username(session, issuer.id, identifier)
-    phantom = f"{issuer.id}:{identifier.strip().lower()}"
-    now = now_ms()
-    if user is not None and user.password_locked_until and user.password_locked_until > now:
-        return Outcome(None, _locked_message((user.password_locked_until - now) // 1000))
-    if user is None:
-        locked = await limits.failure_lock("phantom_lockout", phantom, max_failures, duration, hit=False)
-        if locked:
-            return Outcome(None, _locked_message(locked))
-    ok = await passwords.verify_password(user.password_hash if user else None, password)
-    if user is None:
-        await limits.failure_lock("phantom_lockout", phantom, max_failures, duration, hit=True)
+async def verify(session: AsyncSession, issuer: Issuer, identifier: str, password: str) -> Outcome:
+    """Check a password under the issuer's lockout (decision 20).
+
+    Known and unknown identifiers take the same steps: the attempt is counted on the identifier's
+    normalised key first (a lock refuses it before any hash is checked), then exactly one argon2
+    verify runs, so neither the answers, their timing nor the lockout reveal whether an account
+    exists. Only the right password clears the count."""
+    subject = users.login_key(identifier)
+    attempt = await lockouts.count_attempt(
+        session, issuer.id, lockouts.PASSWORD, subject, lockouts.Policy.of(issuer)
+    )
+    if not attempt.allowed:
+        return Outcome(None, _locked_message(attempt.locked_for_ms))
+    found = await users.find_by_username(session, issuer.id, identifier)
+    verified = await passwords.verify_password(found.password_hash if found else None, password)
+    # Re-read under a row lock: the status checked below is the one the new session is created under.
+    user = await users.lock(session, found.id) if verified and found else None
+    if user is None or user.status == "deleted":
         return Outcome(None, BAD_CREDENTIALS)
-    if not ok:
-        user.password_failures = (user.password_failures or 0) + 1
-        if user.password_failures >= max_failures:
-            user.password_locked_until = now + duration * 1000
-            user.password_failures = 0
-        await session.commit()
-        return Outcome(None, BAD_CREDENTIALS)
-    user.password_failures = 0
-    user.password_locked_until = None
+    await lockouts.clear(session, issuer.id, lockouts.PASSWORD, subject)
     if user.password_hash and passwords.needs_rehash(user.password_hash):
         user.password_hash = await passwords.hash_password(password)
     if user.status != "active":
@@ -84,43 +75,52 @@ def password_policy(method: AuthMethod | None) -> dict[str, Any]:
 
 async def signup(
     session: AsyncSession, issuer: Issuer, email: str, name: str, password: str, method: AuthMethod
-) -> Outcome:
-    mode = issuer.settings["access"]["mode"]
+) -> str | None:
+    """Self-service sign-up; returns what is wrong with the input, or None once it was accepted.
+
+    Accepted means an account was created *or* the address was already taken; the caller answers
+    both alike, so sign-up cannot be used to find out which addresses have accounts. The taken
+    address's account is left untouched. Once email delivery exists, the outcome goes to the
+    mailbox (a welcome, or "you already have an account"); until then the next step, signing in,
+    is where the owner of the address finds out.
+    """
     try:
         username = users.normalize_username("email", email)
     except InvalidInput:
-        return Outcome(None, "Enter a valid email address.")
+        return "Enter a valid email address."
     key = username.key
     domains = [d.lower() for d in issuer.settings["access"].get("allowed_email_domains") or []]
     if domains and key.rsplit("@", 1)[-1] not in domains:
-        return Outcome(None, "Sign-up is not open to this email domain.")
+        return "Sign-up is not open to this email domain."
     problems = users.policy_problems(password_policy(method), password)
     if problems:
-        return Outcome(None, problems[0].message + ".")
-    if await users.find_by_username(session, issuer.id, key) is not None:
-        # Same answer as success would not be possible without email verification; say it plainly.
-        return Outcome(None, "An account with this email already exists. Sign in instead.")
+        return problems[0].message + "."
     now = now_ms()
     profile: dict[str, Any] = {"email_verified": False}
     if name.strip():
         profile["name"] = name.strip()[:200]
-    user = User(
-        id=ids.user_id(),
-        issuer_id=issuer.id,
-        username_type="email",
-        username=username.value,
-        username_key=key,
-        username_hash=hashing.digest(key),
-        status="pending_approval" if mode == "approval" else "active",
-        status_at=now,
-        profile=profile,
-        metadata_={},
-        password_hash=await passwords.hash_password(password),
-        password_changed_at=now,
-        password_failures=0,
-        created_at=now,
-        updated_at=now,
+    session.add(
+        User(
+            id=ids.user_id(),
+            issuer_id=issuer.id,
+            username_type="email",
+            username=username.value,
+            username_key=key,
+            username_hash=hashing.digest(key),
+            status="pending_approval" if issuer.settings["access"]["mode"] == "approval" else "active",
+            status_at=now,
+            profile=profile,
+            metadata_={},
+            # Hashed whether or not the address is taken, so both answers take the same time.
+            password_hash=await passwords.hash_password(password),
+            password_changed_at=now,
+            created_at=now,
+            updated_at=now,
+        )
     )
-    session.add(user)
-    await session.flush()
-    return Outcome(user, None)
+    try:
+        # The unique (issuer, username key) decides, also between concurrent sign-ups.
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+    return None

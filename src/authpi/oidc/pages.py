@@ -21,6 +21,7 @@ from authpi.storage.tables.issuers import Issuer
 from authpi.storage.tables.sessions import Session
 from authpi.storage.tables.users import User
 
+EXPIRED = "This sign-in attempt has expired or is not valid. Return to the application and start again."
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 _COLOR = re.compile(r"^#[0-9a-fA-F]{3,8}$")
 SECURITY_HEADERS = {
@@ -122,9 +123,12 @@ async def proceed(
     elif await authorization.needs_consent(session, client, user.id, params):
         await session.commit()
         response = redirect(page_url(issuer, "consent", request_id))
+    elif not await authorization.forget(session, request_id):
+        # A concurrent submission of the same request claimed it first: one request, one code.
+        await session.rollback()
+        return message(request, rt, issuer, "Sign-in expired", EXPIRED)
     else:
         code = await authorization.issue_code(session, issuer, client, op, user, params, rt.settings.code_ttl)
-        await authorization.forget(session, request_id)
         await session.commit()
         response = redirect(authorization.success_redirect(params, code, iss))
     if new_cookie is not None:

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from authpi.clock import now_ms
 from authpi.crypto.secretbox import SecretBox
 from authpi.oidc import keys
-from authpi.services import idempotency, issuers
+from authpi.services import idempotency, issuers, lockouts
 from authpi.storage.tables.oauth import AuthorizationCode, AuthorizationRequest, RefreshToken, RevokedToken
 from authpi.storage.tables.system import SystemValue
 
@@ -43,6 +43,7 @@ async def take_lease(session: AsyncSession, seconds: int) -> bool:
 async def run(session: AsyncSession, box: SecretBox, purge_after_s: int) -> None:
     now = now_ms()
     await idempotency.purge_expired(session)
+    await lockouts.purge_expired(session, now)
     await issuers.purge_deleted(session, now - purge_after_s * 1000)
     await session.execute(delete(AuthorizationRequest).where(AuthorizationRequest.expires_at <= now))
     await session.execute(delete(AuthorizationCode).where(AuthorizationCode.expires_at <= now - 3600_000))

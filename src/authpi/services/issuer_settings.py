@@ -37,6 +37,14 @@ _BOUNDS: tuple[tuple[tuple[str, ...], int, int], ...] = (
 )
 
 
+PORTALS = ("login", "signup", "account")
+
+
+def portal_enabled(settings: dict[str, Any], portal: str) -> bool:
+    """Whether the hosted ``portal`` (one of ``PORTALS``) is switched on (the default)."""
+    return bool(_lookup(settings, ("portals", portal, "enabled")) is not False)
+
+
 def deep_merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     merged = copy.deepcopy(base)
     for key, value in patch.items():
@@ -67,6 +75,11 @@ def validate(settings: dict[str, Any]) -> dict[str, Any]:
         field = "settings." + ".".join(path)
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
             raise InvalidInput.on(field, "out_of_range", f"{field} must be an integer from {low} to {high}")
+    for portal in PORTALS:
+        node = settings["portals"].get(portal)
+        if node is not None and not (isinstance(node, dict) and isinstance(node.get("enabled", True), bool)):
+            field = f"settings.portals.{portal}.enabled"
+            raise InvalidInput.on(field, "invalid_type", f"{field} must be a boolean")
     mode = settings["access"].get("mode")
     if mode not in ACCESS_MODES:
         raise InvalidInput.on(

@@ -17,6 +17,7 @@ from authpi.services.errors import Conflict, NotFound, check_etag
 from authpi.storage.tables.issuers import Issuer
 from authpi.storage.tables.oauth import RefreshToken
 from authpi.storage.tables.sessions import Session
+from authpi.storage.tables.users import User
 
 STATUSES = ("inactive", "active", "suspended", "revoked", "expired")
 TERMINAL = ("revoked", "expired")
@@ -59,6 +60,9 @@ async def create_op_session(
     ``replaces`` is the cookie secret the browser presented, if any: that sign-in is superseded.
     """
     limits = _limits(issuer)
+    # Sign-ins of one user take turns from here to the commit, so each one's cap check counts the
+    # sessions the others created (PostgreSQL row lock; SQLite serialises writers anyway).
+    await session.execute(select(User.id).where(User.id == user_id).with_for_update())
     now = now_ms()
     secret = hashing.new_secret(nbytes=32)
     row = Session(
@@ -115,7 +119,8 @@ async def _supersede(session: AsyncSession, issuer_id: str, secret: str, success
 
 
 async def _enforce_cap(session: AsyncSession, issuer_id: str, user_id: str, cap: int) -> None:
-    """At most ``cap`` live op sessions per user: the oldest beyond it expire."""
+    """At most ``cap`` live op sessions per user: the oldest beyond it expire. The caller holds the
+    user's row lock, so no other sign-in of the user can add one until this transaction ends."""
     live = (
         await session.scalars(
             select(Session)

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from authpi import ids
 from authpi.clock import next_version, now_ms
 from authpi.crypto import hashing, passwords
-from authpi.services import sessions
+from authpi.services import lockouts, sessions
 from authpi.services.auth_method_types import TYPES as METHOD_TYPES
 from authpi.services.clients import scope_names
 from authpi.services.errors import Conflict, FieldProblem, InvalidInput, NotFound, check_etag
@@ -108,6 +108,22 @@ def candidate_keys(identifier: str) -> list[str]:
     return keys
 
 
+def login_key(identifier: str) -> str:
+    """The one key ``identifier`` stands for at sign-in, whether or not a user holds it: the username
+    key it normalises to, else its trimmed, case-folded text. Lockouts are counted on it."""
+    keys = candidate_keys(identifier)
+    return keys[0] if keys else identifier.strip().casefold()
+
+
+async def lock(session: AsyncSession, user_id: str) -> User | None:
+    """The user re-read under a row lock (PostgreSQL; SQLite serialises writers anyway), for
+    changes that must not interleave with a status change or another sign-in of the same user."""
+    user: User | None = await session.scalar(
+        select(User).where(User.id == user_id).with_for_update().execution_options(populate_existing=True)
+    )
+    return user
+
+
 async def find_by_username(session: AsyncSession, issuer_id: str, identifier: str) -> User | None:
     """The issuer's (non-deleted) user whose username matches ``identifier``, e.g. at login."""
     keys = candidate_keys(identifier)
@@ -168,8 +184,6 @@ async def check_password(session: AsyncSession, issuer_id: str, password: str) -
 async def _set_password(user: User, password: str | None) -> None:
     user.password_hash = await passwords.hash_password(password) if password is not None else None
     user.password_changed_at = now_ms() if password is not None else None
-    user.password_failures = 0
-    user.password_locked_until = None
 
 
 # --- validation --------------------------------------------------------------------------------
@@ -241,7 +255,6 @@ async def create_user(session: AsyncSession, issuer_id: str, body: dict[str, Any
         preferences=body.get("preferences"),
         custom_fields=body.get("custom_fields"),
         metadata_=body.get("metadata") or {},
-        password_failures=0,
         created_at=now,
         updated_at=now,
     )
@@ -303,6 +316,8 @@ async def update_user(
     replaced = "password" in changes and user.password_hash is not None
     if "password" in changes:
         await _set_password(user, changes["password"])
+        # A new password is a new credential: failures counted against the old one no longer apply.
+        await lockouts.clear(session, issuer_id, lockouts.PASSWORD, user.username_key)
     user.updated_at = next_version(user.updated_at)
     if ended and user.status in ENDS_SESSIONS:
         await sessions.revoke_all(

@@ -16,6 +16,7 @@ from authpi.oidc.pages import message, page_url, proceed, redirect
 from authpi.oidc.routes import Routes
 from authpi.runtime import Runtime
 from authpi.services import sessions as session_service
+from authpi.services.issuer_settings import portal_enabled
 from authpi.storage.tables.issuers import Issuer
 from authpi.storage.tables.sessions import Session
 from authpi.storage.tables.users import User
@@ -65,8 +66,12 @@ async def _authorize(request: Request, issuer_id: str, query: dict[str, list[str
                 return fail("login_required", "The user is not signed in")
             if await authorization.needs_consent(session, client, signed_in[1].id, params):
                 return fail("consent_required", "The user has not consented to this client")
+        login_needed = signed_in is None or authorization.needs_login(params, op)
+        if login_needed and not portal_enabled(issuer.settings, "login"):
+            # Signing in is switched off: the client learns it and can tell its user.
+            return fail("access_denied", "Signing in is switched off for this issuer")
         request_id = await authorization.remember(session, issuer, params)
-        if signed_in is None or authorization.needs_login(params, op):
+        if login_needed or signed_in is None:
             hint = f"&{urlencode({'login_hint': params.login_hint})}" if params.login_hint else ""
             return redirect(page_url(issuer, "login", request_id) + hint)
         if "select_account" in params.prompt:

@@ -12,18 +12,19 @@ from authpi.oidc import authorization, login
 from authpi.oidc.authorization import AuthorizeParams
 from authpi.oidc.browser import SESSION_COOKIE, Csrf
 from authpi.oidc.context import issuer_url, load_client, load_issuer, parse_form, runtime
-from authpi.oidc.pages import message, page_url, proceed, redirect, render
+from authpi.oidc.pages import EXPIRED, message, page_url, proceed, redirect, render
 from authpi.oidc.routes import Routes
 from authpi.oidc.routes.authorize import current_sign_in
 from authpi.runtime import Runtime
 from authpi.services import sessions as session_service
 from authpi.services.errors import RateLimited
+from authpi.services.issuer_settings import portal_enabled
 from authpi.storage.tables.clients import Client
 from authpi.storage.tables.issuers import Issuer
 from authpi.storage.tables.users import User
 
 router = Routes()
-EXPIRED = "This sign-in attempt has expired or is not valid. Return to the application and start again."
+SIGN_IN_UNAVAILABLE = "Sign-in unavailable"
 
 
 @dataclass
@@ -78,10 +79,28 @@ async def _rate_limited(request: Request, flow: Flow) -> Response | None:
     return None
 
 
+def _login_closed(request: Request, flow: Flow) -> Response | None:
+    """The refusal page while ``settings.portals.login`` is switched off."""
+    if portal_enabled(flow.issuer.settings, "login"):
+        return None
+    return message(
+        request,
+        flow.rt,
+        flow.issuer,
+        SIGN_IN_UNAVAILABLE,
+        "Signing in is switched off for this application. Try again later.",
+        403,
+    )
+
+
 async def _signup_url(flow: Flow) -> str | None:
+    """The sign-up page, when sign-up is open: its portal and the login portal it leads to are on,
+    the password method accepts sign-ups, and the access mode lets anyone ask."""
+    settings = flow.issuer.settings
+    if not (portal_enabled(settings, "signup") and portal_enabled(settings, "login")):
+        return None
     method = await login.password_method(flow.session, flow.issuer.id)
-    mode = flow.issuer.settings["access"]["mode"]
-    if method is None or not method.enabled_signup or mode not in ("open", "approval"):
+    if method is None or not method.enabled_signup or settings["access"]["mode"] not in ("open", "approval"):
         return None
     return page_url(flow.issuer, "signup", flow.request_id)
 
@@ -116,6 +135,9 @@ async def login_page(issuer_id: str, request: Request) -> Response:
         flow = await _flow(request, session, issuer_id, post=False)
         if isinstance(flow, Response):
             return flow
+        closed = _login_closed(request, flow)
+        if closed is not None:
+            return closed
         hint = request.query_params.get("login_hint", "")[:320]
         return _login_page(request, flow, hint, signup_url=await _signup_url(flow))
 
@@ -126,26 +148,19 @@ async def login_identifier(issuer_id: str, request: Request) -> Response:
         flow = await _flow(request, session, issuer_id, post=True)
         if isinstance(flow, Response):
             return flow
+        closed = _login_closed(request, flow)
+        if closed is not None:
+            return closed
         username = flow.form.get("username", "").strip()[:320]
         if not username:
             return _login_page(request, flow, error="Enter your email or username.", status=400)
         method = await login.password_method(session, flow.issuer.id)
         if method is None or not method.enabled_login:
             return message(
-                request, flow.rt, flow.issuer, "Sign-in unavailable", "No sign-in method is enabled."
+                request, flow.rt, flow.issuer, SIGN_IN_UNAVAILABLE, "No sign-in method is enabled."
             )
         # Identifier first, then the password, whether or not the account exists.
-        return render(
-            request,
-            flow.rt,
-            flow.issuer,
-            flow.csrf,
-            "password.html",
-            action=f"/{flow.issuer.id}/login/password",
-            restart_url=page_url(flow.issuer, "login", flow.request_id),
-            request_id=flow.request_id,
-            username=username,
-        )
+        return _password_page(request, flow, username)
 
 
 @router.post("/{issuer_id}/login/password")
@@ -154,33 +169,44 @@ async def login_password(issuer_id: str, request: Request) -> Response:
         flow = await _flow(request, session, issuer_id, post=True)
         if isinstance(flow, Response):
             return flow
-        limited = await _rate_limited(request, flow)
-        if limited is not None:
-            return limited
+        refused = _login_closed(request, flow) or await _rate_limited(request, flow)
+        if refused is not None:
+            return refused
         method = await login.password_method(session, flow.issuer.id)
         if method is None or not method.enabled_login:
             return message(
-                request, flow.rt, flow.issuer, "Sign-in unavailable", "No sign-in method is enabled."
+                request, flow.rt, flow.issuer, SIGN_IN_UNAVAILABLE, "No sign-in method is enabled."
             )
         username = flow.form.get("username", "")[:320]
-        outcome = await login.verify(
-            session, flow.rt.rate_limits, flow.issuer, username, flow.form.get("password", "")[:1024]
-        )
+        outcome = await login.verify(session, flow.issuer, username, flow.form.get("password", "")[:1024])
         if outcome.user is None:
-            return render(
-                request,
-                flow.rt,
-                flow.issuer,
-                flow.csrf,
-                "password.html",
-                401,
-                action=f"/{flow.issuer.id}/login/password",
-                restart_url=page_url(flow.issuer, "login", flow.request_id),
-                request_id=flow.request_id,
-                username=username,
-                error=outcome.error,
-            )
+            return _password_page(request, flow, username, status=401, error=outcome.error)
         return await _signed_in(request, flow, outcome.user.id, "password")
+
+
+def _password_page(
+    request: Request,
+    flow: Flow,
+    username: str,
+    *,
+    status: int = 200,
+    error: str | None = None,
+    notice: str | None = None,
+) -> Response:
+    return render(
+        request,
+        flow.rt,
+        flow.issuer,
+        flow.csrf,
+        "password.html",
+        status,
+        action=f"/{flow.issuer.id}/login/password",
+        restart_url=page_url(flow.issuer, "login", flow.request_id),
+        request_id=flow.request_id,
+        username=username,
+        error=error,
+        notice=notice,
+    )
 
 
 async def _signed_in(request: Request, flow: Flow, user_id: str, method: str) -> Response:
@@ -259,27 +285,31 @@ async def signup(issuer_id: str, request: Request) -> Response:
         limited = await _rate_limited(request, flow)
         if limited is not None:
             return limited
-        outcome = await login.signup(
+        email = flow.form.get("email", "").strip()[:320]
+        problem = await login.signup(
             session,
             flow.issuer,
-            flow.form.get("email", "")[:320],
+            email,
             flow.form.get("name", ""),
             flow.form.get("password", "")[:1024],
             method,
         )
-        if outcome.user is None:
-            return _signup_page(request, flow, policy, outcome.error, 400)
-        if outcome.user.status != "active":
-            await session.commit()
+        if problem is not None:
+            return _signup_page(request, flow, policy, problem, 400)
+        # One answer whether the account was just created or the address was already taken
+        # (see login.signup): never sign the visitor in from here, let the password step decide.
+        if flow.issuer.settings["access"]["mode"] == "approval":
             return message(
                 request,
                 flow.rt,
                 flow.issuer,
                 "Thanks for signing up",
-                "Your account is waiting for approval.",
+                "Your request has been received. You can sign in once it has been approved.",
                 200,
             )
-        return await _signed_in(request, flow, outcome.user.id, "password")
+        return _password_page(
+            request, flow, email, notice="Thanks for signing up. Enter your password again to sign in."
+        )
 
 
 @router.get("/{issuer_id}/consent")

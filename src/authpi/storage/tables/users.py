@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from authpi.storage.tables.base import Base, Versioned
@@ -35,6 +35,4 @@ class User(Versioned, Base):
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
     password_hash: Mapped[str | None] = mapped_column(Text)
     password_changed_at: Mapped[int | None] = mapped_column(BigInteger)
-    password_failures: Mapped[int] = mapped_column(Integer, default=0)
-    password_locked_until: Mapped[int | None] = mapped_column(BigInteger)
     deleted_at: Mapped[int | None] = mapped_column(BigInteger)
