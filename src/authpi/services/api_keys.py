@@ -83,8 +83,7 @@ async def authenticate(session: AsyncSession, key_id: str, secret: str, ip: str)
     return Principal(account_id=key.account_id, org_id=org_id, key_id=key.id, scopes=tuple(key.scopes))
 
 
-def _validate_restrictions(restrictions: dict[str, Any]) -> tuple[list[str], list[str] | None]:
-    raw_scopes = restrictions.get("scopes", [])
+def _validate_scopes(raw_scopes: Any) -> list[str]:
     if not isinstance(raw_scopes, list) or not all(isinstance(s, str) for s in raw_scopes):
         raise InvalidInput.on("restrictions.scopes", "invalid_type", "scopes must be a list of strings")
     for scope in raw_scopes:
@@ -94,23 +93,88 @@ def _validate_restrictions(restrictions: dict[str, Any]) -> tuple[list[str], lis
                 "invalid_scope",
                 f"'{scope}' is not <resource path>:<read|write|manage>",
             )
+    return list(dict.fromkeys(raw_scopes))
+
+
+def _validate_networks(ips: Any) -> list[str] | None:
+    if ips is None:
+        return None
+    if not isinstance(ips, list):
+        raise InvalidInput.on("restrictions.ip_addresses", "invalid_type", "ip_addresses must be a list")
+    for net in ips:
+        try:
+            ipaddress.ip_network(str(net), strict=False)
+        except ValueError as exc:
+            raise InvalidInput.on(
+                "restrictions.ip_addresses", "invalid_cidr", f"'{net}' is not an IP address or CIDR range"
+            ) from exc
+    return [str(n) for n in ips]
+
+
+def _validate_restrictions(restrictions: dict[str, Any]) -> tuple[list[str], list[str] | None]:
     ips = restrictions.get("ip_addresses", restrictions.get("ip_allowlist"))
-    if ips is not None:
-        if not isinstance(ips, list):
-            raise InvalidInput.on("restrictions.ip_addresses", "invalid_type", "ip_addresses must be a list")
-        for net in ips:
-            try:
-                ipaddress.ip_network(str(net), strict=False)
-            except ValueError as exc:
-                raise InvalidInput.on(
-                    "restrictions.ip_addresses", "invalid_cidr", f"'{net}' is not an IP address or CIDR range"
-                ) from exc
-        ips = [str(n) for n in ips]
-    return list(dict.fromkeys(raw_scopes)), ips
+    return _validate_scopes(restrictions.get("scopes", [])), _validate_networks(ips)
+
+
+def _merge_restrictions(key: ApiKey, patch: dict[str, Any]) -> None:
+    """PATCH of ``restrictions``, field by field: an omitted field stays as it is, and
+    ``ip_addresses: null`` lifts the allowlist."""
+    if "scopes" in patch:
+        key.scopes = _validate_scopes(patch["scopes"])
+    if "ip_addresses" in patch:
+        key.ip_allowlist = _validate_networks(patch["ip_addresses"])
+
+
+@dataclass(frozen=True)
+class Reach:
+    """What a key's credential can do: its status, scopes, lifetime and the addresses it works from."""
+
+    status: str
+    scopes: tuple[str, ...]
+    expires_at: int | None
+    networks: tuple[str, ...]  # empty: any address
+
+    @classmethod
+    def of(cls, key: ApiKey) -> Reach:
+        return cls(key.status, tuple(key.scopes), key.expires_at, tuple(key.ip_allowlist or ()))
+
+
+def _lives_longer(before: int | None, after: int | None) -> bool:
+    if before is None:
+        return False
+    return after is None or after > before
+
+
+def _within(network: str, allowed: Iterable[str]) -> bool:
+    """Whether every address of ``network`` is in one of the ``allowed`` networks."""
+    inner = ipaddress.ip_network(network, strict=False)
+    return any(
+        inner.network_address in outer and inner.broadcast_address in outer
+        for outer in (ipaddress.ip_network(net, strict=False) for net in allowed)
+    )
+
+
+def _reaches_further(before: Sequence[str], after: Sequence[str]) -> bool:
+    if not before:
+        return False
+    return not after or not all(_within(net, before) for net in after)
+
+
+def granted_scopes(before: Reach, after: Reach) -> list[str]:
+    """The scopes a change hands out. One that gives the key back power it had lost (reactivating it),
+    lengthens its life or widens where it works hands out everything the key holds afterwards; any
+    other change hands out only the scopes it adds. Changes that only take power away grant nothing."""
+    revived = after.status == "active" and before.status != "active"
+    if revived or _lives_longer(before.expires_at, after.expires_at):
+        return list(after.scopes)
+    if _reaches_further(before.networks, after.networks):
+        return list(after.scopes)
+    return [scope for scope in after.scopes if not scope_rules.covers(before.scopes, scope)]
 
 
 def _check_grantable(grantor_scopes: Sequence[str] | None, wanted: Iterable[str]) -> None:
-    """A caller may only create, re-scope or rotate keys whose scopes it holds itself (None: trusted)."""
+    """A caller may only hand out scopes it holds itself (None: trusted): on create, on any change that
+    grants (see ``granted_scopes``) and on rotation, which hands over the whole key."""
     if grantor_scopes is None:
         return
     missing = [scope for scope in wanted if not scope_rules.covers(grantor_scopes, scope)]
@@ -206,16 +270,18 @@ async def update_key(
     check_etag("API key", if_match, key.etag)
     if "name" in changes and changes["name"] is None:
         raise InvalidInput.on("name", "required", "name cannot be null")
+    before = Reach.of(key)
     for field in UPDATABLE:
         if field in changes:
             setattr(key, field, changes[field])
     if "metadata" in changes:
         key.metadata_ = changes["metadata"] or {}
-    if "restrictions" in changes and changes["restrictions"] is not None:
-        key.scopes, key.ip_allowlist = _validate_restrictions(changes["restrictions"])
-        _check_grantable(grantor_scopes, key.scopes)
+    if changes.get("restrictions") is not None:
+        _merge_restrictions(key, changes["restrictions"])
     if "status" in changes and changes["status"] is not None:
         _transition(key, changes["status"], changes.get("status_reason"), changes.get("status_by"))
+    # Nothing is committed when this refuses: the session is rolled back with the request.
+    _check_grantable(grantor_scopes, granted_scopes(before, Reach.of(key)))
     key.updated_at = next_version(key.updated_at)
     await session.commit()
     return key
@@ -248,10 +314,13 @@ async def set_status(
     if_match: str | None,
     reason: str | None = None,
     by: str | None = None,
+    grantor_scopes: Sequence[str] | None = None,
 ) -> ApiKey:
     key = await get_key(session, account_id, key_id, for_update=True)
     check_etag("API key", if_match, key.etag)
+    before = Reach.of(key)
     _transition(key, target, reason, by)
+    _check_grantable(grantor_scopes, granted_scopes(before, Reach.of(key)))
     key.updated_at = next_version(key.updated_at)
     await session.commit()
     return key

@@ -133,6 +133,7 @@ async def _status_action(
         if_match,
         reason=body.reason if body else None,
         by=(body.by if body else None) or principal.key_id,
+        grantor_scopes=principal.scopes,
     )
     return single(await _out(session, key, principal), key.etag)
 
