@@ -211,3 +211,51 @@ async def test_restrictions_are_patched_field_by_field(admin: AuthPIAdmin, make_
     assert lifted.restrictions == {"scopes": ["issuers:write"]}
     stored = await admin.api_keys.get(key.id)
     assert stored.restrictions == {"scopes": ["issuers:write"]}
+
+
+async def test_a_key_cannot_grant_access_from_outside_its_own_allowlist(
+    make_key: KeyMaker, client_for: ClientFactory, unique: str
+) -> None:
+    local = await make_key(["*"], restrictions={"scopes": ["*"], "ip_addresses": ["127.0.0.0/8"]})
+    anywhere = await make_key(["issuers:read"])
+    async with client_for(local.id, local.secret_plain) as client:
+        for networks in (None, [], ["10.0.0.0/8"], ["127.0.0.1", "0.0.0.0/0"]):
+            restrictions: dict[str, Any] = {"scopes": ["issuers:read"]}
+            if networks is not None:
+                restrictions["ip_addresses"] = networks
+            with pytest.raises(ForbiddenError):
+                await client.api_keys.create({"name": f"wide-{unique}", "restrictions": restrictions})
+        with pytest.raises(ForbiddenError):
+            await client.api_keys.update(local.id, {"restrictions": {"ip_addresses": None}})
+        with pytest.raises(ForbiddenError):
+            await client.api_keys.rotate(anywhere.id)  # its secret works from anywhere
+        inside = await client.api_keys.create(
+            {"name": f"inside-{unique}", "restrictions": {"scopes": ["*"], "ip_addresses": ["127.0.0.1"]}}
+        )
+        assert inside.restrictions["ip_addresses"] == ["127.0.0.1"]
+
+
+async def test_a_key_cannot_grant_access_that_outlives_it(
+    make_key: KeyMaker, client_for: ClientFactory, unique: str
+) -> None:
+    ends = _now_ms() + HOUR_MS
+    mortal = await make_key(["*"], expires_at=ends)
+    immortal = await make_key(["issuers:read"])
+    async with client_for(mortal.id, mortal.secret_plain) as client:
+        for expires_at in (None, ends + 1):
+            with pytest.raises(ForbiddenError):
+                await client.api_keys.create(
+                    {
+                        "name": f"long-{unique}",
+                        "restrictions": {"scopes": ["issuers:read"]},
+                        "expires_at": expires_at,
+                    }
+                )
+        with pytest.raises(ForbiddenError):
+            await client.api_keys.update(mortal.id, {"expires_at": ends + HOUR_MS})
+        with pytest.raises(ForbiddenError):
+            await client.api_keys.rotate(immortal.id)
+        shorter = await client.api_keys.create(
+            {"name": f"short-{unique}", "restrictions": {"scopes": ["*"]}, "expires_at": ends}
+        )
+        assert shorter.expires_at == ends

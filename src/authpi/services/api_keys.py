@@ -80,7 +80,14 @@ async def authenticate(session: AsyncSession, key_id: str, secret: str, ip: str)
             _BAD_CREDENTIALS if reason in (None, "invalid_credentials") else f"This API key is {reason[4:]}"
         )
     key, org_id = row
-    return Principal(account_id=key.account_id, org_id=org_id, key_id=key.id, scopes=tuple(key.scopes))
+    return Principal(
+        account_id=key.account_id,
+        org_id=org_id,
+        key_id=key.id,
+        scopes=tuple(key.scopes),
+        expires_at=key.expires_at,
+        networks=tuple(key.ip_allowlist or ()),
+    )
 
 
 def _validate_scopes(raw_scopes: Any) -> list[str]:
@@ -172,14 +179,20 @@ def granted_scopes(before: Reach, after: Reach) -> list[str]:
     return [scope for scope in after.scopes if not scope_rules.covers(before.scopes, scope)]
 
 
-def _check_grantable(grantor_scopes: Sequence[str] | None, wanted: Iterable[str]) -> None:
-    """A caller may only hand out scopes it holds itself (None: trusted): on create, on any change that
-    grants (see ``granted_scopes``) and on rotation, which hands over the whole key."""
-    if grantor_scopes is None:
+def _check_grantable(grantor: Principal | None, wanted: Sequence[str], after: Reach) -> None:
+    """A caller may only hand out what it holds itself (None: trusted), on create, on any change that
+    grants (see ``granted_scopes``) and on rotation, which hands over the whole key: the ``wanted``
+    scopes, and, when the caller is limited itself, no address outside its own allowlist and no life
+    beyond its own expiry for the key (``after``) that carries them."""
+    if grantor is None or not wanted:
         return
-    missing = [scope for scope in wanted if not scope_rules.covers(grantor_scopes, scope)]
+    missing = [scope for scope in wanted if not scope_rules.covers(grantor.scopes, scope)]
     if missing:
         raise Forbidden(f"This API key cannot grant scopes it does not hold: {', '.join(missing)}")
+    if _reaches_further(grantor.networks, after.networks):
+        raise Forbidden("This API key cannot grant access from addresses outside its own IP allowlist")
+    if _lives_longer(grantor.expires_at, after.expires_at):
+        raise Forbidden("This API key cannot grant access that outlives its own expires_at")
 
 
 def _new_secret_for(key: ApiKey, secret: str | None, hint: str | None) -> str:
@@ -203,10 +216,9 @@ async def create_key(
     metadata: dict[str, Any] | None = None,
     secret: str | None = None,
     secret_hint: str | None = None,
-    grantor_scopes: Sequence[str] | None = None,
+    grantor: Principal | None = None,
 ) -> NewKey:
     key_scopes, ips = _validate_restrictions(restrictions)
-    _check_grantable(grantor_scopes, key_scopes)
     now = now_ms()
     if expires_at is not None and expires_at <= now:
         raise InvalidInput.on("expires_at", "in_past", "expires_at must be in the future")
@@ -225,6 +237,7 @@ async def create_key(
         created_at=now,
         updated_at=now,
     )
+    _check_grantable(grantor, key_scopes, Reach.of(key))
     plain = _new_secret_for(key, secret, secret_hint)
     session.add(key)
     await session.commit()
@@ -264,7 +277,7 @@ async def update_key(
     key_id: str,
     changes: dict[str, Any],
     if_match: str | None,
-    grantor_scopes: Sequence[str] | None = None,
+    grantor: Principal | None = None,
 ) -> ApiKey:
     key = await get_key(session, account_id, key_id, for_update=True)
     check_etag("API key", if_match, key.etag)
@@ -281,7 +294,8 @@ async def update_key(
     if "status" in changes and changes["status"] is not None:
         _transition(key, changes["status"], changes.get("status_reason"), changes.get("status_by"))
     # Nothing is committed when this refuses: the session is rolled back with the request.
-    _check_grantable(grantor_scopes, granted_scopes(before, Reach.of(key)))
+    after = Reach.of(key)
+    _check_grantable(grantor, granted_scopes(before, after), after)
     key.updated_at = next_version(key.updated_at)
     await session.commit()
     return key
@@ -314,13 +328,14 @@ async def set_status(
     if_match: str | None,
     reason: str | None = None,
     by: str | None = None,
-    grantor_scopes: Sequence[str] | None = None,
+    grantor: Principal | None = None,
 ) -> ApiKey:
     key = await get_key(session, account_id, key_id, for_update=True)
     check_etag("API key", if_match, key.etag)
     before = Reach.of(key)
     _transition(key, target, reason, by)
-    _check_grantable(grantor_scopes, granted_scopes(before, Reach.of(key)))
+    after = Reach.of(key)
+    _check_grantable(grantor, granted_scopes(before, after), after)
     key.updated_at = next_version(key.updated_at)
     await session.commit()
     return key
@@ -332,14 +347,14 @@ async def rotate(
     key_id: str,
     if_match: str | None,
     secret: str | None = None,
-    grantor_scopes: Sequence[str] | None = None,
+    grantor: Principal | None = None,
 ) -> str:
     key = await get_key(session, account_id, key_id, for_update=True)
     check_etag("API key", if_match, key.etag)
     if key.status == "revoked":
         raise Conflict("A revoked API key cannot be rotated")
     # The new secret hands over everything the key can do.
-    _check_grantable(grantor_scopes, key.scopes)
+    _check_grantable(grantor, key.scopes, Reach.of(key))
     plain = _new_secret_for(key, secret, None)
     key.last_rotated_at = now_ms()
     key.updated_at = next_version(key.updated_at)
