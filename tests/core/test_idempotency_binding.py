@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from authpi_admin import AuthPIAdmin
 from authpi_admin.generated.models import Issuer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -179,3 +180,20 @@ async def test_each_caller_replays_its_own_response(
         again = await _send(server, key, path, body, idempotency_key)
         assert again.headers["idempotent-replayed"] == "true"
         assert again.json() == original.json()
+
+
+async def test_a_key_narrowed_since_does_not_get_the_stored_secret_again(
+    server: RunningServer, admin: AuthPIAdmin, make_key: KeyMaker, account_path: str, unique: str
+) -> None:
+    caller = await make_key(["*"])
+    idempotency_key = str(uuid.uuid4())
+    body = {"name": f"root-{unique}", "restrictions": {"scopes": ["*"]}}
+    created = await _send(server, caller, f"{account_path}/api-keys", body, idempotency_key)
+    assert created.status_code == 201, created.text
+    secret = created.json()["data"]["secret_plain"]
+
+    await admin.api_keys.update(caller.id, {"restrictions": {"scopes": ["api_keys:manage"]}})
+    replay = await _send(server, caller, f"{account_path}/api-keys", body, idempotency_key)
+    assert replay.status_code == 403, replay.text
+    assert_error_envelope(replay.json(), "insufficient_scope")
+    assert secret not in replay.text

@@ -87,6 +87,7 @@ async def _claim_idempotency_key(request: Request, principal: Principal) -> None
         principal_id=principal.key_id,
         key=key,
         fingerprint=idempotency.fingerprint(request.method, request.url.path, body),
+        authority=idempotency.authority_of(principal),
     )
     rt = runtime(request)
     stored = await idempotency.begin(rt.sessions, rt.secretbox, slot)

@@ -15,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from authpi.clock import now_ms
 from authpi.crypto.secretbox import SecretBox
-from authpi.services.errors import Conflict, InvalidInput, ServiceError
+from authpi.services.errors import Conflict, Forbidden, InvalidInput, ServiceError
+from authpi.services.principal import Principal
 from authpi.storage.tables.idempotency import IdempotencyRecord
 
 TTL_MS = 24 * 3600 * 1000
@@ -34,6 +35,7 @@ class Slot:
     principal_id: str
     key: str
     fingerprint: str
+    authority: str  # see ``authority_of``
 
     @property
     def seal_context(self) -> str:
@@ -84,6 +86,21 @@ def fingerprint(method: str, path: str, body: bytes) -> str:
     return hasher.hexdigest()
 
 
+def authority_of(principal: Principal) -> str:
+    """A digest of what the caller may do. A stored response is replayed only while it is unchanged:
+    it may hold what the caller granted then (a new key's secret) and could no longer grant now."""
+    held = [sorted(principal.scopes), principal.expires_at, sorted(principal.networks)]
+    return hashlib.sha256(json.dumps(held, separators=(",", ":")).encode()).hexdigest()
+
+
+class AuthorityChanged(Forbidden):
+    def __init__(self) -> None:
+        super().__init__(
+            "This API key's scopes or limits changed since it first sent this Idempotency-Key; "
+            "the stored response is not replayed"
+        )
+
+
 def validate_key(key: str) -> None:
     if not 1 <= len(key) <= 256 or not key.isprintable():
         raise ServiceError("Idempotency-Key must be 1 to 256 printable characters")
@@ -104,6 +121,7 @@ async def begin(
                         principal_id=slot.principal_id,
                         key=slot.key,
                         fingerprint=slot.fingerprint,
+                        authority=slot.authority,
                         state="in_flight",
                         lease_until=now + LEASE_MS,
                         expires_at=now + TTL_MS,
@@ -126,6 +144,7 @@ async def begin(
                     )
                     .values(
                         fingerprint=slot.fingerprint,
+                        authority=slot.authority,
                         state="in_flight",
                         lease_until=now + LEASE_MS,
                         expires_at=now + TTL_MS,
@@ -141,6 +160,8 @@ async def begin(
                 continue
             if record.fingerprint != slot.fingerprint:
                 raise KeyReused()
+            if record.authority != slot.authority:
+                raise AuthorityChanged()
             if record.state == "in_flight":
                 raise InFlight()
             body = box.open(record.sealed_body, slot.seal_context) if record.sealed_body else b""

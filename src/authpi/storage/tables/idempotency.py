@@ -16,6 +16,7 @@ class IdempotencyRecord(Base):
     principal_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     key: Mapped[str] = mapped_column(String(256), primary_key=True)
     fingerprint: Mapped[str] = mapped_column(String(64))
+    authority: Mapped[str] = mapped_column(String(64))  # digest of the caller's scopes and limits
     state: Mapped[str] = mapped_column(String(16))  # in_flight | done
     lease_until: Mapped[int] = mapped_column(BigInteger)
     expires_at: Mapped[int] = mapped_column(BigInteger, index=True)

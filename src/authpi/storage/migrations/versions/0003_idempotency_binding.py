@@ -12,6 +12,7 @@ converted: a retry that straddles the upgrade runs again instead of replaying.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -28,12 +29,9 @@ def _drop() -> None:
     op.drop_table("idempotency_records")
 
 
-def _create(key_columns: list[str], body: sa.Column[bytes] | sa.Column[str]) -> None:
-    principal = [sa.Column("principal_id", sa.String(length=40), nullable=False)]
-    op.create_table(
-        "idempotency_records",
+def _shared_columns() -> list[sa.Column[Any]]:
+    return [
         sa.Column("account_id", sa.String(length=40), nullable=False),
-        *(principal if "principal_id" in key_columns else []),
         sa.Column("key", sa.String(length=256), nullable=False),
         sa.Column("fingerprint", sa.String(length=64), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
@@ -41,8 +39,15 @@ def _create(key_columns: list[str], body: sa.Column[bytes] | sa.Column[str]) -> 
         sa.Column("expires_at", sa.BigInteger(), nullable=False),
         sa.Column("status_code", sa.Integer(), nullable=True),
         sa.Column("etag", sa.Text(), nullable=True),
-        body,
-        sa.PrimaryKeyConstraint(*key_columns, name=op.f("pk_idempotency_records")),
+    ]
+
+
+def _create(primary_key: list[str], *columns: sa.Column[Any]) -> None:
+    op.create_table(
+        "idempotency_records",
+        *_shared_columns(),
+        *columns,
+        sa.PrimaryKeyConstraint(*primary_key, name=op.f("pk_idempotency_records")),
     )
     with op.batch_alter_table("idempotency_records", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_idempotency_records_expires_at"), ["expires_at"], unique=False)
@@ -50,7 +55,12 @@ def _create(key_columns: list[str], body: sa.Column[bytes] | sa.Column[str]) -> 
 
 def upgrade() -> None:
     _drop()
-    _create(["account_id", "principal_id", "key"], sa.Column("sealed_body", sa.Text(), nullable=True))
+    _create(
+        ["account_id", "principal_id", "key"],
+        sa.Column("principal_id", sa.String(length=40), nullable=False),
+        sa.Column("authority", sa.String(length=64), nullable=False),
+        sa.Column("sealed_body", sa.Text(), nullable=True),
+    )
 
 
 def downgrade() -> None:
