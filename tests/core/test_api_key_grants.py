@@ -11,11 +11,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import pytest
 from authpi_admin import AuthPIAdmin
 from authpi_admin.errors import AuthenticationError, ForbiddenError
 
 from tests.core.conftest import ClientFactory, KeyMaker
+from tests.harness import RunningServer
 
 pytestmark = pytest.mark.anyio
 
@@ -259,3 +261,38 @@ async def test_a_key_cannot_grant_access_that_outlives_it(
             {"name": f"short-{unique}", "restrictions": {"scopes": ["*"]}, "expires_at": ends}
         )
         assert shorter.expires_at == ends
+
+
+async def _patch_until_settled(client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> httpx.Response:
+    """PATCH, retrying retryable answers as a client does."""
+    while True:
+        answer = await client.patch(path, json=body)
+        if answer.status_code not in (409, 503):
+            return answer
+        assert answer.json()["retryable"] is True
+
+
+async def test_a_concurrent_admin_change_cannot_be_turned_into_a_grant(
+    server: RunningServer, admin: AuthPIAdmin, make_key: KeyMaker, account_path: str
+) -> None:
+    """An admin gives a key an expiry while a manage-only key moves it later, all at once. Whatever
+    the order, the admin's expiry must stand: moving it later afterwards is a grant the manager lacks,
+    so a manager's change decided on the state before the admin's must not overwrite it."""
+    manager = await make_key(["api_keys:manage"])
+    as_manager = (manager.id, manager.secret_plain)
+    for _ in range(12):
+        target = await make_key(["*"])
+        soon, later = _now_ms() + HOUR_MS, _now_ms() + 2 * HOUR_MS
+        path = f"{account_path}/api-keys/{target.id}"
+        async with (
+            httpx.AsyncClient(base_url=server.url, auth=server.api_key, timeout=30) as root,
+            httpx.AsyncClient(base_url=server.url, auth=as_manager, timeout=30) as mgr,
+        ):
+            answers = await asyncio.gather(
+                *(mgr.patch(path, json={"expires_at": later}) for _ in range(8)),
+                _patch_until_settled(root, path, {"expires_at": soon}),
+                *(mgr.patch(path, json={"expires_at": later}) for _ in range(8)),
+            )
+        assert answers[8].status_code == 200, answers[8].text
+        assert {a.status_code for a in answers} <= {200, 403, 409, 503}, [a.text for a in answers]
+        assert (await admin.api_keys.get(target.id)).expires_at == soon

@@ -9,12 +9,21 @@ from typing import Any
 
 from sqlalchemy import Select, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.exc import StaleDataError
 
 from authpi import ids
 from authpi.clock import next_version, now_ms
 from authpi.crypto import hashing
 from authpi.services import scopes as scope_rules
-from authpi.services.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized, check_etag
+from authpi.services.errors import (
+    ConcurrentChange,
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    Unauthorized,
+    check_etag,
+)
 from authpi.services.principal import Principal
 from authpi.storage.tables.accounts import Account
 from authpi.storage.tables.api_keys import ApiKey
@@ -271,6 +280,16 @@ async def get_key(session: AsyncSession, account_id: str, key_id: str, *, for_up
     return key
 
 
+async def _save(session: AsyncSession) -> None:
+    """Commit a change to a key read earlier in this session; the write is conditional on the version
+    read (``ApiKey``'s mapper), so a decision taken on a stale state is refused, never applied."""
+    try:
+        await session.commit()
+    except StaleDataError as exc:
+        await session.rollback()
+        raise ConcurrentChange("The API key") from exc
+
+
 async def update_key(
     session: AsyncSession,
     account_id: str,
@@ -297,7 +316,7 @@ async def update_key(
     after = Reach.of(key)
     _check_grantable(grantor, granted_scopes(before, after), after)
     key.updated_at = next_version(key.updated_at)
-    await session.commit()
+    await _save(session)
     return key
 
 
@@ -337,7 +356,7 @@ async def set_status(
     after = Reach.of(key)
     _check_grantable(grantor, granted_scopes(before, after), after)
     key.updated_at = next_version(key.updated_at)
-    await session.commit()
+    await _save(session)
     return key
 
 
@@ -358,7 +377,7 @@ async def rotate(
     plain = _new_secret_for(key, secret, None)
     key.last_rotated_at = now_ms()
     key.updated_at = next_version(key.updated_at)
-    await session.commit()
+    await _save(session)
     return plain
 
 
@@ -366,4 +385,4 @@ async def delete_key(session: AsyncSession, account_id: str, key_id: str, if_mat
     key = await get_key(session, account_id, key_id, for_update=True)
     check_etag("API key", if_match, key.etag)
     await session.delete(key)
-    await session.commit()
+    await _save(session)
