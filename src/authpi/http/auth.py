@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -48,12 +47,6 @@ def _basic_credentials(request: Request) -> tuple[str, str]:
     return key_id, secret
 
 
-@dataclass(frozen=True)
-class IdempotencyClaim:
-    account_id: str
-    key: str
-
-
 class IdempotentReplay(Exception):
     def __init__(self, stored: idempotency.StoredResponse) -> None:
         self.stored = stored
@@ -89,11 +82,18 @@ async def _claim_idempotency_key(request: Request, principal: Principal) -> None
         return
     idempotency.validate_key(key)
     body = await request.body()
-    print_ = idempotency.fingerprint(request.method, request.url.path, body)
-    stored = await idempotency.begin(runtime(request).sessions, principal.account_id, key, print_)
+    slot = idempotency.Slot(
+        account_id=principal.account_id,
+        principal_id=principal.key_id,
+        key=key,
+        fingerprint=idempotency.fingerprint(request.method, request.url.path, body),
+        authority=idempotency.authority_of(principal),
+    )
+    rt = runtime(request)
+    stored = await idempotency.begin(rt.sessions, rt.secretbox, slot)
     if stored is not None:
         raise IdempotentReplay(stored)
-    request.state.idempotency = IdempotencyClaim(principal.account_id, key)
+    request.state.idempotency = slot
 
 
 __all__ = ["IdempotentReplay", "Principal", "Unauthorized", "require"]

@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from authpi.http.auth import IdempotencyClaim, IdempotentReplay
+from authpi.http.auth import IdempotentReplay
 from authpi.http.errors import error_body
 from authpi.http.text_input import TextInputMiddleware
 from authpi.services import idempotency
@@ -59,15 +59,15 @@ class IdempotencyMiddleware:
         captured: dict[str, Any] = {"status": 500, "etag": None, "body": bytearray(), "stored": False}
 
         async def store() -> None:
-            claim = state.get("idempotency")
-            if captured["stored"] or not isinstance(claim, IdempotencyClaim):
+            slot = state.get("idempotency")
+            if captured["stored"] or not isinstance(slot, idempotency.Slot):
                 return
             captured["stored"] = True
             runtime = scope["app"].state.runtime
             await idempotency.finish(
                 runtime.sessions,
-                claim.account_id,
-                claim.key,
+                runtime.secretbox,
+                slot,
                 captured["status"],
                 captured["etag"],
                 bytes(captured["body"]),

@@ -9,12 +9,21 @@ from typing import Any
 
 from sqlalchemy import Select, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.exc import StaleDataError
 
 from authpi import ids
 from authpi.clock import next_version, now_ms
 from authpi.crypto import hashing
 from authpi.services import scopes as scope_rules
-from authpi.services.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized, check_etag
+from authpi.services.errors import (
+    ConcurrentChange,
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    Unauthorized,
+    check_etag,
+)
 from authpi.services.principal import Principal
 from authpi.storage.tables.accounts import Account
 from authpi.storage.tables.api_keys import ApiKey
@@ -80,11 +89,17 @@ async def authenticate(session: AsyncSession, key_id: str, secret: str, ip: str)
             _BAD_CREDENTIALS if reason in (None, "invalid_credentials") else f"This API key is {reason[4:]}"
         )
     key, org_id = row
-    return Principal(account_id=key.account_id, org_id=org_id, key_id=key.id, scopes=tuple(key.scopes))
+    return Principal(
+        account_id=key.account_id,
+        org_id=org_id,
+        key_id=key.id,
+        scopes=tuple(key.scopes),
+        expires_at=key.expires_at,
+        networks=tuple(key.ip_allowlist or ()),
+    )
 
 
-def _validate_restrictions(restrictions: dict[str, Any]) -> tuple[list[str], list[str] | None]:
-    raw_scopes = restrictions.get("scopes", [])
+def _validate_scopes(raw_scopes: Any) -> list[str]:
     if not isinstance(raw_scopes, list) or not all(isinstance(s, str) for s in raw_scopes):
         raise InvalidInput.on("restrictions.scopes", "invalid_type", "scopes must be a list of strings")
     for scope in raw_scopes:
@@ -94,28 +109,99 @@ def _validate_restrictions(restrictions: dict[str, Any]) -> tuple[list[str], lis
                 "invalid_scope",
                 f"'{scope}' is not <resource path>:<read|write|manage>",
             )
+    return list(dict.fromkeys(raw_scopes))
+
+
+def _validate_networks(ips: Any) -> list[str] | None:
+    if ips is None:
+        return None
+    if not isinstance(ips, list):
+        raise InvalidInput.on("restrictions.ip_addresses", "invalid_type", "ip_addresses must be a list")
+    for net in ips:
+        try:
+            ipaddress.ip_network(str(net), strict=False)
+        except ValueError as exc:
+            raise InvalidInput.on(
+                "restrictions.ip_addresses", "invalid_cidr", f"'{net}' is not an IP address or CIDR range"
+            ) from exc
+    return [str(n) for n in ips]
+
+
+def _validate_restrictions(restrictions: dict[str, Any]) -> tuple[list[str], list[str] | None]:
     ips = restrictions.get("ip_addresses", restrictions.get("ip_allowlist"))
-    if ips is not None:
-        if not isinstance(ips, list):
-            raise InvalidInput.on("restrictions.ip_addresses", "invalid_type", "ip_addresses must be a list")
-        for net in ips:
-            try:
-                ipaddress.ip_network(str(net), strict=False)
-            except ValueError as exc:
-                raise InvalidInput.on(
-                    "restrictions.ip_addresses", "invalid_cidr", f"'{net}' is not an IP address or CIDR range"
-                ) from exc
-        ips = [str(n) for n in ips]
-    return list(dict.fromkeys(raw_scopes)), ips
+    return _validate_scopes(restrictions.get("scopes", [])), _validate_networks(ips)
 
 
-def _check_grantable(grantor_scopes: Sequence[str] | None, wanted: Iterable[str]) -> None:
-    """A caller may only create, re-scope or rotate keys whose scopes it holds itself (None: trusted)."""
-    if grantor_scopes is None:
+def _merge_restrictions(key: ApiKey, patch: dict[str, Any]) -> None:
+    """PATCH of ``restrictions``, field by field: an omitted field stays as it is, and
+    ``ip_addresses: null`` lifts the allowlist."""
+    if "scopes" in patch:
+        key.scopes = _validate_scopes(patch["scopes"])
+    if "ip_addresses" in patch:
+        key.ip_allowlist = _validate_networks(patch["ip_addresses"])
+
+
+@dataclass(frozen=True)
+class Reach:
+    """What a key's credential can do: its status, scopes, lifetime and the addresses it works from."""
+
+    status: str
+    scopes: tuple[str, ...]
+    expires_at: int | None
+    networks: tuple[str, ...]  # empty: any address
+
+    @classmethod
+    def of(cls, key: ApiKey) -> Reach:
+        return cls(key.status, tuple(key.scopes), key.expires_at, tuple(key.ip_allowlist or ()))
+
+
+def _lives_longer(before: int | None, after: int | None) -> bool:
+    if before is None:
+        return False
+    return after is None or after > before
+
+
+def _within(network: str, allowed: Iterable[str]) -> bool:
+    """Whether every address of ``network`` is in one of the ``allowed`` networks."""
+    inner = ipaddress.ip_network(network, strict=False)
+    return any(
+        inner.network_address in outer and inner.broadcast_address in outer
+        for outer in (ipaddress.ip_network(net, strict=False) for net in allowed)
+    )
+
+
+def _reaches_further(before: Sequence[str], after: Sequence[str]) -> bool:
+    if not before:
+        return False
+    return not after or not all(_within(net, before) for net in after)
+
+
+def granted_scopes(before: Reach, after: Reach) -> list[str]:
+    """The scopes a change hands out. One that gives the key back power it had lost (reactivating it),
+    lengthens its life or widens where it works hands out everything the key holds afterwards; any
+    other change hands out only the scopes it adds. Changes that only take power away grant nothing."""
+    revived = after.status == "active" and before.status != "active"
+    if revived or _lives_longer(before.expires_at, after.expires_at):
+        return list(after.scopes)
+    if _reaches_further(before.networks, after.networks):
+        return list(after.scopes)
+    return [scope for scope in after.scopes if not scope_rules.covers(before.scopes, scope)]
+
+
+def _check_grantable(grantor: Principal | None, wanted: Sequence[str], after: Reach) -> None:
+    """A caller may only hand out what it holds itself (None: trusted), on create, on any change that
+    grants (see ``granted_scopes``) and on rotation, which hands over the whole key: the ``wanted``
+    scopes, and, when the caller is limited itself, no address outside its own allowlist and no life
+    beyond its own expiry for the key (``after``) that carries them."""
+    if grantor is None or not wanted:
         return
-    missing = [scope for scope in wanted if not scope_rules.covers(grantor_scopes, scope)]
+    missing = [scope for scope in wanted if not scope_rules.covers(grantor.scopes, scope)]
     if missing:
         raise Forbidden(f"This API key cannot grant scopes it does not hold: {', '.join(missing)}")
+    if _reaches_further(grantor.networks, after.networks):
+        raise Forbidden("This API key cannot grant access from addresses outside its own IP allowlist")
+    if _lives_longer(grantor.expires_at, after.expires_at):
+        raise Forbidden("This API key cannot grant access that outlives its own expires_at")
 
 
 def _new_secret_for(key: ApiKey, secret: str | None, hint: str | None) -> str:
@@ -139,10 +225,9 @@ async def create_key(
     metadata: dict[str, Any] | None = None,
     secret: str | None = None,
     secret_hint: str | None = None,
-    grantor_scopes: Sequence[str] | None = None,
+    grantor: Principal | None = None,
 ) -> NewKey:
     key_scopes, ips = _validate_restrictions(restrictions)
-    _check_grantable(grantor_scopes, key_scopes)
     now = now_ms()
     if expires_at is not None and expires_at <= now:
         raise InvalidInput.on("expires_at", "in_past", "expires_at must be in the future")
@@ -161,6 +246,7 @@ async def create_key(
         created_at=now,
         updated_at=now,
     )
+    _check_grantable(grantor, key_scopes, Reach.of(key))
     plain = _new_secret_for(key, secret, secret_hint)
     session.add(key)
     await session.commit()
@@ -194,30 +280,43 @@ async def get_key(session: AsyncSession, account_id: str, key_id: str, *, for_up
     return key
 
 
+async def _save(session: AsyncSession) -> None:
+    """Commit a change to a key read earlier in this session; the write is conditional on the version
+    read (``ApiKey``'s mapper), so a decision taken on a stale state is refused, never applied."""
+    try:
+        await session.commit()
+    except StaleDataError as exc:
+        await session.rollback()
+        raise ConcurrentChange("The API key") from exc
+
+
 async def update_key(
     session: AsyncSession,
     account_id: str,
     key_id: str,
     changes: dict[str, Any],
     if_match: str | None,
-    grantor_scopes: Sequence[str] | None = None,
+    grantor: Principal | None = None,
 ) -> ApiKey:
     key = await get_key(session, account_id, key_id, for_update=True)
     check_etag("API key", if_match, key.etag)
     if "name" in changes and changes["name"] is None:
         raise InvalidInput.on("name", "required", "name cannot be null")
+    before = Reach.of(key)
     for field in UPDATABLE:
         if field in changes:
             setattr(key, field, changes[field])
     if "metadata" in changes:
         key.metadata_ = changes["metadata"] or {}
-    if "restrictions" in changes and changes["restrictions"] is not None:
-        key.scopes, key.ip_allowlist = _validate_restrictions(changes["restrictions"])
-        _check_grantable(grantor_scopes, key.scopes)
+    if changes.get("restrictions") is not None:
+        _merge_restrictions(key, changes["restrictions"])
     if "status" in changes and changes["status"] is not None:
         _transition(key, changes["status"], changes.get("status_reason"), changes.get("status_by"))
+    # Nothing is committed when this refuses: the session is rolled back with the request.
+    after = Reach.of(key)
+    _check_grantable(grantor, granted_scopes(before, after), after)
     key.updated_at = next_version(key.updated_at)
-    await session.commit()
+    await _save(session)
     return key
 
 
@@ -248,12 +347,16 @@ async def set_status(
     if_match: str | None,
     reason: str | None = None,
     by: str | None = None,
+    grantor: Principal | None = None,
 ) -> ApiKey:
     key = await get_key(session, account_id, key_id, for_update=True)
     check_etag("API key", if_match, key.etag)
+    before = Reach.of(key)
     _transition(key, target, reason, by)
+    after = Reach.of(key)
+    _check_grantable(grantor, granted_scopes(before, after), after)
     key.updated_at = next_version(key.updated_at)
-    await session.commit()
+    await _save(session)
     return key
 
 
@@ -263,18 +366,18 @@ async def rotate(
     key_id: str,
     if_match: str | None,
     secret: str | None = None,
-    grantor_scopes: Sequence[str] | None = None,
+    grantor: Principal | None = None,
 ) -> str:
     key = await get_key(session, account_id, key_id, for_update=True)
     check_etag("API key", if_match, key.etag)
     if key.status == "revoked":
         raise Conflict("A revoked API key cannot be rotated")
     # The new secret hands over everything the key can do.
-    _check_grantable(grantor_scopes, key.scopes)
+    _check_grantable(grantor, key.scopes, Reach.of(key))
     plain = _new_secret_for(key, secret, None)
     key.last_rotated_at = now_ms()
     key.updated_at = next_version(key.updated_at)
-    await session.commit()
+    await _save(session)
     return plain
 
 
@@ -282,4 +385,4 @@ async def delete_key(session: AsyncSession, account_id: str, key_id: str, if_mat
     key = await get_key(session, account_id, key_id, for_update=True)
     check_etag("API key", if_match, key.etag)
     await session.delete(key)
-    await session.commit()
+    await _save(session)

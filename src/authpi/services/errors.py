@@ -67,6 +67,15 @@ class PreconditionFailed(ServiceError):
         self.current_etag = current_etag
 
 
+class ConcurrentChange(Conflict):
+    """Another request changed the resource between this one reading and writing it."""
+
+    retryable = True
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what} was changed by another request at the same time; retry")
+
+
 class RateLimited(ServiceError):
     status = 429
     code = "rate_limited"

@@ -76,7 +76,7 @@ async def create_key(
         metadata=body.metadata,
         secret=body.secret,
         secret_hint=body.secret_hint,
-        grantor_scopes=principal.scopes,
+        grantor=principal,
     )
     out = await _out(session, new.key, principal)
     created = CreatedApiKeyOut(**out.model_dump(), secret_plain=new.secret)
@@ -100,7 +100,7 @@ async def update_key(
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     changes = body.model_dump(exclude_unset=True)
-    key = await api_keys.update_key(session, account_id, key_id, changes, if_match, principal.scopes)
+    key = await api_keys.update_key(session, account_id, key_id, changes, if_match, principal)
     return single(await _out(session, key, principal), key.etag)
 
 
@@ -133,6 +133,7 @@ async def _status_action(
         if_match,
         reason=body.reason if body else None,
         by=(body.by if body else None) or principal.key_id,
+        grantor=principal,
     )
     return single(await _out(session, key, principal), key.etag)
 
@@ -192,7 +193,7 @@ async def rotate_key(
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     secret = await api_keys.rotate(
-        session, account_id, key_id, if_match, body.secret if body else None, principal.scopes
+        session, account_id, key_id, if_match, body.secret if body else None, principal
     )
     key = await api_keys.get_key(session, account_id, key_id)
     return single(RotatedOut(secret_plain=secret), key.etag)
