@@ -1,6 +1,6 @@
 """credential lockouts shared by known and unknown identifiers
 
-Revision ID: 0003_lockouts
+Revision ID: 0003
 Revises: 0002
 Create Date: 2026-11-29 14:00:00.000000
 """
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0003_lockouts"
+revision: str = "0003"
 down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

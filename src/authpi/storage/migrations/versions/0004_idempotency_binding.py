@@ -1,7 +1,7 @@
 """idempotency records bound to the calling API key, bodies sealed
 
-Revision ID: 0003_idempotency_binding
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-11-29 14:00:00.000000
 
 Idempotency records are a 24-hour replay cache. The old rows cannot be bound to the API key that
@@ -17,8 +17,8 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0003_idempotency_binding"
-down_revision: str | None = "0002"
+revision: str = "0004"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
