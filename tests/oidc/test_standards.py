@@ -93,7 +93,7 @@ async def test_unauthorized_client_is_400(realm: Realm, browser: Browser) -> Non
     assert wrong.headers["www-authenticate"] == 'Basic realm="AuthPI"'
 
 
-# --- request objects (OIDC Core §6) -------------------------------------------------------------
+# --- request objects and registration (OIDC Core §6, §3.1.2.6) ---------------------------------
 
 
 async def test_request_and_request_uri_are_refused(realm: Realm, browser: Browser) -> None:
@@ -104,6 +104,7 @@ async def test_request_and_request_uri_are_refused(realm: Realm, browser: Browse
     cases = {
         "request": (f"eyJhbGciOiJub25lIn0.{claims}.", "request_not_supported"),
         "request_uri": ("https://rp.example.com/request.jwt", "request_uri_not_supported"),
+        "registration": ('{"client_name": "RP"}', "registration_not_supported"),
     }
     for name, (value, error) in cases.items():
         auth = realm.request(client.id, **{name: value})

@@ -24,7 +24,12 @@ from authpi.storage.tables.users import User
 
 STANDARD_SCOPES = ("openid", "profile", "email", "phone", "address", "offline_access")
 PROMPTS = ("none", "login", "consent", "select_account")
-UNSUPPORTED = (("request", "request_not_supported"), ("request_uri", "request_uri_not_supported"))
+# Request objects and self-registration (OIDC Core §3.1.2.6): unsupported, so refused, not ignored.
+UNSUPPORTED = (
+    ("request", "request_not_supported"),
+    ("request_uri", "request_uri_not_supported"),
+    ("registration", "registration_not_supported"),
+)
 REQUEST_TTL_MS = 30 * 60 * 1000
 
 
@@ -97,7 +102,6 @@ async def validate(
     def fail(error: str, description: str) -> RedirectError:
         return RedirectError(redirect_uri, query.get("state", [None])[0], error, description)
 
-    # Request objects are unsupported, so refused rather than ignored (OIDC Core §6, decision 28).
     for name, error in UNSUPPORTED:
         if name in query:
             raise fail(error, f"The {name} parameter is not supported")
