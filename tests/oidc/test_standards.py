@@ -9,7 +9,10 @@ from __future__ import annotations
 import base64
 import json
 import re
+import sqlite3
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -17,7 +20,8 @@ import httpx
 import pytest
 from authpi_admin import AuthPIAdmin
 
-from tests.harness import RunningServer
+from tests.conftest import BACKENDS, skip_without_postgres
+from tests.harness import RunningServer, run_server
 from tests.oidc.helpers import (
     CALLBACK,
     PASSWORD,
@@ -27,6 +31,7 @@ from tests.oidc.helpers import (
     describe,
     error_of,
     is_page,
+    realm_on,
     unverified_claims,
 )
 
@@ -268,6 +273,44 @@ async def test_browser_endpoints_answer_cors_for_registered_origins(realm: Realm
         # Another issuer's origins are not this issuer's.
         other = await admin.issuers.create({"name": "cors-other"})
         assert_no_cors(await preflight(f"{realm.server_url}/{other.id}/token", fresh))
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def long_cache_server(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
+    """A server that trusts cached configuration rows for a minute unless a write evicts them."""
+    skip_without_postgres(request.param)
+    with run_server(request.param, {"AUTHPI_CONFIG_CACHE_SECONDS": "60"}) as running:
+        yield running
+
+
+async def disable_behind_the_servers_back(server: RunningServer, client_id: str) -> None:
+    """Change the database directly, so no Core API write evicts anything."""
+    statement = "UPDATE clients SET status = 'disabled' WHERE id = "
+    if server.backend == "sqlite":
+        with sqlite3.connect(Path(server.env["AUTHPI_DATA_DIR"]) / "authpi.db") as db:
+            db.execute(statement + "?", (client_id,))
+        return
+    import asyncpg
+
+    db = await asyncpg.connect(server.env["AUTHPI_DATABASE_URL"].replace("+asyncpg", ""))
+    try:
+        await db.execute(statement + "$1", client_id)
+    finally:
+        await db.close()
+
+
+async def test_issuer_origins_are_cached_not_queried_per_request(long_cache_server: RunningServer) -> None:
+    async with realm_on(long_cache_server) as realm:
+        spa = await realm.client("spa", redirect_uris=[f"{SPA_ORIGIN}/callback"])
+        token = f"{realm.url}/token"
+        assert (await preflight(token, SPA_ORIGIN)).headers["access-control-allow-origin"] == SPA_ORIGIN
+        await disable_behind_the_servers_back(long_cache_server, spa.id)
+        for _ in range(3):  # answered from the per-issuer cache: the database is not asked again
+            cached = await preflight(token, SPA_ORIGIN)
+            assert cached.headers["access-control-allow-origin"] == SPA_ORIGIN
+        # Any Core API write to the issuer's clients evicts the set; it is then read afresh.
+        await realm.client()
+        assert_no_cors(await preflight(token, SPA_ORIGIN))
 
 
 async def test_discovery_and_jwks_answer_any_origin(realm: Realm) -> None:
