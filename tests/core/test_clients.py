@@ -62,6 +62,8 @@ async def test_web_client_defaults_and_secret_shown_once(
             "refresh_token_ttl": None,
             "require_consent": False,
             "organizations": {"mode": "all", "allowlist": []},
+            "allowed_resources": [],
+            "allowed_origins": [],
         }
     }
 
@@ -244,6 +246,8 @@ async def test_full_settings_round_trip(admin: AuthPIAdmin, issuer: Issuer) -> N
         "refresh_token_ttl": 86400,
         "require_consent": True,
         "organizations": {"mode": "allowlist", "allowlist": ["org_a", "org_b"]},
+        "allowed_resources": ["https://api.example.com/", "urn:example:files"],
+        "allowed_origins": ["https://app.example.com", "http://127.0.0.1:5173"],
     }
     created = await admin.issuer(issuer.id).clients.create(
         {"name": "Everything", "type": "native", "confidential": True, "settings": {"openid": openid}}

@@ -241,7 +241,7 @@ async def test_introspection_and_revocation(realm: Realm, browser: Browser) -> N
 
 
 async def test_resource_indicators_set_the_audience(realm: Realm, browser: Browser) -> None:
-    client = await realm.client()
+    client = await realm.client(allowed_resources=[API, FILES])
     await realm.user(EMAIL)
     async with relying_party(realm, client, "client_secret_basic") as rp:
 

@@ -17,6 +17,8 @@ from authpi.services.idempotency import InFlight
 from authpi.storage.errors import is_busy
 
 log = logging.getLogger("authpi.errors")
+# Every 401 names the scheme that would work (RFC 9110 §15.5.2): API keys as HTTP Basic.
+BASIC_CHALLENGE = 'Basic realm="AuthPI"'
 
 _STATUS_CODES = {
     400: "invalid_request",
@@ -64,6 +66,8 @@ def error_response(
     headers: dict[str, str] | None = None,
     **kwargs: Any,
 ) -> JSONResponse:
+    if status == 401:
+        headers = {"WWW-Authenticate": BASIC_CHALLENGE, **(headers or {})}
     return JSONResponse(error_body(status, error, description, **kwargs), status_code=status, headers=headers)
 
 
@@ -98,8 +102,6 @@ async def _service_error(_: Request, exc: Exception) -> Response:
         extra = {"retry_after": exc.retry_after}
     if isinstance(exc, InFlight):
         headers["Retry-After"] = str(exc.retry_after)
-    if exc.status == 401:
-        headers["WWW-Authenticate"] = 'Basic realm="AuthPI"'
     fields = [{"field": f.field, "code": f.code, "message": f.message} for f in exc.fields]
     return error_response(
         exc.status,

@@ -6,15 +6,15 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authpi.clock import now_ms, now_s
 from authpi.crypto import hashing
-from authpi.oidc import pkce, redirect_uris
+from authpi.oidc import pkce, redirect_uris, tokens
 from authpi.oidc.context import load_client, openid
+from authpi.oidc.keys import KeyCache
 from authpi.services import sessions as session_service
 from authpi.storage.dialects import upsert
 from authpi.storage.tables.clients import Client
@@ -25,6 +25,12 @@ from authpi.storage.tables.users import User
 
 STANDARD_SCOPES = ("openid", "profile", "email", "phone", "address", "offline_access")
 PROMPTS = ("none", "login", "consent", "select_account")
+# Request objects and self-registration (OIDC Core §3.1.2.6): unsupported, so refused, not ignored.
+UNSUPPORTED = (
+    ("request", "request_not_supported"),
+    ("request_uri", "request_uri_not_supported"),
+    ("registration", "registration_not_supported"),
+)
 REQUEST_TTL_MS = 30 * 60 * 1000
 
 
@@ -60,6 +66,8 @@ class AuthorizeParams:
     login_hint: str | None
     org: str | None
     resources: list[str] = field(default_factory=list)
+    # The ``sub`` of a verified id_token_hint: only that user may be signed in (OIDC Core §3.1.2.1).
+    hinted_sub: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -72,11 +80,6 @@ def _one(query: dict[str, list[str]], name: str) -> str | None:
     if len(values) > 1:
         raise ValueError(f"{name} was sent more than once")
     return values[0]
-
-
-def _valid_resource(value: str) -> bool:
-    parts = urlsplit(value)
-    return bool(parts.scheme and parts.netloc) and not parts.fragment
 
 
 async def validate(
@@ -100,6 +103,9 @@ async def validate(
     def fail(error: str, description: str) -> RedirectError:
         return RedirectError(redirect_uri, query.get("state", [None])[0], error, description)
 
+    for name, error in UNSUPPORTED:
+        if name in query:
+            raise fail(error, f"The {name} parameter is not supported")
     try:
         state = _one(query, "state")
         response_type = _one(query, "response_type")
@@ -120,8 +126,9 @@ async def validate(
     requested = scope_param.split()
     if "openid" not in requested:
         raise fail("invalid_scope", "The openid scope is required")
-    allowed = set(STANDARD_SCOPES) | set(issuer.available_scopes) | set(client.scopes or [])
-    # Unknown scopes are dropped rather than refused, as RFC 6749 §3.3 allows.
+    # Decision 34: the OIDC scopes, plus only what the client is registered for. Anything else is
+    # dropped rather than refused, as RFC 6749 §3.3 allows.
+    allowed = set(STANDARD_SCOPES) | set(client.scopes or [])
     scopes = [s for s in dict.fromkeys(requested) if s in allowed]
     if challenge is None and not client.confidential:
         raise fail("invalid_request", "PKCE (code_challenge with S256) is required for public clients")
@@ -139,8 +146,9 @@ async def validate(
             raise fail("invalid_request", "max_age must be a non-negative integer")
         max_age = int(max_age_param)
     resources = query.get("resource", [])
-    if any(not _valid_resource(r) for r in resources) or len(resources) > 10:
-        raise fail("invalid_target", "Each resource must be an absolute URI without a fragment")
+    registered = settings.get("allowed_resources") or []
+    if any(r not in registered for r in resources) or len(resources) > 10:
+        raise fail("invalid_target", "Each resource must be registered for this client")
     if (nonce is not None and len(nonce) > 512) or (state is not None and len(state) > 2048):
         raise fail("invalid_request", "state or nonce is too long")
     return client, AuthorizeParams(
@@ -156,6 +164,34 @@ async def validate(
         org=org,
         resources=list(dict.fromkeys(resources)),
     )
+
+
+async def read_id_token_hint(
+    keys: KeyCache, issuer_id: str, iss: str, query: dict[str, list[str]], params: AuthorizeParams
+) -> None:
+    """Note whom ``id_token_hint`` names. An expired ID token still names its user (OIDC Core
+    §3.1.2.1), so only the signature and issuer must hold; anything else is invalid_request."""
+    try:
+        hint = _one(query, "id_token_hint")
+    except ValueError as exc:
+        raise RedirectError(params.redirect_uri, params.state, "invalid_request", str(exc)) from exc
+    if hint is None:
+        return
+    verified = tokens.verify(await keys.for_token(issuer_id, hint), hint, iss, allow_expired=True)
+    sub = verified.claims.get("sub") if verified is not None and verified.is_id_token else None
+    if not isinstance(sub, str) or not sub:
+        raise RedirectError(
+            params.redirect_uri,
+            params.state,
+            "invalid_request",
+            "id_token_hint is not an ID token of this issuer",
+        )
+    params.hinted_sub = sub
+
+
+def hint_matches(params: AuthorizeParams, user_id: str) -> bool:
+    """Whether ``user_id`` is the user the request's id_token_hint names (true without a hint)."""
+    return params.hinted_sub is None or params.hinted_sub == user_id
 
 
 async def remember(session: AsyncSession, issuer: Issuer, params: AuthorizeParams) -> str:
@@ -191,7 +227,7 @@ async def forget(session: AsyncSession, request_id: str) -> bool:
 
 
 def needs_login(params: AuthorizeParams, op: Session | None) -> bool:
-    if op is None or "login" in params.prompt:
+    if op is None or "login" in params.prompt or not hint_matches(params, op.user_id):
         return True
     if params.max_age is None:
         return False

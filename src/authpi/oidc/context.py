@@ -109,7 +109,7 @@ def client_credentials(request: Request, form: dict[str, list[str]]) -> ClientCr
             decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
             raw_id, _, raw_secret = decoded.partition(":")
         except (binascii.Error, UnicodeDecodeError) as exc:
-            raise invalid_client("Malformed Basic credentials", basic=True) from exc
+            raise invalid_client("Malformed Basic credentials") from exc
         client_id, secret = unquote(raw_id), unquote(raw_secret)
         if body_id is not None and body_id != client_id:
             raise invalid_request("client_id does not match the authenticated client")
@@ -125,21 +125,20 @@ async def authenticate_client(
     session: AsyncSession, issuer_id: str, creds: ClientCredentials, *, allow_public: bool = True
 ) -> Client:
     client = await load_client(session, issuer_id, creds.client_id)
-    basic = creds.method == "client_secret_basic"
     if client is None:
         # Spend the same time as a real comparison so client IDs cannot be probed by timing.
         hashing.matches(creds.secret or "", hashing.digest("unknown-client"))
-        raise invalid_client(basic=basic)
+        raise invalid_client()
     if client.confidential:
         if creds.secret is None or client.secret_digest is None:
-            raise invalid_client("This client must authenticate with its secret", basic=basic)
+            raise invalid_client("This client must authenticate with its secret")
         if not hashing.matches(creds.secret, client.secret_digest):
-            raise invalid_client(basic=basic)
+            raise invalid_client()
     else:
         if creds.secret is not None:
-            raise invalid_client("A public client has no secret", basic=basic)
+            raise invalid_client("A public client has no secret")
         if not allow_public:
-            raise invalid_client("Public clients cannot use this endpoint", basic=basic)
+            raise invalid_client("Public clients cannot use this endpoint")
     return client
 
 

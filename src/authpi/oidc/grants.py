@@ -39,18 +39,27 @@ def _audience(resources: list[str], client_id: str) -> str | list[str]:
     return resources[0] if len(resources) == 1 else resources
 
 
-def _requested_resources(form: dict[str, list[str]], authorized: list[str]) -> list[str]:
+def _registered(client: Client, resources: list[str]) -> list[str]:
+    """Decision 34: every resource (and so every ``aud``) must be registered on the client now;
+    a grant made before the list was narrowed does not keep the removed ones."""
+    allowed = openid(client).get("allowed_resources") or []
+    if not set(resources) <= set(allowed):
+        raise OAuthError("invalid_target", "resource is not registered for this client")
+    return resources
+
+
+def _requested_resources(client: Client, form: dict[str, list[str]], authorized: list[str]) -> list[str]:
     requested = list(dict.fromkeys(form.get("resource", [])))
     if not requested:
-        return authorized
+        return _registered(client, authorized)
     if not set(requested) <= set(authorized):
         raise OAuthError("invalid_target", "resource must be among those authorized")
-    return requested
+    return _registered(client, requested)
 
 
 def _allowed_grant(client: Client, grant_type: str) -> None:
     if grant_type not in openid(client).get("grant_types", []):
-        raise OAuthError("unauthorized_client", f"This client may not use the {grant_type} grant", 401)
+        raise OAuthError("unauthorized_client", f"This client may not use the {grant_type} grant")
 
 
 async def _active_user(session: AsyncSession, user_id: str) -> User:
@@ -110,6 +119,7 @@ async def _user_tokens(
         scope=scope,
         ttl=access_ttl,
         dat_type="identity",
+        auth_time=rp.auth_time,
         sid=rp.id,
         organizations=organizations,
         org_id=org_id,
@@ -210,7 +220,7 @@ async def authorization_code(
     if rp is None or not anchored or not session_service.usable(rp):
         await session.commit()
         raise invalid_grant("The session behind this code has ended or is suspended")
-    resources = _requested_resources(form, list(row.resources))
+    resources = _requested_resources(grant.client, form, list(row.resources))
     user = await _active_user(session, row.user_id)
     with_refresh = "refresh_token" in openid(grant.client).get("grant_types", [])
     body = await _user_tokens(
@@ -261,7 +271,7 @@ async def refresh_token(session: AsyncSession, grant: Grant, form: dict[str, lis
         if not set(narrowed) <= set(granted):
             raise OAuthError("invalid_scope", "A refresh may narrow the scope, never widen it")
         scope = " ".join(s for s in granted if s in narrowed)
-    resources = _requested_resources(form, list(row.resources))
+    resources = _requested_resources(grant.client, form, list(row.resources))
     claimed = await session.execute(
         update(RefreshToken)
         .where(RefreshToken.jti == row.jti, RefreshToken.status == "active")
@@ -293,7 +303,7 @@ def client_credentials(grant: Grant, form: dict[str, list[str]]) -> dict[str, An
     client = grant.client
     _allowed_grant(client, "client_credentials")
     if not client.confidential:
-        raise OAuthError("unauthorized_client", "Public clients cannot use client_credentials", 401)
+        raise OAuthError("unauthorized_client", "Public clients cannot use client_credentials")
     configured = list(client.scopes or [])
     requested = single(form, "scope")
     if requested is None:
@@ -302,7 +312,7 @@ def client_credentials(grant: Grant, form: dict[str, list[str]]) -> dict[str, An
         scopes = list(dict.fromkeys(requested.split()))
         if not set(scopes) <= set(configured):
             raise OAuthError("invalid_scope", "The client may not request these scopes")
-    resources = list(dict.fromkeys(form.get("resource", [])))
+    resources = _registered(client, list(dict.fromkeys(form.get("resource", []))))
     access_ttl = min(ttl(grant.issuer, client, "access_token_ttl"), MAX_TTL)
     scope = " ".join(scopes)
     access = tokens.access_token(

@@ -107,7 +107,20 @@ async def proceed(
 ) -> Response:
     """After the user is known: ask for consent if needed, else issue the code and redirect."""
     iss = issuer_url(rt, issuer.id)
-    if params.org is not None:
+    if not authorization.hint_matches(params, user.id):
+        # Someone else signed in than the id_token_hint names: the client asked for that user only.
+        await authorization.forget(session, request_id)
+        await session.commit()
+        response = redirect(
+            authorization.error_redirect(
+                params.redirect_uri,
+                params.state,
+                "login_required",
+                "The signed-in user is not the one id_token_hint names",
+                iss,
+            )
+        )
+    elif params.org is not None:
         # Organizations are not modelled yet, so no user is a member of any (decision 18).
         await authorization.forget(session, request_id)
         await session.commit()

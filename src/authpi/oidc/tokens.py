@@ -74,10 +74,13 @@ def access_token(
     scope: str,
     ttl: int,
     dat_type: str,
+    auth_time: int | None = None,
     sid: str | None = None,
     organizations: list[dict[str, Any]] | None = None,
     org_id: str | None = None,
 ) -> Minted:
+    """``auth_time`` is when the user authenticated (RFC 9068 §2.2.1), so it stays the same across
+    refreshes; tokens of no user (client_credentials) have none."""
     now = now_s()
     jti = new_jti()
     claims: dict[str, Any] = {
@@ -86,12 +89,13 @@ def access_token(
         "aud": aud,
         "exp": now + ttl,
         "iat": now,
-        "auth_time": now,
         "jti": jti,
         "client_id": client_id,
         "dat": {"type": dat_type},
         "scope": scope,
     }
+    if auth_time is not None:
+        claims["auth_time"] = auth_time
     if sid:
         claims["sid"] = sid
     if organizations is not None:
@@ -177,6 +181,11 @@ class Verified:
     @property
     def is_access_token(self) -> bool:
         return self.header.get("typ") == ACCESS_TYP
+
+    @property
+    def is_id_token(self) -> bool:
+        """ID tokens carry ``auth_time``; refresh tokens (no ``typ`` either) never do."""
+        return not self.is_access_token and isinstance(self.claims.get("auth_time"), int)
 
 
 def verify(keys: IssuerKeys, token: str, iss: str, *, allow_expired: bool = False) -> Verified | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -46,10 +47,14 @@ OPENID_KEYS = (
     *TTL_KEYS,
     "require_consent",
     "organizations",
+    "allowed_resources",
+    "allowed_origins",
 )
+BROWSER_TYPES = ("spa", "native")  # their redirect URIs' origins may call the token endpoint (CORS)
 # Schemes a native app may not claim as its private-use redirect scheme.
 _RESERVED_SCHEMES = {"javascript", "data", "file", "vbscript", "blob", "about", "ftp", "ws", "wss"}
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*$")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 _DUMMY_DIGEST = hashing.digest("authpi-no-client-secret")
 
 
@@ -163,6 +168,130 @@ def _uri_list(field: str, value: Any, application_type: str, problems: list[Fiel
     return list(dict.fromkeys(str(uri) for uri in value))
 
 
+# --- resources and browser origins (decision 34) ------------------------------------------------
+
+
+def _resource_problem(field: str, uri: Any) -> FieldProblem | None:
+    """Why ``uri`` cannot be a resource indicator (RFC 8707 §2), or None. IDs such as another
+    client's never qualify: they are not absolute URIs, and an ``aud`` must never name a client."""
+
+    def bad(code: str, message: str) -> FieldProblem:
+        return FieldProblem(field, code, message)
+
+    if not isinstance(uri, str) or not uri:
+        return bad("invalid_type", "Resources must be non-empty strings")
+    if len(uri) > MAX_URI_LENGTH:
+        return bad("too_long", f"Resources are at most {MAX_URI_LENGTH} characters")
+    if any(ch.isspace() or ord(ch) < 0x20 for ch in uri):
+        return bad("invalid_uri", f"Resources cannot contain whitespace: {uri!r}")
+    scheme, colon, rest = uri.partition(":")
+    if not colon or not _SCHEME.match(scheme) or not rest:
+        return bad(
+            "invalid_uri", f"A resource is an absolute URI such as https://api.example.com/, not an ID: {uri}"
+        )
+    if "#" in uri:
+        return bad("fragment", f"Resources cannot contain a fragment: {uri}")
+    if "*" in uri:
+        return bad("wildcard", f"Wildcards are not allowed in resources: {uri}")
+    return None
+
+
+def origin_of(uri: str) -> str | None:
+    """The browser origin (``scheme://host[:port]``, default port left out) of an http(s) URI."""
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return None
+    host = parts.hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}" if port in (None, _DEFAULT_PORTS[scheme]) else f"{scheme}://{host}:{port}"
+
+
+def _origin_problem(field: str, value: Any) -> FieldProblem | None:
+    def bad(code: str, message: str) -> FieldProblem:
+        return FieldProblem(field, code, message)
+
+    if not isinstance(value, str) or not value:
+        return bad("invalid_type", "Origins must be non-empty strings")
+    if len(value) > 300 or "*" in value:
+        return bad("invalid_origin", f"Origins are scheme://host[:port], without wildcards: {value}")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on an invalid port
+    except ValueError:
+        return bad("invalid_origin", f"Not a valid origin: {value}")
+    if (
+        parts.scheme.lower() not in _DEFAULT_PORTS
+        or not parts.hostname
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or "?" in value
+        or "#" in value
+        or parts.username is not None
+        or parts.password is not None
+        or any(ch.isspace() for ch in value)
+    ):
+        return bad("invalid_origin", f"Origins are scheme://host[:port], nothing more: {value}")
+    if parts.scheme.lower() == "http" and not _is_loopback(parts.hostname):
+        return bad("insecure_uri", f"Origins must use https (http only for localhost): {value}")
+    return None
+
+
+def _checked_list(
+    field: str,
+    value: Any,
+    problem: Callable[[str, Any], FieldProblem | None],
+    problems: list[FieldProblem],
+    normalise: Callable[[str], str] = str,
+) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        problems.append(FieldProblem(field, "invalid_type", f"{field} must be a list"))
+        return []
+    if len(value) > MAX_URIS:
+        problems.append(FieldProblem(field, "too_many", f"{field} holds at most {MAX_URIS} entries"))
+        return []
+    found = [problem(field, item) for item in value]
+    problems.extend(p for p in found if p is not None)
+    if any(found):
+        return []
+    return list(dict.fromkeys(normalise(item) for item in value))
+
+
+def browser_origins(client_type: str, openid_settings: dict[str, Any]) -> set[str]:
+    """The origins a client's browser code may call the provider from (decisions 28 and 34): its
+    registered ``allowed_origins``, plus its redirect URIs' origins for SPAs and native apps."""
+    origins = set(openid_settings.get("allowed_origins") or [])
+    if client_type in BROWSER_TYPES:
+        found = (origin_of(uri) for uri in openid_settings.get("redirect_uris") or [])
+        origins.update(o for o in found if o)
+    return origins
+
+
+async def issuer_browser_origins(session: AsyncSession, issuer_id: str) -> frozenset[str]:
+    """Every browser origin of the issuer's active clients, in one query."""
+    rows = await session.execute(
+        select(Client.type, Client.settings).where(Client.issuer_id == issuer_id, Client.status == "active")
+    )
+    origins: set[str] = set()
+    for client_type, settings in rows:
+        origins |= browser_origins(client_type, (settings or {}).get(PROTOCOL) or {})
+    return frozenset(origins)
+
+
+def _forget_cached(client: Client) -> None:
+    """Evict what protocol requests cache about this client (in this process; others converge)."""
+    row_cache.rows.invalidate("client", client.id)
+    row_cache.rows.invalidate("origins", client.issuer_id)
+
+
 # --- settings ----------------------------------------------------------------------------------
 
 
@@ -272,6 +401,16 @@ def _openid(
         **ttls,
         "require_consent": bool(consent),
         "organizations": _organizations(p + "organizations", given.get("organizations"), problems),
+        "allowed_resources": _checked_list(
+            p + "allowed_resources", given.get("allowed_resources"), _resource_problem, problems
+        ),
+        "allowed_origins": _checked_list(
+            p + "allowed_origins",
+            given.get("allowed_origins"),
+            _origin_problem,
+            problems,
+            lambda value: origin_of(value) or value,
+        ),
     }
 
 
@@ -349,6 +488,7 @@ async def create_client(session: AsyncSession, issuer_id: str, body: dict[str, A
     secret = _new_secret(client) if confidential else None
     session.add(client)
     await session.commit()
+    _forget_cached(client)
     return NewClient(client, secret)
 
 
@@ -428,7 +568,7 @@ async def update_client(
             )
     client.updated_at = next_version(client.updated_at)
     await session.commit()
-    row_cache.rows.invalidate("client", client.id)
+    _forget_cached(client)
     return client
 
 
@@ -443,7 +583,7 @@ async def delete_client(session: AsyncSession, issuer_id: str, client_id: str, i
     client.updated_at = next_version(client.updated_at)
     await sessions.revoke_all(session, issuer_id, client_id=client.id, reason="client_deleted")
     await session.commit()
-    row_cache.rows.invalidate("client", client.id)
+    _forget_cached(client)
 
 
 async def rotate_secret(
@@ -458,5 +598,5 @@ async def rotate_secret(
     client.secret_rotated_at = now_ms()
     client.updated_at = next_version(client.updated_at)
     await session.commit()
-    row_cache.rows.invalidate("client", client.id)
+    _forget_cached(client)
     return client, plain

@@ -47,6 +47,7 @@ async def _authorize(request: Request, issuer_id: str, query: dict[str, list[str
         iss = issuer_url(rt, issuer.id)
         try:
             client, params = await authorization.validate(session, issuer, query)
+            await authorization.read_id_token_hint(rt.keys, issuer.id, iss, query, params)
         except PageError as exc:
             return message(request, rt, issuer, "This sign-in link is not valid", exc.message)
         except RedirectError as exc:

@@ -9,13 +9,15 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
 from authpi.oidc.context import ensure_issuer, issuer_url, runtime
+from authpi.oidc.cors import Cors
 from authpi.oidc.keys import ALGORITHMS
 from authpi.oidc.routes import Routes
 from authpi.oidc.tokens import SUPPORTED_SCOPE_CLAIMS
 
 router = Routes()
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
-_CORS = {"Access-Control-Allow-Origin": "*"}
+# Public documents: any origin may read them (decision 28).
+PUBLIC = Cors(("GET",), public=True)
 # The document depends only on the issuer URL, so it is rendered once per issuer and process.
 _DOCUMENTS: dict[str, bytes] = {}
 _AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
@@ -56,7 +58,7 @@ def discovery_document(iss: str) -> dict[str, object]:
     }
 
 
-@router.get("/{issuer_id}/.well-known/openid-configuration")
+@router.get("/{issuer_id}/.well-known/openid-configuration", PUBLIC)
 async def openid_configuration(issuer_id: str, request: Request) -> Response:
     rt = runtime(request)
     await ensure_issuer(rt, issuer_id)
@@ -64,12 +66,10 @@ async def openid_configuration(issuer_id: str, request: Request) -> Response:
     if body is None:
         body = json.dumps(discovery_document(issuer_url(rt, issuer_id)), separators=(",", ":")).encode()
         _DOCUMENTS[issuer_id] = body
-    return Response(
-        body, media_type="application/json", headers={"Cache-Control": "public, max-age=3600", **_CORS}
-    )
+    return Response(body, media_type="application/json", headers={"Cache-Control": "public, max-age=3600"})
 
 
-@router.get("/{issuer_id}/jwks.json")
+@router.get("/{issuer_id}/jwks.json", PUBLIC)
 async def jwks(issuer_id: str, request: Request) -> Response:
     rt = runtime(request)
     await ensure_issuer(rt, issuer_id)
@@ -77,7 +77,7 @@ async def jwks(issuer_id: str, request: Request) -> Response:
     return Response(
         keys.jwks_body,
         media_type="application/json",
-        headers={"Cache-Control": "public, max-age=600, stale-while-revalidate=600", **_CORS},
+        headers={"Cache-Control": "public, max-age=600, stale-while-revalidate=600"},
     )
 
 

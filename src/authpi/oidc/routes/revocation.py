@@ -16,6 +16,7 @@ from authpi.oidc.context import (
     runtime,
     single,
 )
+from authpi.oidc.cors import Cors
 from authpi.oidc.errors import NO_STORE, invalid_request
 from authpi.oidc.routes import Routes
 from authpi.services import sessions as session_service
@@ -25,7 +26,7 @@ from authpi.storage.tables.sessions import Session
 router = Routes()
 
 
-@router.post("/{issuer_id}/revoke")
+@router.post("/{issuer_id}/revoke", cors=Cors(("POST",)))
 async def revoke(issuer_id: str, request: Request) -> Response:
     rt = runtime(request)
     form = await read_form(request)
@@ -53,7 +54,7 @@ async def revoke(issuer_id: str, request: Request) -> Response:
     return JSONResponse({}, headers=NO_STORE)
 
 
-@router.post("/{issuer_id}/introspect")
+@router.post("/{issuer_id}/introspect", cors=Cors(("POST",)))
 async def introspect(issuer_id: str, request: Request) -> Response:
     rt = runtime(request)
     form = await read_form(request)

@@ -17,6 +17,7 @@ from authpi.oidc.context import (
     runtime,
     single,
 )
+from authpi.oidc.cors import Cors
 from authpi.oidc.errors import NO_STORE, OAuthError
 from authpi.oidc.routes import Routes
 from authpi.services.errors import RateLimited
@@ -24,7 +25,7 @@ from authpi.services.errors import RateLimited
 router = Routes()
 
 
-@router.post("/{issuer_id}/token")
+@router.post("/{issuer_id}/token", cors=Cors(("POST",)))
 async def token(issuer_id: str, request: Request) -> Response:
     rt = runtime(request)
     try:

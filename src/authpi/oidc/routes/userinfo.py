@@ -8,39 +8,43 @@ from starlette.responses import JSONResponse, Response
 from authpi.oidc import tokens
 from authpi.oidc.access import check_access_token
 from authpi.oidc.context import issuer_url, load_issuer, runtime
-from authpi.oidc.errors import NO_STORE, OAuthError, invalid_token
+from authpi.oidc.cors import Cors
+from authpi.oidc.errors import NO_STORE, OAuthError, bearer_challenge, invalid_token
 from authpi.oidc.routes import Routes
 from authpi.storage.tables.users import User
 
 router = Routes()
 
 
-def _bearer(request: Request) -> str:
+def _bearer(request: Request, realm: str) -> str:
     header = request.headers.get("authorization", "")
     if header[:7].lower() != "bearer ":
-        raise OAuthError(
-            "invalid_request", "A Bearer access token is required", 401, {"WWW-Authenticate": "Bearer"}
-        )
+        # No token at all: a bare challenge, without an error code (RFC 6750 §3.1).
+        challenge = {"WWW-Authenticate": bearer_challenge(realm)}
+        raise OAuthError("invalid_request", "A Bearer access token is required", 401, challenge)
     return header[7:].strip()
 
 
-@router.api_route("/{issuer_id}/userinfo", methods=["GET", "POST"])
+@router.api_route("/{issuer_id}/userinfo", ["GET", "POST"], Cors(("GET", "POST")))
 async def userinfo(issuer_id: str, request: Request) -> Response:
     rt = runtime(request)
-    presented = _bearer(request)
+    iss = issuer_url(rt, issuer_id)
+    presented = _bearer(request, iss)
     async with rt.sessions() as session:
         issuer = await load_issuer(session, issuer_id)
         keys = await rt.keys.for_token(issuer.id, presented)
-        verified = await check_access_token(session, keys, presented, issuer_url(rt, issuer.id), issuer.id)
+        verified = await check_access_token(session, keys, presented, iss, issuer.id)
         if verified is None:
-            raise invalid_token("The access token is invalid, expired or revoked")
+            raise invalid_token(iss, "The access token is invalid, expired or revoked")
         claims = verified.claims
         scopes = set(str(claims.get("scope", "")).split())
         if "openid" not in scopes:
-            raise OAuthError("insufficient_scope", "The access token lacks the openid scope", 403)
+            description = "The access token lacks the openid scope"
+            challenge = bearer_challenge(iss, "insufficient_scope", description, scope="openid")
+            raise OAuthError("insufficient_scope", description, 403, {"WWW-Authenticate": challenge})
         user = await session.get(User, str(claims.get("sub")))
         if user is None or user.status != "active" or user.issuer_id != issuer.id:
-            raise invalid_token("The user is no longer active")
+            raise invalid_token(iss, "The user is no longer active")
         body = {
             "sub": user.id,
             **tokens.profile_claims(user.profile, user.username, user.username_type, scopes),
