@@ -70,15 +70,15 @@ async def test_wrong_passwords_sent_at_once_cannot_outrun_the_lockout(
         answers = await asyncio.gather(
             *(b.submit(page, {"password": WRONG}) for b, page in zip(crowd, pages, strict=True))
         )
-    assert all(a.status_code == 401 and "location" not in a.headers for a in answers), [
-        describe(a) for a in answers if a.status_code != 401
+    assert all(a.status_code == 400 and "location" not in a.headers for a in answers), [
+        describe(a) for a in answers if a.status_code != 400
     ]
     checked = [a for a in answers if not is_locked(a)]
     assert len(checked) <= MAX_FAILURES, [error_text(a) for a in answers]
 
     async with Browser(server.url) as owner:
         refused = await owner.sign_in(realm.request(client.id).url, EMAIL, PASSWORD)
-        assert refused.status_code == 401 and is_locked(refused), describe(refused)
+        assert refused.status_code == 400 and is_locked(refused), describe(refused)
         assert owner.session_cookie is None
     assert await realm.sessions(user.id) == []
 
@@ -143,7 +143,7 @@ async def test_known_and_unknown_addresses_get_the_same_answers_and_lockout(real
     )
     assert known == unknown
     statuses = [status for status, *_ in known]
-    assert statuses == [401] * 7
+    assert statuses == [400] * 7
     errors = [error for _, _, error, _ in known]
     assert len(set(errors[:5])) == 1 and LOCKED not in str(errors[0])
     assert all(LOCKED in str(error) for error in errors[5:]), errors
@@ -262,7 +262,7 @@ async def test_signup_answers_the_same_whether_or_not_the_address_is_taken(
         assert taken.status_code == 200 and form(taken, "/login/password")
         # The existing account is untouched: same version, and only its own password signs in.
         stolen = await browser.submit(taken, {"password": "another password 123"})
-        assert stolen.status_code == 401 and browser.session_cookie is None
+        assert stolen.status_code == 400 and browser.session_cookie is None
     after = await realm.api.users.get(owner.id)
     assert after.updated_at == before.updated_at and after.profile == before.profile
     async with Browser(realm.server_url) as owner_browser:

@@ -91,7 +91,7 @@ async def test_wrong_password_does_not_reveal_whether_the_account_exists(
 
     wrong = await browser.submit(known, {"password": WRONG})
     nobody = await browser.submit(unknown, {"password": WRONG})
-    assert wrong.status_code == nobody.status_code == 401
+    assert wrong.status_code == nobody.status_code == 400
     assert "location" not in wrong.headers and browser.session_cookie is None
     assert error_text(wrong) and error_text(wrong) == error_text(nobody)
 
@@ -105,11 +105,11 @@ async def test_five_failures_lock_the_password_even_against_the_right_one(
     page = await browser.password_page(realm.request(client.id).url, EMAIL)
     for _ in range(5):
         page = await browser.submit(page, {"password": WRONG})
-        assert page.status_code == 401, describe(page)
+        assert page.status_code == 400, describe(page)
     generic = error_text(page)
 
     locked = await browser.submit(page, {"password": PASSWORD})
-    assert locked.status_code == 401 and "location" not in locked.headers, describe(locked)
+    assert locked.status_code == 400 and "location" not in locked.headers, describe(locked)
     assert error_text(locked) != generic  # the lockout says so, instead of "wrong password"
     assert browser.session_cookie is None and await realm.sessions(user.id) == []
     # The lock is on that credential only.
@@ -127,7 +127,7 @@ async def test_lockout_looks_the_same_for_an_unknown_username(realm: Realm, brow
         for _ in range(6):
             known = await browser.submit(known, {"password": WRONG})
             unknown = await other.submit(unknown, {"password": WRONG})
-    assert known.status_code == unknown.status_code == 401
+    assert known.status_code == unknown.status_code == 400
     # Both now show the lockout message, so it does not reveal which account exists.
     assert "Too many failed attempts" in error_text(known)
     assert error_text(known) == error_text(unknown)
@@ -140,7 +140,7 @@ async def test_login_posts_are_rate_limited_per_ip(limited_server: RunningServer
         page = await browser.password_page(realm.request(client.id).url, EMAIL)
         for _ in range(3):  # AUTHPI_RATE_LIMIT_LOGIN=3/minute
             page = await browser.submit(page, {"password": WRONG})
-            assert page.status_code == 401, describe(page)
+            assert page.status_code == 400, describe(page)
         limited = await browser.submit(page, {"password": PASSWORD})
     assert_error_page(limited, 429)
     assert 0 < int(limited.headers["retry-after"]) <= 60
@@ -330,7 +330,7 @@ async def test_suspended_user_cannot_sign_in_or_refresh(realm: Realm, browser: B
     assert info.status_code == 401
     # The old browser session no longer signs anyone in, and the password is refused with a page.
     refused = await browser.sign_in(realm.request(client.id).url, EMAIL)
-    assert refused.status_code == 401 and "location" not in refused.headers
+    assert refused.status_code == 400 and "location" not in refused.headers
     assert error_text(refused)
 
 

@@ -180,7 +180,8 @@ async def login_password(issuer_id: str, request: Request) -> Response:
         username = flow.form.get("username", "")[:320]
         outcome = await login.verify(session, flow.issuer, username, flow.form.get("password", "")[:1024])
         if outcome.user is None:
-            return _password_page(request, flow, username, status=401, error=outcome.error)
+            # 400, not 401: a 401 must carry a WWW-Authenticate challenge, and a form has none.
+            return _password_page(request, flow, username, status=400, error=outcome.error)
         return await _signed_in(request, flow, outcome.user.id, "password")
 
 
