@@ -16,6 +16,7 @@ from authpi.http import errors, middleware
 from authpi.http.routes import accounts, api_keys, auth_methods, clients, issuers, me, sessions, tokens, users
 from authpi.memory import freeze_startup_objects, tune_allocator
 from authpi.oidc.app import create_idp_app
+from authpi.request_limits import BodyLimit
 from authpi.runtime import Runtime
 from authpi.services import housekeeping
 from authpi.settings import Settings, get_settings
@@ -56,7 +57,7 @@ class Dispatcher:
         await self.core(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None) -> Dispatcher:
+def create_app(settings: Settings | None = None) -> ASGIApp:
     settings = settings or get_settings()
     idp = create_idp_app()
 
@@ -93,4 +94,5 @@ def create_app(settings: Settings | None = None) -> Dispatcher:
     async def health() -> JSONResponse:
         return JSONResponse({"status": "ok", "version": __version__})
 
-    return Dispatcher(app, idp)
+    # Body limits come first: nothing below may buffer more than the limit of its part.
+    return BodyLimit(Dispatcher(app, idp), settings)

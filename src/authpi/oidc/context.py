@@ -174,4 +174,5 @@ async def read_form(request: Request) -> dict[str, list[str]]:
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media != "application/x-www-form-urlencoded":
         raise invalid_request("The body must be application/x-www-form-urlencoded")
-    return parse_form(await request.body())
+    # The body is already within AUTHPI_MAX_FORM_BYTES (authpi.request_limits refuses larger ones).
+    return parse_form(await request.body(), runtime(request).settings.max_form_bytes)

@@ -1,0 +1,117 @@
+"""uvicorn's httptools protocol with limits on the request head (request line plus headers).
+
+httptools has no such limit: it accumulates a header of any size in memory (by repeated
+concatenation, so a 64 MiB header also costs the event loop seconds of copying and stalls every other
+connection of the worker). This subclass counts the head as it arrives and answers ``431 Request
+Header Fields Too Large`` and closes the connection once it passes ``AUTHPI_MAX_HEADER_BYTES`` bytes or
+``AUTHPI_MAX_HEADERS`` fields. Two counts, because httptools reports a header only once it is
+complete:
+
+* the raw bytes received while a head is incomplete, checked after every read (so at most one read
+  beyond the limit is ever parsed);
+* the exact size of the URL and of each header as the parser reports them, so a head that arrives
+  whole in one read is measured too.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from authpi.http.errors import error_body
+from authpi.settings import get_settings
+
+# CR LF after the request line and after each header, ": " between a name and its value.
+_LINE_OVERHEAD = 4
+
+
+class HeadTooLarge(Exception):
+    """Raised from a parser callback: httptools turns it into a parser error, answered with 431."""
+
+
+class LimitedHttpToolsProtocol(HttpToolsProtocol):
+    """The protocol ``authpi serve`` runs (``uvicorn.run(http=...)``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        settings = get_settings()
+        self.max_head_bytes = settings.max_header_bytes
+        self.max_headers = settings.max_headers
+        self.reading_head = True  # between requests, the next bytes start a head
+        self.raw_head_bytes = 0
+        self.head_bytes = 0
+        self.header_count = 0
+        self.head_refused = False
+
+    def data_received(self, data: bytes) -> None:
+        if self.head_refused:
+            return
+        was_reading_head = self.reading_head
+        super().data_received(data)
+        if self.head_refused or not (was_reading_head and self.reading_head):
+            return
+        # The head is still incomplete, so all of this read belongs to it.
+        self.raw_head_bytes += len(data)
+        if self.raw_head_bytes > self.max_head_bytes:
+            self.refuse_head()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.reading_head = True
+        self.raw_head_bytes = self.head_bytes = self.header_count = 0
+
+    def on_url(self, url: bytes) -> None:
+        self.count(len(url) + _LINE_OVERHEAD, fields=0)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.count(len(name) + len(value) + _LINE_OVERHEAD, fields=1)
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self.reading_head = False
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self.reading_head = True
+        self.raw_head_bytes = 0
+
+    def count(self, size: int, *, fields: int) -> None:
+        self.head_bytes += size
+        self.header_count += fields
+        if self.head_bytes > self.max_head_bytes or self.header_count > self.max_headers:
+            self.head_refused = True
+            raise HeadTooLarge
+
+    def send_400_response(self, msg: str) -> None:
+        # uvicorn answers every parser error with 400; the one raised by ``count`` is a 431.
+        if self.head_refused:
+            self.refuse_head()
+        else:
+            super().send_400_response(msg)
+
+    def refuse_head(self) -> None:
+        self.head_refused = True
+        if self.transport.is_closing():
+            return
+        description = (
+            f"The request line and headers must stay within {self.max_head_bytes} bytes "
+            f"and {self.max_headers} fields"
+        )
+        # The Core API envelope; its error and error_description also make it an OAuth error body.
+        body = json.dumps(
+            error_body(431, "request_header_fields_too_large", description, retryable=False)
+        ).encode()
+        head = [
+            STATUS_LINE[431],
+            b"content-type: application/json\r\n",
+            b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
+            b"cache-control: no-store\r\n",
+            b"connection: close\r\n",
+            b"\r\n",
+        ]
+        self.transport.write(b"".join(head) + body)
+        self.transport.close()
