@@ -75,6 +75,11 @@ class Settings(BaseSettings):
         return f"sqlite+aiosqlite:///{(self.data_dir / 'authpi.db').resolve()}"
 
     @property
+    def sqlite_path(self) -> Path | None:
+        """The default SQLite database file in data_dir (None with AUTHPI_DATABASE_URL)."""
+        return None if self.database_url else self.data_dir / "authpi.db"
+
+    @property
     def is_sqlite(self) -> bool:
         return self.resolved_database_url.startswith("sqlite")
 
