@@ -3,6 +3,7 @@ remembering the request while the user signs in, and issuing the code."""
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,26 @@ from authpi.storage.tables.users import User
 STANDARD_SCOPES = ("openid", "profile", "email", "phone", "address", "offline_access")
 PROMPTS = ("none", "login", "consent", "select_account")
 REQUEST_TTL_MS = 30 * 60 * 1000
+# Longest value accepted for each parameter, so an unauthenticated request cannot make the server
+# store much: well above any real value (login_hint: an email address; code_challenge: 43).
+MAX_LENGTHS = {
+    "client_id": 64,
+    "redirect_uri": 2048,
+    "response_type": 32,
+    "scope": 2048,
+    "state": 2048,
+    "nonce": 512,
+    "code_challenge": 128,
+    "code_challenge_method": 16,
+    "prompt": 64,
+    "max_age": 10,
+    "login_hint": 320,
+    "org": 64,
+    "resource": 512,
+}
+MAX_RESOURCES = 10
+# What one pending request may store (its params as JSON), whatever the combination of values.
+MAX_STORED_BYTES = 8 * 1024
 
 
 class PageError(Exception):
@@ -73,6 +94,25 @@ def _one(query: dict[str, list[str]], name: str) -> str | None:
     return values[0]
 
 
+def _too_long(query: dict[str, list[str]]) -> str | None:
+    """A description of the first parameter over its length cap, if any."""
+    for name, values in query.items():
+        limit = MAX_LENGTHS.get(name)
+        if limit is not None and any(len(value) > limit for value in values):
+            return f"{name} is longer than {limit} characters"
+    return None
+
+
+def _echoed_state(query: dict[str, list[str]]) -> str | None:
+    """The state to send back with an error: none when it is over its cap (it was not accepted)."""
+    state = query.get("state", [None])[0]
+    return state if state is None or len(state) <= MAX_LENGTHS["state"] else None
+
+
+def stored_size(params: AuthorizeParams) -> int:
+    return len(json.dumps(params.as_dict(), separators=(",", ":")))
+
+
 def _valid_resource(value: str) -> bool:
     parts = urlsplit(value)
     return bool(parts.scheme and parts.netloc) and not parts.fragment
@@ -97,7 +137,11 @@ async def validate(
         raise PageError("The redirect URI is not registered for this client.")
 
     def fail(error: str, description: str) -> RedirectError:
-        return RedirectError(redirect_uri, query.get("state", [None])[0], error, description)
+        return RedirectError(redirect_uri, _echoed_state(query), error, description)
+
+    too_long = _too_long(query)
+    if too_long is not None:
+        raise fail("invalid_request", too_long)
 
     try:
         state = _one(query, "state")
@@ -138,11 +182,9 @@ async def validate(
             raise fail("invalid_request", "max_age must be a non-negative integer")
         max_age = int(max_age_param)
     resources = query.get("resource", [])
-    if any(not _valid_resource(r) for r in resources) or len(resources) > 10:
+    if any(not _valid_resource(r) for r in resources) or len(resources) > MAX_RESOURCES:
         raise fail("invalid_target", "Each resource must be an absolute URI without a fragment")
-    if (nonce is not None and len(nonce) > 512) or (state is not None and len(state) > 2048):
-        raise fail("invalid_request", "state or nonce is too long")
-    return client, AuthorizeParams(
+    params = AuthorizeParams(
         client_id=client.id,
         redirect_uri=redirect_uri,
         scope=scopes,
@@ -155,6 +197,9 @@ async def validate(
         org=org,
         resources=list(dict.fromkeys(resources)),
     )
+    if stored_size(params) > MAX_STORED_BYTES:
+        raise fail("invalid_request", "The authorization request is too large")
+    return client, params
 
 
 async def remember(session: AsyncSession, issuer: Issuer, params: AuthorizeParams) -> str:

@@ -16,6 +16,7 @@ from authpi.oidc.authorization import AuthorizeParams
 from authpi.oidc.browser import SESSION_COOKIE, Csrf, set_cookie
 from authpi.oidc.context import issuer_url
 from authpi.runtime import Runtime
+from authpi.services.errors import RateLimited
 from authpi.storage.tables.clients import Client
 from authpi.storage.tables.issuers import Issuer
 from authpi.storage.tables.sessions import Session
@@ -89,6 +90,19 @@ def message(
     return render(
         request, rt, issuer, Csrf(rt, request), "message.html", status, heading=heading, message=text
     )
+
+
+async def rate_limited(
+    request: Request, rt: Runtime, issuer: Issuer, rule: str, text: str
+) -> Response | None:
+    """Count this request against the per-IP ``rule``; past the limit, the 429 page to answer with."""
+    try:
+        await rt.rate_limits.hit(rule, request.client.host if request.client else "unknown")
+    except RateLimited as exc:
+        response = message(request, rt, issuer, "Too many attempts", text, 429)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+    return None
 
 
 def plain_message(issuer_id: str, heading: str, text: str, status: int) -> Response:
