@@ -4,8 +4,9 @@ httptools has no such limit: it accumulates a header of any size in memory (by r
 concatenation, so a 64 MiB header also costs the event loop seconds of copying and stalls every other
 connection of the worker). This subclass counts the head as it arrives and answers ``431 Request
 Header Fields Too Large`` and closes the connection once it passes ``AUTHPI_MAX_HEADER_BYTES`` bytes or
-``AUTHPI_MAX_HEADERS`` fields. Two counts, because httptools reports a header only once it is
-complete:
+``AUTHPI_MAX_HEADERS`` fields, and with ``408`` when a head takes longer than
+``AUTHPI_HEADER_TIMEOUT`` seconds to arrive. Two counts, because httptools reports a header only once
+it is complete:
 
 * the raw bytes received while a head is incomplete, checked after every read (so at most one read
   beyond the limit is ever parsed);
@@ -15,6 +16,7 @@ complete:
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -39,11 +41,21 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         settings = get_settings()
         self.max_head_bytes = settings.max_header_bytes
         self.max_headers = settings.max_headers
+        self.head_timeout = settings.header_timeout
+        self.head_timer: asyncio.TimerHandle | None = None
         self.reading_head = True  # between requests, the next bytes start a head
         self.raw_head_bytes = 0
         self.head_bytes = 0
         self.header_count = 0
         self.head_refused = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.arm_head_timer()  # a connection that never sends a head is closed too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.cancel_head_timer()
+        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         if self.head_refused:
@@ -59,6 +71,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self.arm_head_timer()
         self.reading_head = True
         self.raw_head_bytes = self.head_bytes = self.header_count = 0
 
@@ -71,6 +84,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
+        self.cancel_head_timer()
         self.reading_head = False
         super().on_headers_complete()
 
@@ -93,20 +107,45 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         else:
             super().send_400_response(msg)
 
+    def arm_head_timer(self) -> None:
+        self.cancel_head_timer()
+        self.head_timer = self.loop.call_later(self.head_timeout, self.head_timed_out)
+
+    def cancel_head_timer(self) -> None:
+        if self.head_timer is not None:
+            self.head_timer.cancel()
+            self.head_timer = None
+
+    def head_timed_out(self) -> None:
+        """Slow heads (one byte every few seconds, "slowloris") would hold a connection forever."""
+        self.head_timer = None
+        if not self.reading_head or self.head_refused:
+            return
+        self.head_refused = True
+        if self.head_bytes == 0 and self.raw_head_bytes == 0:
+            # Nothing sent yet (e.g. a browser's preconnect): close quietly, since a client that
+            # sends its request at this very moment would read an unsolicited 408 as the answer.
+            self.transport.close()
+            return
+        description = f"The request line and headers must arrive within {self.head_timeout:g} seconds"
+        self.answer_and_close(408, "request_timeout", description)
+
     def refuse_head(self) -> None:
         self.head_refused = True
-        if self.transport.is_closing():
-            return
         description = (
             f"The request line and headers must stay within {self.max_head_bytes} bytes "
             f"and {self.max_headers} fields"
         )
+        self.answer_and_close(431, "request_header_fields_too_large", description)
+
+    def answer_and_close(self, status: int, error: str, description: str) -> None:
+        self.cancel_head_timer()
+        if self.transport.is_closing():
+            return
         # The Core API envelope; its error and error_description also make it an OAuth error body.
-        body = json.dumps(
-            error_body(431, "request_header_fields_too_large", description, retryable=False)
-        ).encode()
+        body = json.dumps(error_body(status, error, description, retryable=False)).encode()
         head = [
-            STATUS_LINE[431],
+            STATUS_LINE[status],
             b"content-type: application/json\r\n",
             b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
             b"cache-control: no-store\r\n",

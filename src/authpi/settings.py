@@ -62,6 +62,12 @@ class Settings(BaseSettings):
     max_headers: int = Field(
         default=100, ge=10, description="Most request header fields accepted (431 beyond)."
     )
+    header_timeout: float = Field(
+        default=15.0,
+        gt=0,
+        le=300,
+        description="Seconds a client has to send the request line and headers (408 and close beyond).",
+    )
     log_level: str = Field(default="info", description="Log level for the server.")
 
     @property

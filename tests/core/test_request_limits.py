@@ -280,3 +280,53 @@ async def test_a_large_legal_form_reaches_the_token_endpoint(server: RunningServ
             data={"grant_type": "client_credentials", "client_id": "c", "padding": "p" * (FORM_LIMIT - 1024)},
         )
     assert (response.status_code, response.json()["error"]) == (404, "not_found"), response.text
+
+
+# --- slow heads ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def impatient_server() -> Iterator[RunningServer]:
+    """A server that gives clients one second to send a request head."""
+    with run_server("sqlite", {"AUTHPI_HEADER_TIMEOUT": "1"}) as running:
+        yield running
+
+
+async def _trickle(data: bytes, pause: float) -> AsyncIterator[bytes]:
+    for byte in data:
+        await asyncio.sleep(pause)
+        yield bytes([byte])
+
+
+async def test_a_head_sent_byte_by_byte_gets_408(impatient_server: RunningServer) -> None:
+    head = request_head(impatient_server, "GET", "/healthz").removesuffix(b"\r\n\r\n") + b"\r\n"
+    started = asyncio.get_running_loop().time()
+    response = await exchange(impatient_server, head, _trickle(b"X-Slow: " + b"s" * 40, 0.25))
+    assert response.status == 408, response
+    assert response.headers["connection"] == "close"
+    assert_error_envelope(response.json(), "request_timeout")
+    assert asyncio.get_running_loop().time() - started < 5
+
+
+async def test_a_connection_that_sends_nothing_is_closed_quietly(impatient_server: RunningServer) -> None:
+    parts = urlsplit(impatient_server.url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    try:
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # closed, with no unsolicited answer
+    finally:
+        writer.close()
+
+
+async def test_kept_alive_connections_and_normal_requests_are_unaffected(
+    impatient_server: RunningServer,
+) -> None:
+    async with httpx.AsyncClient(base_url=impatient_server.url, timeout=10) as http:
+        first = await http.get("/healthz")
+        await asyncio.sleep(1.5)  # idle between requests: uvicorn's keep-alive timeout (5 s) applies
+        second = await http.get("/healthz")
+        created = await http.post(
+            f"/v1/accounts/{impatient_server.account_id}/issuers",
+            json={"name": "patient"},
+            auth=impatient_server.api_key,
+        )
+    assert (first.status_code, second.status_code, created.status_code) == (200, 200, 201)
