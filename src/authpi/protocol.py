@@ -47,6 +47,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.raw_head_bytes = 0
         self.head_bytes = 0
         self.header_count = 0
+        self.heads_completed = 0
         self.head_refused = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -61,10 +62,13 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self.head_refused:
             return
         was_reading_head = self.reading_head
+        heads_before = self.heads_completed
         super().data_received(data)
-        if self.head_refused or not (was_reading_head and self.reading_head):
+        if self.head_refused or not was_reading_head or self.heads_completed != heads_before:
             return
-        # The head is still incomplete, so all of this read belongs to it.
+        # The head this read continued is still incomplete, so all of the read belongs to it. (A
+        # read that completes one message and starts the next head is not counted: a pipelined
+        # head may thus pass the limit by one read, never by more.)
         self.raw_head_bytes += len(data)
         if self.raw_head_bytes > self.max_head_bytes:
             self.refuse_head()
@@ -86,6 +90,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self.cancel_head_timer()
         self.reading_head = False
+        self.heads_completed += 1
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:

@@ -207,6 +207,21 @@ async def test_a_head_over_the_limit_that_arrives_at_once_gets_431(limits_server
     assert response.status == 431, response
 
 
+async def test_a_head_finished_in_the_read_that_carries_the_body_is_not_miscounted(
+    limits_server: RunningServer,
+) -> None:
+    """The head arrives in two reads, the second also holding a body larger than the head limit."""
+    body = b"grant_type=client_credentials&client_id=c&padding=" + b"p" * (FORM_LIMIT - 1024)
+    head = declared(limits_server, f"/i_{'0' * 24}/token", len(body), FORM)
+
+    async def rest() -> AsyncIterator[bytes]:
+        await asyncio.sleep(0.3)
+        yield head[-2:] + body
+
+    response = await exchange(limits_server, head[:-2], rest())
+    assert (response.status, response.json()["error"]) == (404, "not_found"), response
+
+
 async def test_too_many_headers_get_431(limits_server: RunningServer) -> None:
     many = [f"X-Field-{n}: {n}" for n in range(150)]
     head = request_head(limits_server, "GET", "/healthz", *many)
