@@ -27,15 +27,45 @@ class RunningServer:
     key_secret: str
     backend: str
     env: dict[str, str] = field(repr=False)
+    pid: int = 0  # the `authpi serve` process (with one worker, the worker itself)
+    log_path: Path | None = None  # its combined stdout and stderr
 
     @property
     def api_key(self) -> tuple[str, str]:
         return (self.key_id, self.key_secret)
 
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.env["AUTHPI_DATA_DIR"])
+
+    def tracebacks(self) -> list[str]:
+        """Lines of the server log that start a Python traceback."""
+        text = self.log_path.read_text() if self.log_path else ""
+        return [line for line in text.splitlines() if "Traceback" in line]
+
+    def rss_peak_kib(self) -> int:
+        """The peak resident set (VmHWM, KiB) of the server process and its workers."""
+        return sum(_status_kib(pid, "VmHWM") for pid in _process_tree(self.pid))
+
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "authpi", *args], env=self.env, capture_output=True, text=True, timeout=120
         )
+
+
+def _process_tree(pid: int) -> list[int]:
+    found = [pid]
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            found.extend(_process_tree(int(child)))
+    return found
+
+
+def _status_kib(pid: int, name: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(name + ":"):
+            return int(line.split()[1])
+    return 0
 
 
 def free_port() -> int:
@@ -116,7 +146,16 @@ def run_server(
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("server did not start:\n" + log_path.read_text())
                 time.sleep(0.1)
-            yield RunningServer(url, creds["account_id"], creds["key_id"], creds["key_secret"], backend, env)
+            yield RunningServer(
+                url,
+                creds["account_id"],
+                creds["key_id"],
+                creds["key_secret"],
+                backend,
+                env,
+                pid=proc.pid,
+                log_path=log_path,
+            )
         finally:
             proc.terminate()
             try:

@@ -16,6 +16,8 @@ from authpi.http import errors, middleware
 from authpi.http.routes import accounts, api_keys, auth_methods, clients, issuers, me, sessions, tokens, users
 from authpi.memory import freeze_startup_objects, tune_allocator
 from authpi.oidc.app import create_idp_app
+from authpi.oidc.errors import NO_STORE
+from authpi.request_limits import BodyLimit
 from authpi.runtime import Runtime
 from authpi.services import housekeeping
 from authpi.settings import Settings, get_settings
@@ -46,17 +48,20 @@ class Dispatcher:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
         if scope["type"] == "http" and path.startswith("/i_"):
-            if "\x00" in path:
-                # No issuer ID has a NUL in it, and PostgreSQL would refuse it as a parameter.
-                body = {"error": "invalid_request", "error_description": "The path must not contain NUL"}
-                await JSONResponse(body, status_code=400)(scope, receive, send)
+            if "\x00" in path or b"%00" in scope.get("query_string", b""):
+                # No parameter or issuer ID has a NUL in it, and PostgreSQL refuses one as a query
+                # parameter. This covers every query value the IdP API reads (the Core API's own
+                # TextInputMiddleware does the same); forms and Basic credentials are checked where
+                # they are decoded (oidc.context).
+                body = {"error": "invalid_request", "error_description": "The URL must not contain NUL"}
+                await JSONResponse(body, status_code=400, headers=NO_STORE)(scope, receive, send)
                 return
             await self.idp(scope, receive, send)
             return
         await self.core(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None) -> Dispatcher:
+def create_app(settings: Settings | None = None) -> ASGIApp:
     settings = settings or get_settings()
     idp = create_idp_app()
 
@@ -93,4 +98,5 @@ def create_app(settings: Settings | None = None) -> Dispatcher:
     async def health() -> JSONResponse:
         return JSONResponse({"status": "ok", "version": __version__})
 
-    return Dispatcher(app, idp)
+    # Body limits come first: nothing below may buffer more than the limit of its part.
+    return BodyLimit(Dispatcher(app, idp), settings)

@@ -131,4 +131,6 @@ def serve(host: str, port: int, workers: int) -> None:
         log_level=settings.log_level,
         proxy_headers=False,
         server_header=False,
+        # httptools, with limits on the request line and headers (see authpi.protocol).
+        http="authpi.protocol:LimitedHttpToolsProtocol",
     )

@@ -28,6 +28,7 @@ class RateLimits:
             "core": parse(settings.rate_limit_core),
             "login": parse(settings.rate_limit_login),
             "token": parse(settings.rate_limit_token),
+            "authorize": parse(settings.rate_limit_authorize),
         }
 
     async def hit(self, rule: str, identity: str) -> None:

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     rate_limit_core: str = Field(default="600/minute", description="Per-IP limit on Core API requests.")
     rate_limit_login: str = Field(default="30/minute", description="Per-IP limit on login form posts.")
     rate_limit_token: str = Field(default="1200/minute", description="Per-IP limit on the token endpoint.")
+    rate_limit_authorize: str = Field(
+        default="120/minute", description="Per-IP limit on authorization requests (`/authorize`)."
+    )
     rate_limits_enabled: bool = Field(default=True, description="Turn every per-IP rate limit on or off.")
     code_ttl: int = Field(default=60, ge=1, le=600, description="Seconds an authorization code stays valid.")
     key_cache_seconds: float = Field(
@@ -40,6 +43,30 @@ class Settings(BaseSettings):
         ge=0,
         le=60,
         description="How long a worker reuses issuer and client rows on protocol requests (0: never).",
+    )
+    max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="Largest Core API request body in bytes; a larger one is refused (413) unread.",
+    )
+    max_form_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description="Largest IdP request body (token endpoint, hosted forms…) in bytes (413 beyond).",
+    )
+    max_header_bytes: int = Field(
+        default=16 * 1024,
+        ge=1024,
+        description="Largest request line plus headers in bytes (431 and the connection closes beyond).",
+    )
+    max_headers: int = Field(
+        default=100, ge=10, description="Most request header fields accepted (431 beyond)."
+    )
+    header_timeout: float = Field(
+        default=15.0,
+        gt=0,
+        le=300,
+        description="Seconds a client has to send the request line and headers (408 and close beyond).",
     )
     log_level: str = Field(default="info", description="Log level for the server.")
 
@@ -52,6 +79,11 @@ class Settings(BaseSettings):
                 url = "postgresql+asyncpg://" + url.split("://", 1)[1]
             return url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'authpi.db').resolve()}"
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The default SQLite database file in data_dir (None with AUTHPI_DATABASE_URL)."""
+        return None if self.database_url else self.data_dir / "authpi.db"
 
     @property
     def is_sqlite(self) -> bool:

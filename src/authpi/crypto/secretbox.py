@@ -12,6 +12,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from authpi import data_dir as data_dir_files
+
 _VERSION = b"\x01"
 
 
@@ -52,10 +54,10 @@ def load_master_key(configured: str | None, data_dir: Path) -> bytes:
         if len(key) != 32:
             raise ValueError("AUTHPI_MASTER_KEY must be 32 bytes, base64-encoded")
         return key
+    data_dir_files.prepare(data_dir)
     path = data_dir / "master.key"
     if path.exists():
         return base64.urlsafe_b64decode(path.read_bytes().strip())
-    data_dir.mkdir(parents=True, exist_ok=True)
     key = os.urandom(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:

@@ -3,6 +3,7 @@ remembering the request while the user signs in, and issuing the code."""
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,26 @@ UNSUPPORTED = (
     ("registration", "registration_not_supported"),
 )
 REQUEST_TTL_MS = 30 * 60 * 1000
+# Longest value accepted for each parameter, so an unauthenticated request cannot make the server
+# store much: well above any real value (login_hint: an email address; code_challenge: 43).
+MAX_LENGTHS = {
+    "client_id": 64,
+    "redirect_uri": 2048,
+    "response_type": 32,
+    "scope": 2048,
+    "state": 2048,
+    "nonce": 512,
+    "code_challenge": 128,
+    "code_challenge_method": 16,
+    "prompt": 64,
+    "max_age": 10,
+    "login_hint": 320,
+    "org": 64,
+    "resource": 512,
+}
+MAX_RESOURCES = 10
+# What one pending request may store (its params as JSON), whatever the combination of values.
+MAX_STORED_BYTES = 8 * 1024
 
 
 class PageError(Exception):
@@ -82,6 +103,25 @@ def _one(query: dict[str, list[str]], name: str) -> str | None:
     return values[0]
 
 
+def _too_long(query: dict[str, list[str]]) -> str | None:
+    """A description of the first parameter over its length cap, if any."""
+    for name, values in query.items():
+        limit = MAX_LENGTHS.get(name)
+        if limit is not None and any(len(value) > limit for value in values):
+            return f"{name} is longer than {limit} characters"
+    return None
+
+
+def _echoed_state(query: dict[str, list[str]]) -> str | None:
+    """The state to send back with an error: none when it is over its cap (it was not accepted)."""
+    state = query.get("state", [None])[0]
+    return state if state is None or len(state) <= MAX_LENGTHS["state"] else None
+
+
+def stored_size(params: AuthorizeParams) -> int:
+    return len(json.dumps(params.as_dict(), separators=(",", ":")))
+
+
 async def validate(
     session: AsyncSession, issuer: Issuer, query: dict[str, list[str]]
 ) -> tuple[Client, AuthorizeParams]:
@@ -101,7 +141,11 @@ async def validate(
         raise PageError("The redirect URI is not registered for this client.")
 
     def fail(error: str, description: str) -> RedirectError:
-        return RedirectError(redirect_uri, query.get("state", [None])[0], error, description)
+        return RedirectError(redirect_uri, _echoed_state(query), error, description)
+
+    too_long = _too_long(query)
+    if too_long is not None:
+        raise fail("invalid_request", too_long)
 
     for name, error in UNSUPPORTED:
         if name in query:
@@ -147,11 +191,9 @@ async def validate(
         max_age = int(max_age_param)
     resources = query.get("resource", [])
     registered = settings.get("allowed_resources") or []
-    if any(r not in registered for r in resources) or len(resources) > 10:
+    if any(r not in registered for r in resources) or len(resources) > MAX_RESOURCES:
         raise fail("invalid_target", "Each resource must be registered for this client")
-    if (nonce is not None and len(nonce) > 512) or (state is not None and len(state) > 2048):
-        raise fail("invalid_request", "state or nonce is too long")
-    return client, AuthorizeParams(
+    params = AuthorizeParams(
         client_id=client.id,
         redirect_uri=redirect_uri,
         scope=scopes,
@@ -164,6 +206,9 @@ async def validate(
         org=org,
         resources=list(dict.fromkeys(resources)),
     )
+    if stored_size(params) > MAX_STORED_BYTES:
+        raise fail("invalid_request", "The authorization request is too large")
+    return client, params
 
 
 async def read_id_token_hint(

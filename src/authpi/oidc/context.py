@@ -19,6 +19,12 @@ from authpi.storage import row_cache
 from authpi.storage.tables.clients import Client
 from authpi.storage.tables.issuers import Issuer
 
+# No legitimate parameter or credential contains NUL, and PostgreSQL cannot store one: every decoded
+# value the IdP API reads is refused with it (the dispatcher does the same for the URL; cookies are
+# only ever hashed or compared with a MAC, so they never reach the database as text).
+NUL = "\x00"
+NUL_REFUSED = "Parameters must not contain NUL characters"
+
 
 def runtime(request: Request) -> Runtime:
     rt: Runtime = request.app.state.runtime
@@ -111,6 +117,8 @@ def client_credentials(request: Request, form: dict[str, list[str]]) -> ClientCr
         except (binascii.Error, UnicodeDecodeError) as exc:
             raise invalid_client("Malformed Basic credentials") from exc
         client_id, secret = unquote(raw_id), unquote(raw_secret)
+        if NUL in client_id or NUL in secret:
+            raise invalid_request(NUL_REFUSED)
         if body_id is not None and body_id != client_id:
             raise invalid_request("client_id does not match the authenticated client")
         return ClientCredentials(client_id, secret, "client_secret_basic")
@@ -163,8 +171,8 @@ def parse_form(raw: bytes | str, limit: int = 64 * 1024) -> dict[str, list[str]]
     except (UnicodeDecodeError, ValueError) as exc:
         raise invalid_request("The request is not valid form data") from exc
     for name, values in form.items():
-        if "\x00" in name or any("\x00" in value for value in values):
-            raise invalid_request("Parameters must not contain NUL characters")
+        if NUL in name or any(NUL in value for value in values):
+            raise invalid_request(NUL_REFUSED)
     return form
 
 
@@ -173,4 +181,5 @@ async def read_form(request: Request) -> dict[str, list[str]]:
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media != "application/x-www-form-urlencoded":
         raise invalid_request("The body must be application/x-www-form-urlencoded")
-    return parse_form(await request.body())
+    # The body is already within AUTHPI_MAX_FORM_BYTES (authpi.request_limits refuses larger ones).
+    return parse_form(await request.body(), runtime(request).settings.max_form_bytes)

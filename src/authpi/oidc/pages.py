@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
 from authpi.oidc import authorization
@@ -16,6 +16,7 @@ from authpi.oidc.authorization import AuthorizeParams
 from authpi.oidc.browser import SESSION_COOKIE, Csrf, set_cookie
 from authpi.oidc.context import issuer_url
 from authpi.runtime import Runtime
+from authpi.services.errors import RateLimited
 from authpi.storage.tables.clients import Client
 from authpi.storage.tables.issuers import Issuer
 from authpi.storage.tables.sessions import Session
@@ -34,6 +35,14 @@ SECURITY_HEADERS = {
 }
 
 
+PLAIN_BRAND: dict[str, str | None] = {
+    "name": "Sign in",
+    "logo_url": None,
+    "primary_color": "#3553d6",
+    "background_color": "#f4f5f8",
+}
+
+
 def brand(issuer: Issuer) -> dict[str, str | None]:
     raw = issuer.settings.get("branding") or {}
 
@@ -44,8 +53,8 @@ def brand(issuer: Issuer) -> dict[str, str | None]:
     return {
         "name": raw.get("name") or issuer.name,
         "logo_url": logo if isinstance(logo, str) and logo.startswith("https://") else None,
-        "primary_color": color(raw.get("primary_color"), "#3553d6"),
-        "background_color": color(raw.get("background_color"), "#f4f5f8"),
+        "primary_color": color(raw.get("primary_color"), str(PLAIN_BRAND["primary_color"])),
+        "background_color": color(raw.get("background_color"), str(PLAIN_BRAND["background_color"])),
     }
 
 
@@ -82,6 +91,33 @@ def message(
     return render(
         request, rt, issuer, Csrf(rt, request), "message.html", status, heading=heading, message=text
     )
+
+
+async def rate_limited(
+    request: Request, rt: Runtime, issuer: Issuer, rule: str, text: str
+) -> Response | None:
+    """Count this request against the per-IP ``rule``; past the limit, the 429 page to answer with."""
+    try:
+        await rt.rate_limits.hit(rule, request.client.host if request.client else "unknown")
+    except RateLimited as exc:
+        response = message(request, rt, issuer, "Too many attempts", text, 429)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+    return None
+
+
+def plain_message(issuer_id: str, heading: str, text: str, status: int) -> Response:
+    """An error page rendered without the issuer's row (so without its branding), for answers given
+    before the request reaches the application, e.g. a body too large to read."""
+    page = TEMPLATES.get_template("message.html").render(
+        brand=PLAIN_BRAND,
+        static_url=f"/{issuer_id}/static/authpi.css",
+        error=None,
+        notice=None,
+        heading=heading,
+        message=text,
+    )
+    return HTMLResponse(page, status_code=status, headers=SECURITY_HEADERS)
 
 
 def redirect(url: str) -> Response:

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from authpi import data_dir
 from authpi.settings import Settings
 
 
@@ -26,7 +27,8 @@ def make_engine(settings: Settings, *, pool_size: int | None = None) -> AsyncEng
     """The engine; ``pool_size`` overrides the default for small side pools (e.g. key loading)."""
     url = settings.resolved_database_url
     if url.startswith("sqlite"):
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        if settings.sqlite_path is not None:
+            data_dir.prepare(settings.data_dir, database=settings.sqlite_path)
         # Each aiosqlite connection is a thread; SQLite serialises writers anyway.
         size = pool_size or 4
         engine = create_async_engine(url, pool_size=size, max_overflow=size)

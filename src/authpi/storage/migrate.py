@@ -7,6 +7,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
+from authpi import data_dir
 from authpi.settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -20,6 +21,6 @@ def alembic_config(settings: Settings) -> Config:
 
 
 def upgrade(settings: Settings) -> None:
-    if settings.is_sqlite:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.sqlite_path is not None:
+        data_dir.prepare(settings.data_dir, database=settings.sqlite_path)
     command.upgrade(alembic_config(settings), "head")

@@ -12,7 +12,7 @@ from authpi.oidc import authorization
 from authpi.oidc.authorization import PageError, RedirectError
 from authpi.oidc.browser import SESSION_COOKIE
 from authpi.oidc.context import issuer_url, load_issuer, parse_form, runtime
-from authpi.oidc.pages import message, page_url, proceed, redirect
+from authpi.oidc.pages import message, page_url, proceed, rate_limited, redirect
 from authpi.oidc.routes import Routes
 from authpi.runtime import Runtime
 from authpi.services import sessions as session_service
@@ -44,6 +44,11 @@ async def _authorize(request: Request, issuer_id: str, query: dict[str, list[str
     rt: Runtime = runtime(request)
     async with rt.sessions() as session:
         issuer = await load_issuer(session, issuer_id)
+        # Before validation, so the answer is a page: no redirect URI can be trusted yet.
+        text = "Too many sign-in requests from your network. Wait a moment and try again."
+        limited = await rate_limited(request, rt, issuer, "authorize", text)
+        if limited is not None:
+            return limited
         iss = issuer_url(rt, issuer.id)
         try:
             client, params = await authorization.validate(session, issuer, query)

@@ -12,12 +12,11 @@ from authpi.oidc import authorization, login
 from authpi.oidc.authorization import AuthorizeParams
 from authpi.oidc.browser import SESSION_COOKIE, Csrf
 from authpi.oidc.context import issuer_url, load_client, load_issuer, parse_form, runtime
-from authpi.oidc.pages import EXPIRED, message, page_url, proceed, redirect, render
+from authpi.oidc.pages import EXPIRED, message, page_url, proceed, rate_limited, redirect, render
 from authpi.oidc.routes import Routes
 from authpi.oidc.routes.authorize import current_sign_in
 from authpi.runtime import Runtime
 from authpi.services import sessions as session_service
-from authpi.services.errors import RateLimited
 from authpi.services.issuer_settings import portal_enabled
 from authpi.storage.tables.clients import Client
 from authpi.storage.tables.issuers import Issuer
@@ -63,20 +62,8 @@ async def _flow(request: Request, session: AsyncSession, issuer_id: str, *, post
 
 
 async def _rate_limited(request: Request, flow: Flow) -> Response | None:
-    try:
-        await flow.rt.rate_limits.hit("login", request.client.host if request.client else "unknown")
-    except RateLimited as exc:
-        response = message(
-            request,
-            flow.rt,
-            flow.issuer,
-            "Too many attempts",
-            "Too many sign-in attempts. Wait and retry.",
-            429,
-        )
-        response.headers["Retry-After"] = str(exc.retry_after)
-        return response
-    return None
+    text = "Too many sign-in attempts. Wait and retry."
+    return await rate_limited(request, flow.rt, flow.issuer, "login", text)
 
 
 def _login_closed(request: Request, flow: Flow) -> Response | None:
