@@ -67,12 +67,16 @@ def basic_request(client_id: str) -> list[tuple[str, str]]:
     ]
 
 
+# Resources near their length cap, registered on the clients of these tests (only registered
+# resources are accepted, so only they can make a pending request large).
+RESOURCES = [f"https://api{i}.example/{'r' * 490}" for i in range(10)]
+
+
 def maximal_request(realm: Realm, client_id: str, n: int, resources: int = 5) -> str:
     """An authorization URL with every stored parameter near its cap (and ``resources`` resources)."""
     return authorize_url(
         realm,
-        basic_request(client_id)
-        + [("resource", f"https://api{i}.example/{'r' * 490}") for i in range(resources)],
+        basic_request(client_id) + [("resource", resource) for resource in RESOURCES[:resources]],
         scope="openid profile email " + " ".join(f"unknown{i}" for i in range(150)),
         state=f"{n}-" + "s" * 2000,
         nonce="n" * 512,
@@ -87,7 +91,7 @@ async def test_an_authorize_burst_is_rate_limited_and_storage_stays_bounded(
     limited_server: RunningServer,
 ) -> None:
     async with realm_on(limited_server) as realm:
-        client = await realm.client("spa")
+        client = await realm.client("spa", allowed_resources=RESOURCES)
         rows_before, _ = await pending_requests(limited_server)
         async with httpx.AsyncClient(timeout=60) as http:
             answers = await asyncio.gather(
@@ -133,7 +137,7 @@ async def test_over_long_authorize_parameters_are_invalid_request(
 
 
 async def test_parameters_at_their_caps_fit_in_one_pending_request(realm: Realm) -> None:
-    client = await realm.client("spa")
+    client = await realm.client("spa", allowed_resources=RESOURCES)
     async with httpx.AsyncClient(timeout=30) as http:
         response = await http.get(maximal_request(realm, client.id, 0))
     assert response.status_code == 303 and "/login?request=" in response.headers["location"], describe(
@@ -143,7 +147,7 @@ async def test_parameters_at_their_caps_fit_in_one_pending_request(realm: Realm)
 
 async def test_a_request_storing_too_much_is_refused(realm: Realm) -> None:
     """Every value within its cap, but all of them at once would store more than one request may."""
-    client = await realm.client("spa")
+    client = await realm.client("spa", allowed_resources=RESOURCES)
     async with httpx.AsyncClient(timeout=30) as http:
         response = await http.get(maximal_request(realm, client.id, 0, resources=10))
     params = callback_params(response)
