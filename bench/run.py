@@ -55,6 +55,9 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 
 
+DIRECTORY_SCENARIOS = {"core_get_user", "core_list_p1", "core_list_p2000"}
+
+
 def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
@@ -89,6 +92,7 @@ class Results:
     spike: dict[str, dict[str, object]] = field(default_factory=dict)
     seeding: dict[str, dict[str, object]] = field(default_factory=dict)
     profiles: dict[str, str] = field(default_factory=dict)  # "backend/scenario" -> summary text
+    mixed: dict[str, list[dict[str, object]]] = field(default_factory=dict)  # backend -> one per load
     notes: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.time)
     seconds: float = 0.0
@@ -279,6 +283,84 @@ def measure_logins(server: AuthPI, seeded: Seeded, args: argparse.Namespace, res
     )
 
 
+def _mixed_cmd(server: AuthPI, seeded: Seeded, connections: int, args: argparse.Namespace) -> list[str]:
+    options = {
+        "server-url": server.url,
+        "account-id": server.account_id,
+        "key-id": server.key_id,
+        "key-secret": server.key_secret,
+        "write-issuer-id": seeded.write_issuer_id,
+        "issuer-url": seeded.web.issuer_url,
+        "client-id": seeded.web.client_id,
+        "client-secret": seeded.web.client_secret,
+        "redirect-uri": seeded.web.redirect_uri,
+        "users": ",".join(seeded.login_users),
+        "password": LOGIN_PASSWORD,
+        "connections": str(connections),
+        "warmup": str(args.warmup),
+        "duration": str(args.duration),
+    }
+    return [sys.executable, "-m", "bench.mixed_load", *(x for k, v in options.items() for x in (f"--{k}", v))]
+
+
+def measure_mixed(server: AuthPI, seeded: Seeded, args: argparse.Namespace, results: Results) -> None:
+    """The write-heavy mix (bench/mixed_load.py) at each of ``--mixed-connections``: errors, p99,
+    duplicates and lost updates (counters read back after the run)."""
+    for connections in args.mixed_connections:
+        if args.max_quiet_wait > 0:
+            wait_for_quiet(args.max_quiet_wait)
+        load0 = os.getloadavg()[0]
+        errors0 = _log_errors(server)
+        proc = subprocess.Popen(
+            _mixed_cmd(server, seeded, connections, args), cwd=ROOT, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        )
+        result = _finish_login_driver(proc, args.warmup + args.duration + 300)
+        result["server_errors"] = _log_errors(server) - errors0
+        result["load_avg_1m_before"] = round(load0, 2)
+        results.mixed.setdefault(server.backend, []).append(result)
+        log(
+            f"  {server.backend:8s} mixed {connections:3d} conns  {result['rps']:7.1f} req/s"
+            f"  p50 {result['p50_ms']:.0f} ms  p99 {result['p99_ms']:.0f} ms  errors {result['errors']}"
+            f"  duplicates {result['duplicates']}  lost updates {result['lost_updates']}"
+            f"  (If-Match 200s {result['if_match_200s']})"
+        )
+
+
+def write_mixed(results: Results, out: Path) -> None:
+    """bench/results/mixed.md and mixed.json: the write-heavy mix, per backend and load."""
+    lines = [
+        "# Write-heavy mixed load",
+        "",
+        "Creates with `Idempotency-Key` (each sent twice: the second must replay), If-Match counter",
+        "updates (GET + PATCH, 4 shared counters), refreshes and full hosted logins, weights 4:4:2:1;",
+        f"`authpi serve --workers {results.config.get('workers')}`, {results.config.get('duration_s')} s per load "
+        f"after {results.config.get('warmup_s')} s warm-up. Errors: 5xx and transport failures (a 412 on a lost",
+        "If-Match race is the expected answer). Lost updates: If-Match 200s minus the counters' final values.",
+        "",
+        f"Machine: {results.machine.get('CPU', '')}; load average at start "
+        f"{results.machine.get('Load average at start', '')} (the machine is shared).",
+        "",
+        "| Backend | Connections | req/s | p50 ms | p99 ms | errors | server tracebacks | duplicates "
+        "| If-Match 200s | lost updates | load avg before |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for backend, rows in results.mixed.items():
+        for r in rows:
+            lines.append(
+                f"| {backend} | {r['connections']} | {r['rps']:.1f} | {r['p50_ms']:.0f} | {r['p99_ms']:.0f} "
+                f"| {r['errors']} | {r['server_errors']} | {r['duplicates']} | {r['if_match_200s']} "
+                f"| {r['lost_updates']} | {r['load_avg_1m_before']} |"
+            )
+    lines += ["", "p99 per operation (ms):", ""]
+    for backend, rows in results.mixed.items():
+        for r in rows:
+            ops = ", ".join(f"{op} {v['p99_ms']:.0f}" for op, v in r["by_op"].items())  # type: ignore[attr-defined]
+            lines.append(f"* {backend} @ {r['connections']}: {ops}")
+    (out / "mixed.md").write_text("\n".join(lines) + "\n")
+    (out / "mixed.json").write_text(json.dumps(results.mixed, indent=2))
+
+
 def measure_spike(
     server: AuthPI, seeded: Seeded, cc: Scenario, args: argparse.Namespace, results: Results
 ) -> None:
@@ -353,7 +435,8 @@ def run_backend(backend: str, args: argparse.Namespace, results: Results, work: 
     with authpi_server(backend, workers=args.workers, extra_env=args.server_env) as server:
         started = time.monotonic()
         seeded = asyncio.run(seed_core(server))
-        asyncio.run(seed_directory(server, seeded, args.directory_users))
+        if not args.only or args.only & DIRECTORY_SCENARIOS:
+            asyncio.run(seed_directory(server, seeded, args.directory_users))
         results.seeding[backend] = {
             "src_fingerprint": machine.src_fingerprint(),
             "core_api_seconds": round(time.monotonic() - started - seeded.directory_seconds, 1),
@@ -374,6 +457,8 @@ def run_backend(backend: str, args: argparse.Namespace, results: Results, work: 
             measure_logins(server, seeded, args, results)
         if not args.only or "spike" in args.only:
             measure_spike(server, seeded, cc, args, results)
+        if not args.only or "mixed" in args.only:
+            measure_mixed(server, seeded, args, results)
         if args.profile and backend in args.profile_backends:
             _profile(server, seeded, scenarios, args, results, work)
         results.rss_mb[backend] = [round(x, 1) for x in server.worker_rss_mb()]
@@ -552,6 +637,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--backends", default="sqlite,postgres", help="comma-separated: sqlite,postgres")
     parser.add_argument("--no-peer", action="store_true", help="skip the oidc-provider comparison")
     parser.add_argument("--only", default="", help="comma-separated scenario keys to run (default: all)")
+    parser.add_argument(
+        "--mixed-connections",
+        default="8,32,64",
+        help="connection counts of the write-heavy mixed scenario (`--only mixed` runs it alone)",
+    )
     parser.add_argument("--directory-users", type=int, default=100_000)
     parser.add_argument("--refresh-pool", type=int, default=3000, help="smallest measured refresh pool")
     parser.add_argument("--refresh-pool-max", type=int, default=100_000, help="largest refresh pool")
@@ -589,6 +679,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.server_env = dict(item.split("=", 1) for item in args.server_env)
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     args.only = {s.strip() for s in args.only.split(",") if s.strip()}
+    args.mixed_connections = [int(s) for s in args.mixed_connections.split(",") if s.strip()]
     args.profile_backends = {s.strip() for s in args.profile_backends.split(",") if s.strip()}
     args.profile_scenarios = {s.strip() for s in args.profile_scenarios.split(",") if s.strip()}
     return args
@@ -607,7 +698,7 @@ def _stop_on_sigterm() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     _stop_on_sigterm()
-    if shutil.which("wrk") is None:
+    if shutil.which("wrk") is None and args.only != {"mixed"}:
         print("wrk is not installed (scripts/bench installs it)", file=sys.stderr)
         return 2
     out = Path(args.out)
@@ -661,9 +752,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"{machine.src_fingerprint()}): servers started after the change measured the new code."
             )
         results.seconds = time.time() - results.started
-        (out / "latest.json").write_text(json.dumps(asdict(results), indent=2, default=str))
-        report.write(results, out)
-        log(f"wrote {out / 'latest.md'} and {out / 'latest.png'} ({results.seconds / 60:.1f} min)")
+        if results.mixed:
+            write_mixed(results, out)
+            log(f"wrote {out / 'mixed.md'}")
+        if args.only != {"mixed"}:
+            (out / "latest.json").write_text(json.dumps(asdict(results), indent=2, default=str))
+            report.write(results, out)
+            log(f"wrote {out / 'latest.md'} and {out / 'latest.png'} ({results.seconds / 60:.1f} min)")
     return 0
 
 

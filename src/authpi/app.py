@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from authpi import __version__
-from authpi.http import errors, middleware
+from authpi.http import errors, middleware, unit_of_work
 from authpi.http.routes import accounts, api_keys, auth_methods, clients, issuers, me, sessions, tokens, users
 from authpi.memory import freeze_startup_objects, tune_allocator
 from authpi.oidc.app import create_idp_app
@@ -92,6 +92,8 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     errors.install(app)
     middleware.install(app)
     for module in (me, accounts, api_keys, issuers, auth_methods, clients, users, sessions, tokens):
+        # Services never commit: a route outside the unit of work would lose its writes.
+        assert all(isinstance(route, unit_of_work.UnitOfWork) for route in module.router.routes)
         app.include_router(module.router)
 
     @app.get("/healthz", include_in_schema=False)

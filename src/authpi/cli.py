@@ -24,6 +24,7 @@ async def _create_account(
             if only_if_empty and await accounts.count(session) > 0:
                 return None
             credentials = await accounts.create_account(session, name)
+            await session.commit()
             return credentials.as_dict()
     finally:
         await runtime.close()

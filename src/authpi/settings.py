@@ -69,6 +69,11 @@ class Settings(BaseSettings):
         description="Seconds a client has to send the request line and headers (408 and close beyond).",
     )
     log_level: str = Field(default="info", description="Log level for the server.")
+    fault_injection: bool = Field(
+        default=False,
+        description="Testing only: honour `X-Fault-Injection: crash-after-commit` on Core API requests "
+        "(the worker kills itself right after committing). Never enable it in production.",
+    )
 
     @property
     def resolved_database_url(self) -> str:

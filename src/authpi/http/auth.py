@@ -1,5 +1,8 @@
 """The guard every Core API route depends on: authenticate → isolate → authorise → rate-limit →
-claim the Idempotency-Key. Written once; routes only name the scope they need."""
+claim the Idempotency-Key. Written once; routes only name the scope they need.
+
+A request uses one database session (one pooled connection at a time) from the guard to its
+response; ``http.unit_of_work`` commits it."""
 
 from __future__ import annotations
 
@@ -22,7 +25,9 @@ def runtime(request: Request) -> Runtime:
 
 
 async def db_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request's session (FastAPI hands every dependency of one request the same one)."""
     async with runtime(request).sessions() as session:
+        request.state.db_session = session
         yield session
 
 
@@ -70,13 +75,13 @@ def require(scope: str | None) -> Callable[..., Awaitable[Principal]]:
             raise NotFound("Account")
         if scope is not None and not principal.allows(scope):
             raise Forbidden(f"This API key lacks the scope {scope}")
-        await _claim_idempotency_key(request, principal)
+        await _claim_idempotency_key(request, session, principal)
         return principal
 
     return guard
 
 
-async def _claim_idempotency_key(request: Request, principal: Principal) -> None:
+async def _claim_idempotency_key(request: Request, session: AsyncSession, principal: Principal) -> None:
     key = request.headers.get("idempotency-key")
     if key is None or request.method not in ("POST", "PATCH"):
         return
@@ -89,11 +94,10 @@ async def _claim_idempotency_key(request: Request, principal: Principal) -> None
         fingerprint=idempotency.fingerprint(request.method, request.url.path, body),
         authority=idempotency.authority_of(principal),
     )
-    rt = runtime(request)
-    stored = await idempotency.begin(rt.sessions, rt.secretbox, slot)
-    if stored is not None:
-        raise IdempotentReplay(stored)
-    request.state.idempotency = slot
+    claimed = await idempotency.begin(session, runtime(request).secretbox, slot)
+    if isinstance(claimed, idempotency.StoredResponse):
+        raise IdempotentReplay(claimed)
+    request.state.idempotency = claimed
 
 
 __all__ = ["IdempotentReplay", "Principal", "Unauthorized", "require"]

@@ -1,18 +1,16 @@
-"""Pure ASGI middleware: JSON content-type enforcement and storing idempotent responses."""
+"""Pure ASGI middleware: JSON content-type enforcement; the replay of stored idempotent responses."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from authpi.http.auth import IdempotentReplay
 from authpi.http.errors import error_body
 from authpi.http.text_input import TextInputMiddleware
-from authpi.services import idempotency
 
 _BODY_METHODS = {b"POST", b"PUT", b"PATCH"}
 
@@ -44,55 +42,6 @@ class JsonOnlyMiddleware:
         await self.app(scope, receive, send)
 
 
-class IdempotencyMiddleware:
-    """Captures the response of a request that claimed an Idempotency-Key and stores it (2xx) or
-    releases the key (anything else, including a crash of the handler)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in ("POST", "PATCH"):
-            await self.app(scope, receive, send)
-            return
-        state: dict[str, Any] = scope.setdefault("state", {})
-        captured: dict[str, Any] = {"status": 500, "etag": None, "body": bytearray(), "stored": False}
-
-        async def store() -> None:
-            slot = state.get("idempotency")
-            if captured["stored"] or not isinstance(slot, idempotency.Slot):
-                return
-            captured["stored"] = True
-            runtime = scope["app"].state.runtime
-            await idempotency.finish(
-                runtime.sessions,
-                runtime.secretbox,
-                slot,
-                captured["status"],
-                captured["etag"],
-                bytes(captured["body"]),
-            )
-
-        async def capture(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                captured["status"] = message["status"]
-                for name, value in message.get("headers", []):
-                    if name.lower() == b"etag":
-                        captured["etag"] = value.decode("latin-1")
-            elif message["type"] == "http.response.body" and "idempotency" in state:
-                captured["body"].extend(message.get("body", b""))
-                if not message.get("more_body", False):
-                    # Store before the client sees the end of the response, so a retry sent the
-                    # moment it arrives already replays instead of meeting an in-flight key.
-                    await store()
-            await send(message)
-
-        try:
-            await self.app(scope, receive, capture)
-        finally:
-            await store()
-
-
 async def _replay(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, IdempotentReplay)
     stored = exc.stored
@@ -106,6 +55,5 @@ async def _replay(_: Request, exc: Exception) -> Response:
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(IdempotentReplay, _replay)
-    app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(TextInputMiddleware)
     app.add_middleware(JsonOnlyMiddleware)

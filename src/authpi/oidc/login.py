@@ -54,14 +54,18 @@ async def verify(session: AsyncSession, issuer: Issuer, identifier: str, passwor
     if not attempt.allowed:
         return Outcome(None, _locked_message(attempt.locked_for_ms))
     found = await users.find_by_username(session, issuer.id, identifier)
-    verified = await passwords.verify_password(found.password_hash if found else None, password)
+    checked = found.password_hash if found else None
+    verified = await passwords.verify_password(checked, password)
+    # Hashed before the write transaction below starts: argon2 is slow, write turns must be short.
+    stale = verified and checked is not None and passwords.needs_rehash(checked)
+    rehashed = await passwords.hash_password(password) if stale else None
     # Re-read under a row lock: the status checked below is the one the new session is created under.
     user = await users.lock(session, found.id) if verified and found else None
     if user is None or user.status == "deleted":
         return Outcome(None, BAD_CREDENTIALS)
     await lockouts.clear(session, issuer.id, lockouts.PASSWORD, subject)
-    if user.password_hash and passwords.needs_rehash(user.password_hash):
-        user.password_hash = await passwords.hash_password(password)
+    if rehashed is not None and user.password_hash == checked:
+        user.password_hash = rehashed
     if user.status != "active":
         await session.commit()
         label = {"pending_approval": "is waiting for approval"}.get(user.status, f"is {user.status}")

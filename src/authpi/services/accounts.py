@@ -9,9 +9,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authpi import ids
-from authpi.clock import next_version, now_ms
-from authpi.services import api_keys
-from authpi.services.errors import NotFound, check_etag
+from authpi.clock import now_ms
+from authpi.services import api_keys, versions
+from authpi.services.errors import NotFound
 from authpi.storage.tables.accounts import Account
 from authpi.storage.tables.system import SystemValue
 
@@ -70,7 +70,7 @@ async def count(session: AsyncSession) -> int:
 async def get_account(session: AsyncSession, account_id: str, *, for_update: bool = False) -> Account:
     stmt = select(Account).where(Account.id == account_id)
     if for_update:
-        stmt = stmt.with_for_update()
+        stmt = versions.for_update(stmt)
     account = await session.scalar(stmt)
     if account is None:
         raise NotFound("Account")
@@ -81,7 +81,7 @@ async def update_account(
     session: AsyncSession, account_id: str, changes: dict[str, Any], if_match: str | None
 ) -> Account:
     account = await get_account(session, account_id, for_update=True)
-    check_etag("Account", if_match, account.etag)
+    await versions.claim(session, account, "Account", if_match)
     for field in ("name", "description", "logo_url"):
         if field in changes:
             setattr(account, field, changes[field])
@@ -92,6 +92,5 @@ async def update_account(
         if field in changes:
             profile[field] = changes[field]
     account.profile = profile
-    account.updated_at = next_version(account.updated_at)
-    await session.commit()
+    await session.flush()
     return account

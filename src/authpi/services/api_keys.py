@@ -9,21 +9,13 @@ from typing import Any
 
 from sqlalchemy import Select, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm.exc import StaleDataError
 
 from authpi import ids
-from authpi.clock import next_version, now_ms
+from authpi.clock import now_ms
 from authpi.crypto import hashing
 from authpi.services import scopes as scope_rules
-from authpi.services.errors import (
-    ConcurrentChange,
-    Conflict,
-    Forbidden,
-    InvalidInput,
-    NotFound,
-    Unauthorized,
-    check_etag,
-)
+from authpi.services import versions
+from authpi.services.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from authpi.services.principal import Principal
 from authpi.storage.tables.accounts import Account
 from authpi.storage.tables.api_keys import ApiKey
@@ -249,7 +241,7 @@ async def create_key(
     _check_grantable(grantor, key_scopes, Reach.of(key))
     plain = _new_secret_for(key, secret, secret_hint)
     session.add(key)
-    await session.commit()
+    await session.flush()
     return NewKey(key, plain)
 
 
@@ -273,21 +265,11 @@ def list_statement(account_id: str, q: str | None, status: str | None) -> Select
 async def get_key(session: AsyncSession, account_id: str, key_id: str, *, for_update: bool = False) -> ApiKey:
     stmt = select(ApiKey).where(ApiKey.id == key_id, ApiKey.account_id == account_id)
     if for_update:
-        stmt = stmt.with_for_update()
+        stmt = versions.for_update(stmt)
     key = await session.scalar(stmt)
     if key is None:
         raise NotFound("API key")
     return key
-
-
-async def _save(session: AsyncSession) -> None:
-    """Commit a change to a key read earlier in this session; the write is conditional on the version
-    read (``ApiKey``'s mapper), so a decision taken on a stale state is refused, never applied."""
-    try:
-        await session.commit()
-    except StaleDataError as exc:
-        await session.rollback()
-        raise ConcurrentChange("The API key") from exc
 
 
 async def update_key(
@@ -299,7 +281,7 @@ async def update_key(
     grantor: Principal | None = None,
 ) -> ApiKey:
     key = await get_key(session, account_id, key_id, for_update=True)
-    check_etag("API key", if_match, key.etag)
+    await versions.claim(session, key, "API key", if_match)
     if "name" in changes and changes["name"] is None:
         raise InvalidInput.on("name", "required", "name cannot be null")
     before = Reach.of(key)
@@ -315,8 +297,7 @@ async def update_key(
     # Nothing is committed when this refuses: the session is rolled back with the request.
     after = Reach.of(key)
     _check_grantable(grantor, granted_scopes(before, after), after)
-    key.updated_at = next_version(key.updated_at)
-    await _save(session)
+    await session.flush()
     return key
 
 
@@ -350,13 +331,12 @@ async def set_status(
     grantor: Principal | None = None,
 ) -> ApiKey:
     key = await get_key(session, account_id, key_id, for_update=True)
-    check_etag("API key", if_match, key.etag)
+    await versions.claim(session, key, "API key", if_match)
     before = Reach.of(key)
     _transition(key, target, reason, by)
     after = Reach.of(key)
     _check_grantable(grantor, granted_scopes(before, after), after)
-    key.updated_at = next_version(key.updated_at)
-    await _save(session)
+    await session.flush()
     return key
 
 
@@ -369,20 +349,19 @@ async def rotate(
     grantor: Principal | None = None,
 ) -> str:
     key = await get_key(session, account_id, key_id, for_update=True)
-    check_etag("API key", if_match, key.etag)
+    await versions.claim(session, key, "API key", if_match)
     if key.status == "revoked":
         raise Conflict("A revoked API key cannot be rotated")
     # The new secret hands over everything the key can do.
     _check_grantable(grantor, key.scopes, Reach.of(key))
     plain = _new_secret_for(key, secret, None)
     key.last_rotated_at = now_ms()
-    key.updated_at = next_version(key.updated_at)
-    await _save(session)
+    await session.flush()
     return plain
 
 
 async def delete_key(session: AsyncSession, account_id: str, key_id: str, if_match: str | None) -> None:
     key = await get_key(session, account_id, key_id, for_update=True)
-    check_etag("API key", if_match, key.etag)
+    await versions.claim(session, key, "API key", if_match)
     await session.delete(key)
-    await _save(session)
+    await session.flush()

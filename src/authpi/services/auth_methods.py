@@ -10,10 +10,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authpi import ids
-from authpi.clock import next_version, now_ms
+from authpi.clock import now_ms
 from authpi.crypto.secretbox import SecretBox
+from authpi.services import versions
 from authpi.services.auth_method_types import TYPES, MethodType, check_settings
-from authpi.services.errors import Conflict, FieldProblem, InvalidInput, NotFound, check_etag
+from authpi.services.errors import Conflict, FieldProblem, InvalidInput, NotFound
 from authpi.storage.tables.auth_methods import AuthMethod
 
 MUTABLE = ("name", "enabled_login", "enabled_signup", "featured")
@@ -93,7 +94,7 @@ async def create_method(
         updated_at=now,
     )
     session.add(row)
-    await session.commit()
+    await session.flush()
     return row
 
 
@@ -109,7 +110,7 @@ async def get_method(
 ) -> AuthMethod:
     stmt = select(AuthMethod).where(AuthMethod.id == method_id, AuthMethod.issuer_id == issuer_id)
     if for_update:
-        stmt = stmt.with_for_update()
+        stmt = versions.for_update(stmt)
     row = await session.scalar(stmt)
     if row is None:
         raise NotFound("Auth method")
@@ -147,7 +148,7 @@ async def update_method(
     if_match: str | None,
 ) -> AuthMethod:
     row = await get_method(session, issuer_id, method_id, for_update=True)
-    check_etag("Auth method", if_match, row.etag)
+    await versions.claim(session, row, "Auth method", if_match)
     spec = TYPES[row.method]
     problems: list[FieldProblem] = []
     if "method" in changes and changes["method"] != row.method:
@@ -172,13 +173,12 @@ async def update_method(
     if settings is not None:
         public = {k: v for k, v in settings.items() if k not in spec.secrets and k not in spec.immutable}
         row.settings = {**row.settings, **public}
-    row.updated_at = next_version(row.updated_at)
-    await session.commit()
+    await session.flush()
     return row
 
 
 async def delete_method(session: AsyncSession, issuer_id: str, method_id: str, if_match: str | None) -> None:
     row = await get_method(session, issuer_id, method_id, for_update=True)
-    check_etag("Auth method", if_match, row.etag)
+    await versions.claim(session, row, "Auth method", if_match)
     await session.delete(row)
-    await session.commit()
+    await session.flush()

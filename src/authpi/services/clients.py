@@ -19,11 +19,12 @@ from sqlalchemy import Select, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authpi import ids
-from authpi.clock import next_version, now_ms
+from authpi.clock import now_ms
 from authpi.crypto import hashing
-from authpi.services import sessions
-from authpi.services.errors import Conflict, FieldProblem, InvalidInput, NotFound, check_etag
+from authpi.services import sessions, versions
+from authpi.services.errors import Conflict, FieldProblem, InvalidInput, NotFound
 from authpi.storage import row_cache
+from authpi.storage.after_commit import after_commit
 from authpi.storage.tables.clients import Client
 
 TYPES = ("web", "spa", "native", "m2m")
@@ -292,6 +293,12 @@ def _forget_cached(client: Client) -> None:
     row_cache.rows.invalidate("origins", client.issuer_id)
 
 
+async def _saved(session: AsyncSession, client: Client) -> None:
+    """Flush a change to ``client``; the cached copies go once the transaction commits."""
+    await session.flush()
+    after_commit(session, lambda: _forget_cached(client))
+
+
 # --- settings ----------------------------------------------------------------------------------
 
 
@@ -487,8 +494,7 @@ async def create_client(session: AsyncSession, issuer_id: str, body: dict[str, A
     )
     secret = _new_secret(client) if confidential else None
     session.add(client)
-    await session.commit()
-    _forget_cached(client)
+    await _saved(session, client)
     return NewClient(client, secret)
 
 
@@ -522,7 +528,7 @@ async def get_client(
         Client.id == client_id, Client.issuer_id == issuer_id, Client.status != "deleted"
     )
     if for_update:
-        stmt = stmt.with_for_update()
+        stmt = versions.for_update(stmt)
     client = await session.scalar(stmt)
     if client is None:
         raise NotFound("Client")
@@ -533,7 +539,7 @@ async def update_client(
     session: AsyncSession, issuer_id: str, client_id: str, changes: dict[str, Any], if_match: str | None
 ) -> Client:
     client = await get_client(session, issuer_id, client_id, for_update=True)
-    check_etag("Client", if_match, client.etag)
+    await versions.claim(session, client, "Client", if_match)
     problems = [
         FieldProblem(field, "immutable", f"{field} cannot change; create a new client")
         for field in ("type", "confidential")
@@ -566,24 +572,20 @@ async def update_client(
             await sessions.revoke_all(
                 session, issuer_id, client_id=client.id, reason=f"client_{client.status}"
             )
-    client.updated_at = next_version(client.updated_at)
-    await session.commit()
-    _forget_cached(client)
+    await _saved(session, client)
     return client
 
 
 async def delete_client(session: AsyncSession, issuer_id: str, client_id: str, if_match: str | None) -> None:
     """Soft delete; the client's sessions (and so its refresh tokens) are revoked."""
     client = await get_client(session, issuer_id, client_id, for_update=True)
-    check_etag("Client", if_match, client.etag)
+    await versions.claim(session, client, "Client", if_match)
     now = now_ms()
     client.status = "deleted"
     client.status_at = now
     client.deleted_at = now
-    client.updated_at = next_version(client.updated_at)
     await sessions.revoke_all(session, issuer_id, client_id=client.id, reason="client_deleted")
-    await session.commit()
-    _forget_cached(client)
+    await _saved(session, client)
 
 
 async def rotate_secret(
@@ -591,12 +593,10 @@ async def rotate_secret(
 ) -> tuple[Client, str]:
     """A new secret replaces the old one at once (no overlap window)."""
     client = await get_client(session, issuer_id, client_id, for_update=True)
-    check_etag("Client", if_match, client.etag)
+    await versions.claim(session, client, "Client", if_match)
     if not client.confidential:
         raise Conflict("A public client has no secret to rotate")
     plain = _new_secret(client)
     client.secret_rotated_at = now_ms()
-    client.updated_at = next_version(client.updated_at)
-    await session.commit()
-    _forget_cached(client)
+    await _saved(session, client)
     return client, plain

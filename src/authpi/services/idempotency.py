@@ -4,14 +4,15 @@ new secrets."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from authpi.clock import now_ms
 from authpi.crypto.secretbox import SecretBox
@@ -36,6 +37,7 @@ class Slot:
     key: str
     fingerprint: str
     authority: str  # see ``authority_of``
+    lease_until: int | None = None  # once claimed: the lease this request holds the record under
 
     @property
     def seal_context(self) -> str:
@@ -106,94 +108,106 @@ def validate_key(key: str) -> None:
         raise ServiceError("Idempotency-Key must be 1 to 256 printable characters")
 
 
-async def begin(
-    sessions: async_sessionmaker[AsyncSession], box: SecretBox, slot: Slot
-) -> StoredResponse | None:
-    """Claim ``slot``; return the stored response for a replay, or None when the caller should run."""
+def _claimed(slot: Slot, lease_until: int) -> Slot:
+    return dataclasses.replace(slot, lease_until=lease_until)
+
+
+async def begin(session: AsyncSession, box: SecretBox, slot: Slot) -> StoredResponse | Slot:
+    """Claim ``slot`` in a short transaction of the request's own session: the stored response for a
+    replay, or the claimed slot (holding its lease) when the request should run."""
     now = now_ms()
-    async with sessions() as session:
-        for _ in range(3):
-            record = await session.get(IdempotencyRecord, (slot.account_id, slot.principal_id, slot.key))
-            if record is None:
-                session.add(
-                    IdempotencyRecord(
-                        account_id=slot.account_id,
-                        principal_id=slot.principal_id,
-                        key=slot.key,
-                        fingerprint=slot.fingerprint,
-                        authority=slot.authority,
-                        state="in_flight",
-                        lease_until=now + LEASE_MS,
-                        expires_at=now + TTL_MS,
-                    )
+    lease = now + LEASE_MS
+    await session.commit()  # end the authentication read: the claim is a transaction of its own
+    for _ in range(3):
+        record = await session.scalar(
+            select(IdempotencyRecord).where(*slot.where()).execution_options(populate_existing=True)
+        )
+        if record is None:
+            session.add(
+                IdempotencyRecord(
+                    account_id=slot.account_id,
+                    principal_id=slot.principal_id,
+                    key=slot.key,
+                    fingerprint=slot.fingerprint,
+                    authority=slot.authority,
+                    state="in_flight",
+                    lease_until=lease,
+                    expires_at=now + TTL_MS,
                 )
-                try:
-                    await session.commit()
-                    return None
-                except IntegrityError:
-                    await session.rollback()
-                    continue
-            if record.expires_at <= now or (record.state == "in_flight" and record.lease_until <= now):
-                # Expired, or abandoned by a crashed worker: take it over atomically.
-                result = await session.execute(
-                    update(IdempotencyRecord)
-                    .where(
-                        *slot.where(),
-                        IdempotencyRecord.lease_until == record.lease_until,
-                        IdempotencyRecord.state == record.state,
-                    )
-                    .values(
-                        fingerprint=slot.fingerprint,
-                        authority=slot.authority,
-                        state="in_flight",
-                        lease_until=now + LEASE_MS,
-                        expires_at=now + TTL_MS,
-                        status_code=None,
-                        etag=None,
-                        sealed_body=None,
-                    )
-                )
+            )
+            try:
                 await session.commit()
-                if result.rowcount == 1:  # type: ignore[attr-defined]
-                    return None
-                session.expunge_all()
+            except IntegrityError:
+                await session.rollback()
                 continue
-            if record.fingerprint != slot.fingerprint:
-                raise KeyReused()
-            if record.authority != slot.authority:
-                raise AuthorityChanged()
-            if record.state == "in_flight":
-                raise InFlight()
-            body = box.open(record.sealed_body, slot.seal_context) if record.sealed_body else b""
-            return StoredResponse(record.status_code or 200, record.etag, body)
+            return _claimed(slot, lease)
+        if record.expires_at <= now or (record.state == "in_flight" and record.lease_until <= now):
+            # Expired, or abandoned by a crashed worker: take it over atomically.
+            result = await session.execute(
+                update(IdempotencyRecord)
+                .where(
+                    *slot.where(),
+                    IdempotencyRecord.lease_until == record.lease_until,
+                    IdempotencyRecord.state == record.state,
+                )
+                .values(
+                    fingerprint=slot.fingerprint,
+                    authority=slot.authority,
+                    state="in_flight",
+                    lease_until=lease,
+                    expires_at=now + TTL_MS,
+                    status_code=None,
+                    etag=None,
+                    sealed_body=None,
+                )
+            )
+            await session.commit()
+            if result.rowcount == 1:  # type: ignore[attr-defined]
+                return _claimed(slot, lease)
+            continue
+        if record.fingerprint != slot.fingerprint:
+            raise KeyReused()
+        if record.authority != slot.authority:
+            raise AuthorityChanged()
+        if record.state == "in_flight":
+            raise InFlight()
+        body = box.open(record.sealed_body, slot.seal_context) if record.sealed_body else b""
+        return StoredResponse(record.status_code or 200, record.etag, body)
     raise InFlight()
 
 
-async def finish(
-    sessions: async_sessionmaker[AsyncSession],
-    box: SecretBox,
-    slot: Slot,
-    status_code: int,
-    etag: str | None,
-    body: bytes,
+def _held(slot: Slot) -> tuple[Any, ...]:
+    """The slot's record, still in flight under this request's lease."""
+    in_flight = IdempotencyRecord.state == "in_flight"
+    return (*slot.where(), in_flight, IdempotencyRecord.lease_until == slot.lease_until)
+
+
+async def store(
+    session: AsyncSession, box: SecretBox, slot: Slot, status_code: int, etag: str | None, body: bytes
 ) -> None:
-    """Store a 2xx response (sealed) for replays; release the key after any other outcome."""
-    async with sessions() as session:
-        if 200 <= status_code < 300:
-            kept = body if len(body) <= MAX_STORED_BODY else b""
-            await session.execute(
-                update(IdempotencyRecord)
-                .where(*slot.where())
-                .values(
-                    state="done",
-                    status_code=status_code,
-                    etag=etag,
-                    sealed_body=box.seal(kept, slot.seal_context) if kept else None,
-                )
-            )
-        else:
-            await session.execute(delete(IdempotencyRecord).where(*slot.where()))
-        await session.commit()
+    """Record a 2xx response (sealed) for replays, in the transaction that made it: one commit makes
+    both durable, so a retry after a crash either replays it or finds nothing was done.
+
+    Refused (retryable) when the lease was lost, i.e. another request took the key over: this
+    request's transaction must then not commit."""
+    kept = body if len(body) <= MAX_STORED_BODY else b""
+    result = await session.execute(
+        update(IdempotencyRecord)
+        .where(*_held(slot))
+        .values(
+            state="done",
+            status_code=status_code,
+            etag=etag,
+            sealed_body=box.seal(kept, slot.seal_context) if kept else None,
+        )
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise InFlight()
+
+
+async def release(session: AsyncSession, slot: Slot) -> None:
+    """Give the key back after a request that did not succeed (the caller commits)."""
+    await session.execute(delete(IdempotencyRecord).where(*_held(slot)))
 
 
 async def purge_expired(session: AsyncSession) -> None:

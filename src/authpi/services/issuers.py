@@ -9,10 +9,11 @@ from sqlalchemy import Select, and_, case, false, func, literal, or_, select, tr
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authpi import ids
-from authpi.clock import next_version, now_ms
-from authpi.services import issuer_settings
-from authpi.services.errors import InvalidInput, NotFound, check_etag
+from authpi.clock import now_ms
+from authpi.services import issuer_settings, versions
+from authpi.services.errors import InvalidInput, NotFound
 from authpi.storage import row_cache
+from authpi.storage.after_commit import after_commit
 from authpi.storage.tables.auth_methods import AuthMethod
 from authpi.storage.tables.clients import Client
 from authpi.storage.tables.issuers import Issuer
@@ -106,7 +107,7 @@ async def create_issuer(session: AsyncSession, account_id: str, body: dict[str, 
         updated_at=now,
     )
     session.add(issuer)
-    await session.commit()
+    await session.flush()
     return issuer
 
 
@@ -117,7 +118,7 @@ async def get_issuer(
         Issuer.id == issuer_id, Issuer.account_id == account_id, Issuer.status != "deleted"
     )
     if for_update:
-        stmt = stmt.with_for_update()
+        stmt = versions.for_update(stmt)
     issuer = await session.scalar(stmt)
     if issuer is None:
         raise NotFound("Issuer")
@@ -159,7 +160,7 @@ async def update_issuer(
     session: AsyncSession, account_id: str, issuer_id: str, changes: dict[str, Any], if_match: str | None
 ) -> Issuer:
     issuer = await get_issuer(session, account_id, issuer_id, for_update=True)
-    check_etag("Issuer", if_match, issuer.etag)
+    await versions.claim(session, issuer, "Issuer", if_match)
     if "name" in changes and changes["name"] is None:
         raise InvalidInput.on("name", "required", "name cannot be null")
     for field in ("name", "description", "links"):
@@ -178,9 +179,8 @@ async def update_issuer(
         issuer.status_at = now
         if issuer.status == "deleted":
             issuer.deleted_at = now
-    issuer.updated_at = next_version(issuer.updated_at)
-    await session.commit()
-    row_cache.rows.invalidate("issuer", issuer.id)
+    await session.flush()
+    after_commit(session, lambda: row_cache.rows.invalidate("issuer", issuer.id))
     return issuer
 
 

@@ -13,7 +13,8 @@ from sqlalchemy.orm import aliased
 from authpi import ids
 from authpi.clock import next_version, now_ms
 from authpi.crypto import hashing
-from authpi.services.errors import Conflict, NotFound, check_etag
+from authpi.services import versions
+from authpi.services.errors import Conflict, NotFound
 from authpi.storage.tables.issuers import Issuer
 from authpi.storage.tables.oauth import RefreshToken
 from authpi.storage.tables.sessions import Session
@@ -297,7 +298,7 @@ async def revoke_all(
 async def get(session: AsyncSession, issuer_id: str, session_id: str, *, for_update: bool = False) -> Session:
     stmt = select(Session).where(Session.id == session_id, Session.issuer_id == issuer_id)
     if for_update:
-        stmt = stmt.with_for_update()
+        stmt = versions.for_update(stmt)
     row = await session.scalar(stmt)
     if row is None:
         raise NotFound("Session")
@@ -315,7 +316,7 @@ async def admin_action(
 ) -> Session:
     """The Core API's revoke / suspend / reactivate."""
     row = await get(session, issuer_id, session_id, for_update=True)
-    check_etag("Session", if_match, row.etag)
+    await versions.claim(session, row, "Session", if_match)
     current = effective_status(row)
     if action == "revoke":
         if current in TERMINAL:
@@ -325,11 +326,9 @@ async def admin_action(
         if current not in ("active", "inactive"):
             raise Conflict(f"A {current} session cannot be suspended")
         row.status, row.status_at, row.status_reason, row.status_by = "suspended", now_ms(), reason, by
-        row.updated_at = next_version(row.updated_at)
     elif action == "reactivate":
         if current != "suspended":
             raise Conflict(f"Only a suspended session can be reactivated (this one is {current})")
         row.status, row.status_at, row.status_reason, row.status_by = "active", now_ms(), None, by
-        row.updated_at = next_version(row.updated_at)
-    await session.commit()
+    await session.flush()
     return row

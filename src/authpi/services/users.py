@@ -23,12 +23,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authpi import ids
-from authpi.clock import next_version, now_ms
+from authpi.clock import now_ms
 from authpi.crypto import hashing, passwords
-from authpi.services import lockouts, sessions
+from authpi.services import lockouts, sessions, versions
 from authpi.services.auth_method_types import TYPES as METHOD_TYPES
 from authpi.services.clients import scope_names
-from authpi.services.errors import Conflict, FieldProblem, InvalidInput, NotFound, check_etag
+from authpi.services.errors import Conflict, FieldProblem, InvalidInput, NotFound
 from authpi.storage.tables.auth_methods import AuthMethod
 from authpi.storage.tables.users import User
 
@@ -181,9 +181,14 @@ async def check_password(session: AsyncSession, issuer_id: str, password: str) -
         raise InvalidInput(problems[0].message, fields=problems)
 
 
-async def _set_password(user: User, password: str | None) -> None:
-    user.password_hash = await passwords.hash_password(password) if password is not None else None
-    user.password_changed_at = now_ms() if password is not None else None
+def _set_password(user: User, password_hash: str | None) -> None:
+    user.password_hash = password_hash
+    user.password_changed_at = now_ms() if password_hash is not None else None
+
+
+async def _hashed(password: str | None) -> str | None:
+    """The argon2 hash of ``password``, computed before the write transaction starts (it is slow)."""
+    return await passwords.hash_password(password) if password is not None else None
 
 
 # --- validation --------------------------------------------------------------------------------
@@ -212,9 +217,9 @@ def _set_status(user: User, status: str, reason: str | None, by: str | None) -> 
     return True
 
 
-async def _commit_unique(session: AsyncSession) -> None:
+async def _flush_unique(session: AsyncSession) -> None:
     try:
-        await session.commit()
+        await session.flush()
     except IntegrityError as exc:  # a concurrent create took the username first
         await session.rollback()
         raise Conflict(_CONFLICT) from exc
@@ -233,6 +238,7 @@ async def create_user(session: AsyncSession, issuer_id: str, body: dict[str, Any
     password = body.get("password")
     if password is not None:
         await check_password(session, issuer_id, password)
+    password_hash = await _hashed(password)
     taken = await session.scalar(
         select(User.id).where(User.issuer_id == issuer_id, User.username_key == username.key)
     )
@@ -259,9 +265,9 @@ async def create_user(session: AsyncSession, issuer_id: str, body: dict[str, Any
         updated_at=now,
     )
     if password is not None:
-        await _set_password(user, password)
+        _set_password(user, password_hash)
     session.add(user)
-    await _commit_unique(session)
+    await _flush_unique(session)
     return user
 
 
@@ -276,7 +282,7 @@ def list_statement(issuer_id: str, *, q: str | None = None, status: str | None =
 async def get_user(session: AsyncSession, issuer_id: str, user_id: str, *, for_update: bool = False) -> User:
     stmt = select(User).where(User.id == user_id, User.issuer_id == issuer_id, User.status != "deleted")
     if for_update:
-        stmt = stmt.with_for_update()
+        stmt = versions.for_update(stmt)
     user = await session.scalar(stmt)
     if user is None:
         raise NotFound("User")
@@ -286,8 +292,12 @@ async def get_user(session: AsyncSession, issuer_id: str, user_id: str, *, for_u
 async def update_user(
     session: AsyncSession, issuer_id: str, user_id: str, changes: dict[str, Any], if_match: str | None
 ) -> User:
+    password = changes.get("password")
+    if password is not None:
+        await check_password(session, issuer_id, password)
+    password_hash = await _hashed(password)
     user = await get_user(session, issuer_id, user_id, for_update=True)
-    check_etag("User", if_match, user.etag)
+    await versions.claim(session, user, "User", if_match)
     problems = [
         FieldProblem(field, "immutable", f"{field} cannot change")
         for field in ("username", "username_type")
@@ -295,8 +305,6 @@ async def update_user(
     ]
     if problems:
         raise InvalidInput(problems[0].message, fields=problems)
-    if "password" in changes and changes["password"] is not None:
-        await check_password(session, issuer_id, changes["password"])
     if "profile" in changes:
         user.profile = _check_profile(changes["profile"] or {})
     if "scopes" in changes:
@@ -315,10 +323,9 @@ async def update_user(
                 setattr(user, field, changes[field])
     replaced = "password" in changes and user.password_hash is not None
     if "password" in changes:
-        await _set_password(user, changes["password"])
+        _set_password(user, password_hash)
         # A new password is a new credential: failures counted against the old one no longer apply.
         await lockouts.clear(session, issuer_id, lockouts.PASSWORD, user.username_key)
-    user.updated_at = next_version(user.updated_at)
     if ended and user.status in ENDS_SESSIONS:
         await sessions.revoke_all(
             session, issuer_id, user_id=user.id, reason=f"user_{user.status}", by=user.status_by
@@ -327,7 +334,7 @@ async def update_user(
         # A reset password is usually a compromised one: every sign-in made with it ends.
         reason = "password_changed" if user.password_hash is not None else "password_removed"
         await sessions.revoke_all(session, issuer_id, user_id=user.id, reason=reason)
-    await session.commit()
+    await session.flush()
     return user
 
 
@@ -335,13 +342,12 @@ async def delete_user(session: AsyncSession, issuer_id: str, user_id: str, if_ma
     """Soft delete: the row stays (status ``deleted``) until purged; its username is freed at once
     and every session of the user is revoked."""
     user = await get_user(session, issuer_id, user_id, for_update=True)
-    check_etag("User", if_match, user.etag)
+    await versions.claim(session, user, "User", if_match)
     now = now_ms()
     user.status = "deleted"
     user.status_at = now
     user.deleted_at = now
     # The unique key moves aside so the username can be registered again; username_hash remains.
     user.username_key = f"deleted:{user.id}"
-    user.updated_at = next_version(user.updated_at)
     await sessions.revoke_all(session, issuer_id, user_id=user.id, reason="user_deleted")
-    await session.commit()
+    await session.flush()

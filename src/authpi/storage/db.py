@@ -9,6 +9,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from authpi import data_dir
 from authpi.settings import Settings
+from authpi.storage.sqlite_writes import serialise_writes
+
+# How long SQLite waits for another process's writer (busy_timeout), and a writer of this process
+# for its turn: longer than any write transaction should take, so only a stuck one trips it.
+SQLITE_WRITE_WAIT_S = 10
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -16,7 +21,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_WRITE_WAIT_S * 1000}")
     # 4 MiB of page cache per connection (the default is 8 MiB): a worker keeps a handful of
     # connections, and the OS page cache already holds the hot pages.
     cursor.execute("PRAGMA cache_size=-4096")
@@ -29,10 +34,11 @@ def make_engine(settings: Settings, *, pool_size: int | None = None) -> AsyncEng
     if url.startswith("sqlite"):
         if settings.sqlite_path is not None:
             data_dir.prepare(settings.data_dir, database=settings.sqlite_path)
-        # Each aiosqlite connection is a thread; SQLite serialises writers anyway.
+        # Each aiosqlite connection is a thread; writers take turns (storage.sqlite_writes).
         size = pool_size or 4
         engine = create_async_engine(url, pool_size=size, max_overflow=size)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        serialise_writes(engine, SQLITE_WRITE_WAIT_S)
         return engine
     size = pool_size or 10
     return create_async_engine(url, pool_size=size, max_overflow=size, pool_pre_ping=True)

@@ -2,9 +2,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import Depends
 from fastapi.responses import Response
 
+from authpi.http import unit_of_work
 from authpi.http.auth import require
 from authpi.http.envelopes import Envelope, Page, page, single
 from authpi.http.pagination import PageRequest, page_request
@@ -14,7 +15,7 @@ from authpi.http.schemas.common import ERRORS
 from authpi.services import accounts
 from authpi.services.principal import Principal
 
-router = APIRouter(tags=["accounts"])
+router = unit_of_work.router(tags=["accounts"])
 
 
 @router.get("/v1/accounts", response_model=Page[AccountOut], responses=ERRORS, summary="List Accounts")

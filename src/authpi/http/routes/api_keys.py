@@ -2,9 +2,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import Depends, Path, Query
 from fastapi.responses import Response
 
+from authpi.http import unit_of_work
 from authpi.http.auth import require
 from authpi.http.envelopes import Envelope, Page, no_content, page, single
 from authpi.http.pagination import PageRequest, keyset, page_request
@@ -23,7 +24,7 @@ from authpi.services import accounts, api_keys
 from authpi.services.principal import Principal
 from authpi.storage.tables.api_keys import ApiKey
 
-router = APIRouter(prefix="/v1/accounts/{account_id}/api-keys", tags=["api-keys"])
+router = unit_of_work.router(prefix="/v1/accounts/{account_id}/api-keys", tags=["api-keys"])
 KeyId = Annotated[str, Path(max_length=64, description="The API key ID")]
 Reader = Annotated[Principal, Depends(require("api_keys:read"))]
 Writer = Annotated[Principal, Depends(require("api_keys:write"))]

@@ -2,9 +2,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import Depends, Path
 from fastapi.responses import Response
 
+from authpi.http import unit_of_work
 from authpi.http.auth import require, runtime
 from authpi.http.envelopes import Envelope, Page, no_content, page, single
 from authpi.http.routes._deps import AccountId, IdempotencyKey, IfMatch, IssuerId, Session
@@ -14,7 +15,9 @@ from authpi.runtime import Runtime
 from authpi.services import auth_methods, issuers
 from authpi.services.principal import Principal
 
-router = APIRouter(prefix="/v1/accounts/{account_id}/issuers/{issuer_id}/auth-methods", tags=["auth-methods"])
+router = unit_of_work.router(
+    prefix="/v1/accounts/{account_id}/issuers/{issuer_id}/auth-methods", tags=["auth-methods"]
+)
 MethodId = Annotated[str, Path(max_length=64, description="The auth method ID")]
 Reader = Annotated[Principal, Depends(require("issuers.auth_methods:read"))]
 Writer = Annotated[Principal, Depends(require("issuers.auth_methods:write"))]

@@ -2,9 +2,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import Depends, Path, Query
 from fastapi.responses import Response
 
+from authpi.http import unit_of_work
 from authpi.http.auth import require
 from authpi.http.envelopes import Envelope, Page, no_content, page, single
 from authpi.http.pagination import PageRequest, keyset, page_request
@@ -23,7 +24,7 @@ from authpi.services import clients, issuers
 from authpi.services.principal import Principal
 from authpi.storage.tables.clients import Client
 
-router = APIRouter(prefix="/v1/accounts/{account_id}/issuers/{issuer_id}/clients", tags=["clients"])
+router = unit_of_work.router(prefix="/v1/accounts/{account_id}/issuers/{issuer_id}/clients", tags=["clients"])
 ClientId = Annotated[str, Path(max_length=64, description="The client ID")]
 Reader = Annotated[Principal, Depends(require("issuers.clients:read"))]
 Writer = Annotated[Principal, Depends(require("issuers.clients:write"))]

@@ -2,9 +2,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import Depends, Query
 from fastapi.responses import Response
 
+from authpi.http import unit_of_work
 from authpi.http.auth import require
 from authpi.http.envelopes import Envelope, Page, no_content, page, single
 from authpi.http.pagination import PageRequest, keyset, page_request
@@ -23,7 +24,7 @@ from authpi.services import issuers
 from authpi.services.principal import Principal
 from authpi.storage.tables.issuers import Issuer
 
-router = APIRouter(prefix="/v1/accounts/{account_id}/issuers", tags=["issuers"])
+router = unit_of_work.router(prefix="/v1/accounts/{account_id}/issuers", tags=["issuers"])
 Reader = Annotated[Principal, Depends(require("issuers:read"))]
 Writer = Annotated[Principal, Depends(require("issuers:write"))]
 

@@ -2,16 +2,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import Depends
 from fastapi.responses import Response
 
+from authpi.http import unit_of_work
 from authpi.http.auth import require
 from authpi.http.envelopes import Envelope, single
 from authpi.http.schemas.common import ERRORS
 from authpi.http.schemas.me import CallerAccountAccess, CallerIdentity
 from authpi.services.principal import Principal
 
-router = APIRouter(tags=["me"])
+router = unit_of_work.router(tags=["me"])
 
 
 @router.get("/v1/me", response_model=Envelope[CallerIdentity], responses=ERRORS, summary="Caller identity")

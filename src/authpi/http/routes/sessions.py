@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import Depends, Path, Query
 from fastapi.responses import Response
 
 from authpi.clock import now_ms
+from authpi.http import unit_of_work
 from authpi.http.auth import require
 from authpi.http.envelopes import Envelope, Page, page, single
 from authpi.http.pagination import PageRequest, keyset, page_request
@@ -18,7 +19,7 @@ from authpi.services import issuers, sessions, users
 from authpi.services.principal import Principal
 from authpi.storage.tables.sessions import Session as SessionRow
 
-router = APIRouter(prefix="/v1/accounts/{account_id}/issuers/{issuer_id}", tags=["sessions"])
+router = unit_of_work.router(prefix="/v1/accounts/{account_id}/issuers/{issuer_id}", tags=["sessions"])
 SessionId = Annotated[str, Path(max_length=64, description="The session ID")]
 UserId = Annotated[str, Path(max_length=64, description="The user ID")]
 Reader = Annotated[Principal, Depends(require("issuers.sessions:read"))]

@@ -2,9 +2,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import Depends
 from fastapi.responses import Response
 
+from authpi.http import unit_of_work
 from authpi.http.auth import require, runtime
 from authpi.http.envelopes import Envelope, single
 from authpi.http.routes._deps import AccountId, IdempotencyKey, IfMatch, IssuerId, Session
@@ -15,7 +16,7 @@ from authpi.runtime import Runtime
 from authpi.services import issuers, token_introspection
 from authpi.services.principal import Principal
 
-router = APIRouter(prefix="/v1/accounts/{account_id}/issuers/{issuer_id}/tokens", tags=["tokens"])
+router = unit_of_work.router(prefix="/v1/accounts/{account_id}/issuers/{issuer_id}/tokens", tags=["tokens"])
 
 
 @router.post(

@@ -2,9 +2,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import Depends, Path, Query
 from fastapi.responses import Response
 
+from authpi.http import unit_of_work
 from authpi.http.auth import require
 from authpi.http.envelopes import Envelope, Page, no_content, page, single
 from authpi.http.pagination import PageRequest, keyset, page_request
@@ -15,7 +16,7 @@ from authpi.services import issuers, users
 from authpi.services.principal import Principal
 from authpi.storage.tables.users import User
 
-router = APIRouter(prefix="/v1/accounts/{account_id}/issuers/{issuer_id}/users", tags=["users"])
+router = unit_of_work.router(prefix="/v1/accounts/{account_id}/issuers/{issuer_id}/users", tags=["users"])
 UserId = Annotated[str, Path(max_length=64, description="The user ID")]
 Reader = Annotated[Principal, Depends(require("issuers.users:read"))]
 Writer = Annotated[Principal, Depends(require("issuers.users:write"))]

@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import BigInteger, ForeignKey, Index, String, Text
-from sqlalchemy.orm import Mapped, declared_attr, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
 from authpi.storage.tables.base import Base, Versioned
 
@@ -11,13 +11,6 @@ from authpi.storage.tables.base import Base, Versioned
 class ApiKey(Versioned, Base):
     __tablename__ = "api_keys"
     __table_args__ = (Index("ix_api_keys_account_id_id", "account_id", "id"),)
-
-    @declared_attr.directive
-    def __mapper_args__(cls) -> dict[str, Any]:
-        # Every UPDATE/DELETE is conditional on the ``updated_at`` read: a change decided (and
-        # authorised) on a state another request has changed since fails instead of overwriting it.
-        # SQLite reads outside the writing transaction, so a row lock alone would not do.
-        return {"version_id_col": cls.__table__.c.updated_at, "version_id_generator": False}
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
