@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -69,6 +70,14 @@ class Settings(BaseSettings):
         description="Seconds a client has to send the request line and headers (408 and close beyond).",
     )
     log_level: str = Field(default="info", description="Log level for the server.")
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="Log lines as human-readable text or as one JSON object per line."
+    )
+    metrics_enabled: bool = Field(default=False, description="Serve Prometheus metrics at `/metrics`.")
+    metrics_token: str | None = Field(
+        default=None,
+        description="When set, `/metrics` requires `Authorization: Bearer <token>`.",
+    )
 
     @property
     def resolved_database_url(self) -> str:
