@@ -190,6 +190,11 @@ async def test_every_answer_carries_the_request_id(observed: RunningServer, admi
     )
     assert answer.startswith(b"HTTP/1.1 413 ") and f"x-request-id: {rid}\r\n".encode() in answer, answer
     sent[rid] = "core 413"
+    # A head refused by the protocol (431) is answered before any ID could be read: it gets its own.
+    big_head = b"GET /v1/me HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n"
+    oversized = raw_exchange(observed, big_head)
+    assert oversized.startswith(b"HTTP/1.1 431 "), oversized[:200]
+    assert re.search(rb"\r\nx-request-id: [0-9a-f]{24}\r\n", oversized), oversized[:400]
     records = wait_for_records(observed, set(sent))
     statuses = {sent[rid]: record["status"] for rid, record in records.items()}
     assert statuses["core 413"] == 413 and statuses["oauth error"] == 400 and statuses["core"] == 200
