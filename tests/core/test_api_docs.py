@@ -54,6 +54,9 @@ def test_docs_page_references_only_local_assets_under_a_self_only_policy(server:
         assert asset.status_code == 200, url
         expected = ASSET_TYPES.get(Path(url).suffix, "application/json")
         assert expected in asset.headers["content-type"], (url, asset.headers["content-type"])
+    # Only those: not the package's demo page, which loads a document from the internet.
+    for name in ("index.html", "swagger-initializer.js", "../../../../etc/passwd"):
+        assert httpx.get(f"{server.url}/docs/assets/{name}").status_code == 404, name
 
 
 def test_docs_document_is_the_published_one_in_the_dialect_swagger_ui_reads(server: RunningServer) -> None:

@@ -21,12 +21,33 @@ from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+from starlette.types import Scope
 from swagger_ui_bundle import swagger_ui_path
 
 DOCS_URL = "/docs"
 ASSETS_URL = "/docs/assets"
 DOCUMENT_URL = "/docs/openapi.json"
 _INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.S)
+# What the page loads (and the source maps a browser's developer tools ask for). The package also
+# ships a demo page that loads a document from the internet: it is not served.
+ASSETS = frozenset(
+    {
+        "swagger-ui-bundle.js",
+        "swagger-ui-bundle.js.map",
+        "swagger-ui.css",
+        "swagger-ui.css.map",
+        "favicon-32x32.png",
+    }
+)
+
+
+class _Assets(StaticFiles):
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        if path not in ASSETS:
+            raise HTTPException(status_code=404)
+        return await super().get_response(path, scope)
 
 
 def _page(app: FastAPI) -> HTMLResponse:
@@ -84,7 +105,7 @@ def content_security_policy(html: bytes) -> str:
 
 def install(app: FastAPI) -> None:
     """Mount the assets and the page; the FastAPI app is created with ``docs_url=None``."""
-    app.mount(ASSETS_URL, StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+    app.mount(ASSETS_URL, _Assets(directory=str(swagger_ui_path)), name="docs-assets")
     rendered: dict[str, tuple[bytes, str]] = {}
     converted: dict[str, dict[str, Any]] = {}
 
