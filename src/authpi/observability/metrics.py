@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import multiprocess as prometheus_multiprocess
@@ -60,7 +60,7 @@ POOL_OVERFLOW = Gauge(
 )
 
 
-def count_login(result: str, *, locked_now: bool) -> None:
+def count_login(result: Literal["success", "failure", "locked"], *, locked_now: bool) -> None:
     LOGINS_BY_RESULT[result].inc()
     if locked_now:
         LOCKOUTS.inc()

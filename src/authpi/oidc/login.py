@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -22,11 +22,15 @@ from authpi.storage.tables.users import User
 BAD_CREDENTIALS = "Incorrect username or password."
 
 
+# "locked": refused without checking anything, because the credential is locked.
+LoginResult = Literal["success", "failure", "locked"]
+
+
 @dataclass(frozen=True)
 class Outcome:
     user: User | None
     error: str | None
-    result: str = "failure"  # "success", "failure", or "locked" (refused without checking)
+    result: LoginResult = "failure"
     locked_now: bool = False  # this failure reached the limit: the credential is now locked
 
 
