@@ -22,6 +22,7 @@ import re
 import secrets
 import socket
 import sqlite3
+import subprocess
 import sys
 import time
 import uuid
@@ -402,6 +403,26 @@ async def test_metrics_count_tokens_logins_and_lockouts_over_both_workers(
         if len(scraped_by) == 2:
             break
     assert len(scraped_by) == 2, "every scrape went to one worker"
+
+
+def test_metrics_directories_of_stopped_servers_are_removed_at_the_next_start(tmp_path: Any) -> None:
+    """A stopped server leaves its metrics directory behind (uvicorn re-raises SIGTERM, which skips
+    exit handlers); the next start removes it, and never a running server's."""
+    exited = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    abandoned = tmp_path / f"authpi-metrics-{int(exited.stdout)}-x1"
+    running = tmp_path / f"authpi-metrics-{os.getpid()}-x2"
+    for directory in (abandoned, running):
+        directory.mkdir()
+        (directory / "counter_1.db").write_bytes(b"")
+    env = {"TMPDIR": str(tmp_path), "AUTHPI_METRICS_ENABLED": "true"}
+    with run_server("sqlite", env) as server:
+        assert not abandoned.exists() and running.exists()
+        (own,) = tmp_path.glob(f"authpi-metrics-{server.pid}-*")
+        assert own.stat().st_mode & 0o777 == 0o700
+        assert httpx.get(f"{server.url}/metrics").status_code == 200
+    assert own.exists()  # stopped by SIGTERM: left behind
+    with run_server("sqlite", env):
+        assert not own.exists() and running.exists()
 
 
 # --- text format -------------------------------------------------------------------------------------
