@@ -11,10 +11,13 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from authpi import __version__
-from authpi.http import errors, middleware, unit_of_work
+from authpi import __version__, health
+from authpi.http import api_docs, errors, middleware, unit_of_work
 from authpi.http.routes import accounts, api_keys, auth_methods, clients, issuers, me, sessions, tokens, users
 from authpi.memory import freeze_startup_objects, tune_allocator
+from authpi.observability import endpoint as metrics_endpoint
+from authpi.observability import metrics
+from authpi.observability.asgi import ObserveRequests
 from authpi.oidc.app import create_idp_app
 from authpi.oidc.errors import NO_STORE
 from authpi.request_limits import BodyLimit
@@ -72,13 +75,17 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         app.state.runtime = runtime
         idp.state.runtime = runtime
         freeze_startup_objects()
-        task = asyncio.create_task(_maintenance(runtime))
+        tasks = [asyncio.create_task(_maintenance(runtime))]
+        if settings.metrics_enabled:
+            tasks.append(asyncio.create_task(metrics.publish_pools(runtime.pools)))
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            metrics.worker_exited()
             await runtime.close()
 
     app = FastAPI(
@@ -86,7 +93,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         version=__version__,
         description="Management API of a self-hosted AuthPI Server.",
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # served from the package's own copy of Swagger UI (api_docs)
         redoc_url=None,
     )
     errors.install(app)
@@ -95,10 +102,11 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         # Services never commit: a route outside the unit of work would lose its writes.
         assert all(isinstance(route, unit_of_work.UnitOfWork) for route in module.router.routes)
         app.include_router(module.router)
+    api_docs.install(app)
+    app.include_router(health.router)
+    if settings.metrics_enabled:
+        app.include_router(metrics_endpoint.router(settings))
 
-    @app.get("/healthz", include_in_schema=False)
-    async def health() -> JSONResponse:
-        return JSONResponse({"status": "ok", "version": __version__})
-
-    # Body limits come first: nothing below may buffer more than the limit of its part.
-    return BodyLimit(Dispatcher(app, idp), settings)
+    # Outermost, the request ID, access log and request metrics, so that every answer carries the ID
+    # and is counted; then body limits: nothing below may buffer more than the limit of its part.
+    return ObserveRequests(BodyLimit(Dispatcher(app, idp), settings))

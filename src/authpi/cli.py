@@ -118,7 +118,11 @@ def serve(host: str, port: int, workers: int) -> None:
     """Migrate, bootstrap an empty database, and serve both APIs."""
     import uvicorn
 
+    from authpi.observability import workers as observability
+
     settings = get_settings()
+    # Before anything imports prometheus-client: the workers inherit the metrics directory.
+    log_config = observability.configure(settings)
     _migrate(settings)
     created = asyncio.run(_create_account(settings, "Default account", only_if_empty=True))
     if created is not None:
@@ -130,6 +134,8 @@ def serve(host: str, port: int, workers: int) -> None:
         port=port,
         workers=workers,
         log_level=settings.log_level,
+        log_config=log_config,
+        access_log=False,  # authpi.access writes it, with the request ID and duration
         proxy_headers=False,
         server_header=False,
         # httptools, with limits on the request line and headers (see authpi.protocol).

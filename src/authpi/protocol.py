@@ -23,6 +23,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from authpi.http.errors import error_body
+from authpi.observability import request_id
 from authpi.settings import get_settings
 
 # CR LF after the request line and after each header, ": " between a name and its value.
@@ -154,6 +155,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             b"content-type: application/json\r\n",
             b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
             b"cache-control: no-store\r\n",
+            # Refused before the application: no incoming ID was read, so the answer gets a new one.
+            b"x-request-id: " + request_id.new().encode("ascii") + b"\r\n",
             b"connection: close\r\n",
             b"\r\n",
         ]

@@ -43,6 +43,10 @@ class Runtime:
             side_engine=side_engine,
         )
 
+    def pools(self) -> dict[str, AsyncEngine]:
+        """The engines whose connection pools the metrics report, by name."""
+        return {"main": self.engine, "keys": self.side_engine}
+
     async def close(self) -> None:
         await self.engine.dispose()
         await self.side_engine.dispose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -73,6 +74,14 @@ class Settings(BaseSettings):
         default=False,
         description="Testing only: honour `X-Fault-Injection: crash-after-commit` on Core API requests "
         "(the worker kills itself right after committing). Never enable it in production.",
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="Log lines as human-readable text or as one JSON object per line."
+    )
+    metrics_enabled: bool = Field(default=False, description="Serve Prometheus metrics at `/metrics`.")
+    metrics_token: str | None = Field(
+        default=None,
+        description="When set, `/metrics` requires `Authorization: Bearer <token>`.",
     )
 
     @property

@@ -10,7 +10,9 @@ import base64
 import binascii
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.openapi.models import HTTPBase as HTTPBaseModel
+from fastapi.security.base import SecurityBase
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authpi.runtime import Runtime
@@ -33,6 +35,24 @@ async def db_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
+
+
+class _ApiKeyScheme(SecurityBase):
+    """Declares in the OpenAPI document that a route takes an API key as HTTP Basic credentials (so
+    ``/docs`` offers an Authorize button). It reads nothing: ``authenticate`` checks the header, with
+    the error envelope and messages of this API."""
+
+    def __init__(self) -> None:
+        self.model = HTTPBaseModel(
+            scheme="basic", description="An API key: `key_id` as the user name, `key_secret` as the password."
+        )
+        self.scheme_name = "apiKey"
+
+    async def __call__(self) -> None:
+        return None
+
+
+API_KEY = _ApiKeyScheme()
 
 
 def _basic_credentials(request: Request) -> tuple[str, str]:
@@ -67,7 +87,9 @@ async def authenticate(request: Request, session: AsyncSession) -> Principal:
 def require(scope: str | None) -> Callable[..., Awaitable[Principal]]:
     """Dependency factory: the caller must hold ``scope`` (None: any authenticated caller)."""
 
-    async def guard(request: Request, session: AsyncSession = Depends(db_session)) -> Principal:
+    async def guard(
+        request: Request, session: AsyncSession = Depends(db_session), _: None = Security(API_KEY)
+    ) -> Principal:
         principal = await authenticate(request, session)
         path_account = request.path_params.get("account_id")
         if path_account is not None and path_account != principal.account_id:

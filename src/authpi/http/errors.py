@@ -139,10 +139,10 @@ async def _unhandled(_: Request, exc: Exception) -> Response:
         body = error_body(
             503, "temporarily_unavailable", "The database is busy; retry shortly", retryable=True
         )
-        log.warning("database busy %s", body["reference"])
+        log.warning("database busy %s", body["reference"], extra={"reference": body["reference"]})
         return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
     body = error_body(500, "server_error", "An unexpected error occurred", retryable=False)
-    log.exception("unhandled error %s", body["reference"], exc_info=exc)
+    log.error("unhandled error %s", body["reference"], exc_info=exc, extra={"reference": body["reference"]})
     return JSONResponse(body, status_code=500)
 
 

@@ -41,7 +41,7 @@ async def _unhandled(_: Request, exc: Exception) -> Response:
             headers={**NO_STORE, "Retry-After": "1"},
         )
     reference = "ref_" + secrets.token_hex(8)
-    log.error("unhandled IdP error %s", reference, exc_info=exc)
+    log.error("unhandled IdP error %s", reference, exc_info=exc, extra={"reference": reference})
     return JSONResponse(
         {"error": "server_error", "error_description": f"An unexpected error occurred ({reference})"},
         status_code=500,

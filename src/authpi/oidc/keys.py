@@ -13,6 +13,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
 from joserfc.jwk import ECKey, KeyParameters, KeySet, OKPKey, RSAKey
 from joserfc.jwk import Key as AnyKey
 from sqlalchemy import delete, or_, select
@@ -146,6 +147,19 @@ async def _load(session: AsyncSession, box: SecretBox, issuer_id: str) -> Issuer
     body = json.dumps({"keys": published}, separators=(",", ":")).encode()
     kids = frozenset(str(row.kid) for row in rows)
     return IssuerKeys(signing, KeySet(verifiers), body, time.monotonic(), kids)
+
+
+async def master_key_opens_stored_keys(session: AsyncSession, box: SecretBox) -> bool:
+    """Whether the master key opens a stored private key (any one: all are sealed under the same
+    key). True while no key is stored yet, since there is nothing it could fail to open."""
+    row = (await session.execute(select(SigningKey.kid, SigningKey.sealed_private).limit(1))).first()
+    if row is None:
+        return True
+    try:
+        box.open(row.sealed_private, _context(row.kid))
+    except (InvalidTag, ValueError):
+        return False
+    return True
 
 
 class KeyCache:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -22,10 +22,16 @@ from authpi.storage.tables.users import User
 BAD_CREDENTIALS = "Incorrect username or password."
 
 
+# "locked": refused without checking anything, because the credential is locked.
+LoginResult = Literal["success", "failure", "locked"]
+
+
 @dataclass(frozen=True)
 class Outcome:
     user: User | None
     error: str | None
+    result: LoginResult = "failure"
+    locked_now: bool = False  # this failure reached the limit: the credential is now locked
 
 
 async def password_method(session: AsyncSession, issuer_id: str) -> AuthMethod | None:
@@ -48,11 +54,10 @@ async def verify(session: AsyncSession, issuer: Issuer, identifier: str, passwor
     verify runs, so neither the answers, their timing nor the lockout reveal whether an account
     exists. Only the right password clears the count."""
     subject = users.login_key(identifier)
-    attempt = await lockouts.count_attempt(
-        session, issuer.id, lockouts.PASSWORD, subject, lockouts.Policy.of(issuer)
-    )
+    policy = lockouts.Policy.of(issuer)
+    attempt = await lockouts.count_attempt(session, issuer.id, lockouts.PASSWORD, subject, policy)
     if not attempt.allowed:
-        return Outcome(None, _locked_message(attempt.locked_for_ms))
+        return Outcome(None, _locked_message(attempt.locked_for_ms), "locked")
     found = await users.find_by_username(session, issuer.id, identifier)
     checked = found.password_hash if found else None
     verified = await passwords.verify_password(checked, password)
@@ -62,7 +67,7 @@ async def verify(session: AsyncSession, issuer: Issuer, identifier: str, passwor
     # Re-read under a row lock: the status checked below is the one the new session is created under.
     user = await users.lock(session, found.id) if verified and found else None
     if user is None or user.status == "deleted":
-        return Outcome(None, BAD_CREDENTIALS)
+        return Outcome(None, BAD_CREDENTIALS, locked_now=attempt.number == policy.max_failures)
     await lockouts.clear(session, issuer.id, lockouts.PASSWORD, subject)
     if rehashed is not None and user.password_hash == checked:
         user.password_hash = rehashed
@@ -70,7 +75,7 @@ async def verify(session: AsyncSession, issuer: Issuer, identifier: str, passwor
         await session.commit()
         label = {"pending_approval": "is waiting for approval"}.get(user.status, f"is {user.status}")
         return Outcome(None, f"This account {label} and cannot sign in.")
-    return Outcome(user, None)
+    return Outcome(user, None, "success")
 
 
 def password_policy(method: AuthMethod | None) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
 
+from authpi.observability import metrics
 from authpi.oidc import authorization, login
 from authpi.oidc.authorization import AuthorizeParams
 from authpi.oidc.browser import SESSION_COOKIE, Csrf
@@ -166,6 +167,7 @@ async def login_password(issuer_id: str, request: Request) -> Response:
             )
         username = flow.form.get("username", "")[:320]
         outcome = await login.verify(session, flow.issuer, username, flow.form.get("password", "")[:1024])
+        metrics.count_login(outcome.result, locked_now=outcome.locked_now)
         if outcome.user is None:
             # 400, not 401: a 401 must carry a WWW-Authenticate challenge, and a form has none.
             return _password_page(request, flow, username, status=400, error=outcome.error)

@@ -7,6 +7,7 @@ import json
 from starlette.requests import Request
 from starlette.responses import Response
 
+from authpi.observability import metrics
 from authpi.oidc import grants
 from authpi.oidc.context import (
     authenticate_client,
@@ -55,4 +56,5 @@ async def token(issuer_id: str, request: Request) -> Response:
             body = await grants.refresh_token(session, grant, form)
         else:
             body = grants.client_credentials(grant, form)
+    metrics.count_token(grant_type)
     return Response(json.dumps(body, separators=(",", ":")), media_type="application/json", headers=NO_STORE)
