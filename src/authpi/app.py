@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from authpi import __version__
@@ -17,10 +18,11 @@ from authpi.http.routes import accounts, api_keys, auth_methods, clients, issuer
 from authpi.memory import freeze_startup_objects, tune_allocator
 from authpi.oidc.app import create_idp_app
 from authpi.oidc.errors import NO_STORE
-from authpi.request_limits import BodyLimit
+from authpi.request_limits import BodyLimit, client_gone
 from authpi.runtime import Runtime
 from authpi.services import housekeeping
 from authpi.settings import Settings, get_settings
+from authpi.shutdown import AnswerCancelledRequests
 
 log = logging.getLogger("authpi")
 MAINTENANCE_INTERVAL_S = 3600
@@ -98,5 +100,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     async def health() -> JSONResponse:
         return JSONResponse({"status": "ok", "version": __version__})
 
+    for part in (app, idp):
+        part.add_exception_handler(ClientDisconnect, client_gone)
     # Body limits come first: nothing below may buffer more than the limit of its part.
-    return BodyLimit(Dispatcher(app, idp), settings)
+    return AnswerCancelledRequests(BodyLimit(Dispatcher(app, idp), settings))
