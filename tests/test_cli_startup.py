@@ -24,6 +24,7 @@ COMMANDS = [
     ("migrate",),
     ("serve", "--port", "0"),  # replaced by a free port below
     ("bootstrap",),
+    ("accounts", "create", "--name", "Another"),
     ("keys", "rotate"),
 ]
 BAD_SETTINGS = {
@@ -70,7 +71,7 @@ def empty_dir() -> Iterator[Path]:
         yield Path(tmp)
 
 
-@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: c[0] if len(c) != 2 else " ".join(c))
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c[:2]))
 @pytest.mark.parametrize("case", BAD_SETTINGS, ids=str)
 def test_a_bad_setting_is_one_line_and_a_failure(
     case: str, command: tuple[str, ...], empty_dir: Path
