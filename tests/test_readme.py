@@ -16,7 +16,7 @@ def _documented() -> dict[str, str]:
 
 
 def _shown(default: object) -> str:
-    if default is None:
+    if default is None or default == []:
         return "—"
     if isinstance(default, bool):
         return str(default).lower()

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from authpi import __version__, health
@@ -20,10 +21,11 @@ from authpi.observability import metrics
 from authpi.observability.asgi import ObserveRequests
 from authpi.oidc.app import create_idp_app
 from authpi.oidc.errors import NO_STORE
-from authpi.request_limits import BodyLimit
+from authpi.request_limits import BodyLimit, client_gone
 from authpi.runtime import Runtime
 from authpi.services import housekeeping
 from authpi.settings import Settings, get_settings
+from authpi.shutdown import AnswerCancelledRequests
 
 log = logging.getLogger("authpi")
 MAINTENANCE_INTERVAL_S = 3600
@@ -107,6 +109,9 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     if settings.metrics_enabled:
         app.include_router(metrics_endpoint.router(settings))
 
+    for part in (app, idp):
+        part.add_exception_handler(ClientDisconnect, client_gone)
     # Outermost, the request ID, access log and request metrics, so that every answer carries the ID
-    # and is counted; then body limits: nothing below may buffer more than the limit of its part.
-    return ObserveRequests(BodyLimit(Dispatcher(app, idp), settings))
+    # and is counted (the 503 of a request cut off at shutdown too); then body limits: nothing below
+    # may buffer more than the limit of its part.
+    return ObserveRequests(AnswerCancelledRequests(BodyLimit(Dispatcher(app, idp), settings)))

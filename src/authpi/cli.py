@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import sys
+from typing import Any
 
 import click
 
 from authpi import __version__
 from authpi.settings import Settings, get_settings
+from authpi.startup import StartupError, default_public_url, load_settings, prepare, public_url_warnings
 
 
 async def _create_account(
@@ -30,13 +34,29 @@ async def _create_account(
         await runtime.close()
 
 
-def _migrate(settings: Settings) -> None:
-    from authpi.storage.migrate import upgrade
+def _ready() -> Settings:
+    """Checked settings, a migrated database and a master key that opens it (or a StartupError)."""
+    settings = load_settings()
+    prepare(settings)
+    return settings
 
-    upgrade(settings)
+
+def _warn(message: str) -> None:
+    click.echo(f"authpi: warning: {message}", err=True)
 
 
-@click.group()
+class _Commands(click.Group):
+    """Every command reports a start-up problem as one line and exit status 1, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except StartupError as exc:
+            click.echo(f"authpi: error: {exc}", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=_Commands)
 def main() -> None:
     """AuthPI Server: a self-hostable identity provider."""
 
@@ -50,7 +70,7 @@ def version() -> None:
 @main.command()
 def migrate() -> None:
     """Apply database migrations."""
-    _migrate(get_settings())
+    _ready()
     click.echo("database is up to date")
 
 
@@ -58,8 +78,7 @@ def migrate() -> None:
 @click.option("--name", default="Default account", show_default=True)
 def bootstrap(name: str) -> None:
     """Create the first account and a full-access API key; print them once as JSON."""
-    settings = get_settings()
-    _migrate(settings)
+    settings = _ready()
     created = asyncio.run(_create_account(settings, name, only_if_empty=True))
     if created is None:
         click.echo("already bootstrapped: use `authpi accounts create` for another account", err=True)
@@ -76,8 +95,7 @@ def accounts() -> None:
 @click.option("--name", required=True)
 def accounts_create(name: str) -> None:
     """Create another account with its first full-access API key; print them once as JSON."""
-    settings = get_settings()
-    _migrate(settings)
+    settings = _ready()
     created = asyncio.run(_create_account(settings, name, only_if_empty=False))
     click.echo(json.dumps(created))
 
@@ -104,10 +122,28 @@ def keys_rotate() -> None:
     """Give every issuer a new key per algorithm now; previous keys stay published for 45 days.
 
     Running servers pick the new keys up within a minute (their key cache refreshes)."""
-    settings = get_settings()
-    _migrate(settings)
+    settings = _ready()
     created = asyncio.run(_rotate_keys(settings))
     click.echo(json.dumps({"created": created}))
+
+
+def _publish_public_url(settings: Settings, host: str, port: int) -> Settings:
+    """Default AUTHPI_PUBLIC_URL from the bound address. Workers read their settings from the
+    environment (in this process and in spawned ones alike), so the value goes there."""
+    for warning in public_url_warnings(settings, host, port):
+        _warn(warning)
+    if settings.public_url is not None:
+        return settings
+    os.environ["AUTHPI_PUBLIC_URL"] = default_public_url(host, port)
+    get_settings.cache_clear()
+    return get_settings()
+
+
+def _exit_cleanly_on_sigterm() -> None:
+    """With one worker uvicorn serves in this process and, once it has shut down gracefully,
+    re-raises the SIGTERM it caught, so the default action would end the process "killed by
+    signal". A graceful stop is a success: exit 0, as the multi-worker supervisor does."""
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(0))
 
 
 @main.command()
@@ -120,14 +156,14 @@ def serve(host: str, port: int, workers: int) -> None:
 
     from authpi.observability import workers as observability
 
-    settings = get_settings()
+    settings = _publish_public_url(_ready(), host, port)
     # Before anything imports prometheus-client: the workers inherit the metrics directory.
     log_config = observability.configure(settings)
-    _migrate(settings)
     created = asyncio.run(_create_account(settings, "Default account", only_if_empty=True))
     if created is not None:
         click.echo("First start: created an account and an API key. The secret is shown only once:", err=True)
         click.echo(json.dumps(created), err=True)
+    _exit_cleanly_on_sigterm()
     uvicorn.run(
         "authpi.asgi:app",
         host=host,
@@ -136,8 +172,11 @@ def serve(host: str, port: int, workers: int) -> None:
         log_level=settings.log_level,
         log_config=log_config,
         access_log=False,  # authpi.access writes it, with the request ID and duration
-        proxy_headers=False,
+        # X-Forwarded-For and -Proto count only from AUTHPI_TRUSTED_PROXIES (IPs and CIDR networks).
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=settings.trusted_proxies,
         server_header=False,
+        timeout_graceful_shutdown=settings.shutdown_timeout,
         # httptools, with limits on the request line and headers (see authpi.protocol).
         http="authpi.protocol:LimitedHttpToolsProtocol",
     )

@@ -1,4 +1,7 @@
-"""Per-IP rate limits (decision 20) on ``limits.aio``: in-process memory, or Redis when configured."""
+"""Rate limits (decision 20) on ``limits.aio``: in-process memory, or Redis when configured.
+
+Most rules count per client IP address (the proxy's client with AUTHPI_TRUSTED_PROXIES); the
+``login_account`` rule counts password attempts per account identifier, from any address."""
 
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ class RateLimits:
         self._rules: dict[str, RateLimitItem] = {
             "core": parse(settings.rate_limit_core),
             "login": parse(settings.rate_limit_login),
+            "login_account": parse(settings.rate_limit_login_account),
             "token": parse(settings.rate_limit_token),
             "authorize": parse(settings.rate_limit_authorize),
         }

@@ -10,10 +10,12 @@ close`` so the rest of an oversized upload is never read.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -28,6 +30,7 @@ HOSTED_PAGES = frozenset(
 )
 _ISSUER_ID = re.compile(r"^i_[A-Za-z0-9]{1,62}$")
 CLOSE = {"Connection": "close"}
+log = logging.getLogger("authpi.requests")
 
 
 def _describe(limit: int) -> str:
@@ -55,6 +58,13 @@ def page_too_large(scope: Scope, limit: int) -> Response:
     )
     response.headers.update(CLOSE)
     return response
+
+
+async def client_gone(request: Request, exc: Exception) -> Response:
+    """A client that hangs up before sending its whole body (``ClientDisconnect``, raised wherever
+    a route reads the body) is nothing to report: nobody is left to answer, so this goes nowhere."""
+    log.debug("client went away before sending the body of %s %s", request.method, request.url.path)
+    return Response(status_code=400, headers=CLOSE)
 
 
 @dataclass(frozen=True)

@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from limits import parse_many
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+# The log levels uvicorn accepts.
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+# Database URL schemes the server can drive (it always talks through an async driver).
+_ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AUTHPI_", extra="ignore")
 
-    public_url: str = Field(
-        default="http://localhost:8000",
-        description="Base URL clients use to reach this server; issuer URL = `{public_url}/{issuer_id}`.",
+    public_url: str | None = Field(
+        default=None,
+        description="Base URL clients use to reach this server; issuer URL = `{public_url}/{issuer_id}`. "
+        "Default: `http://{host}:{port}` of `authpi serve`.",
     )
     data_dir: Path = Field(default=Path(".authpi"), description="Where the SQLite file and key file live.")
     database_url: str | None = Field(
@@ -30,6 +43,10 @@ class Settings(BaseSettings):
     purge_after: int = Field(default=30 * 86400, description="Seconds a soft-deleted resource is kept.")
     rate_limit_core: str = Field(default="600/minute", description="Per-IP limit on Core API requests.")
     rate_limit_login: str = Field(default="30/minute", description="Per-IP limit on login form posts.")
+    rate_limit_login_account: str = Field(
+        default="10/minute",
+        description="Per-account limit on password attempts (issuer + identifier, from any address).",
+    )
     rate_limit_token: str = Field(default="1200/minute", description="Per-IP limit on the token endpoint.")
     rate_limit_authorize: str = Field(
         default="120/minute", description="Per-IP limit on authorization requests (`/authorize`)."
@@ -69,6 +86,17 @@ class Settings(BaseSettings):
         le=300,
         description="Seconds a client has to send the request line and headers (408 and close beyond).",
     )
+    shutdown_timeout: int = Field(
+        default=10,
+        ge=0,
+        le=3600,
+        description="Seconds `authpi serve` waits for requests in flight after SIGTERM before ending them.",
+    )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default=[],
+        description="Comma-separated IPs and CIDR networks of reverse proxies whose X-Forwarded-For and "
+        "X-Forwarded-Proto are honoured (none by default).",
+    )
     log_level: str = Field(default="info", description="Log level for the server.")
     fault_injection: bool = Field(
         default=False,
@@ -84,14 +112,107 @@ class Settings(BaseSettings):
         description="When set, `/metrics` requires `Authorization: Bearer <token>`.",
     )
 
+    # Every value is checked when the settings load, so a mistake stops the server at start with a
+    # message naming the variable, instead of surfacing later as failing requests.
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an absolute http(s) URL such as https://id.example.com")
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ValueError("must not have a query, fragment or credentials")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        """Checked, and rewritten to the async driver (the plain schemes users copy are accepted)."""
+        if not value:
+            return None
+        scheme, separator, rest = value.partition("://")
+        backend, _, driver = scheme.lower().partition("+")
+        backend = "postgresql" if backend == "postgres" else backend
+        if not separator or backend not in _ASYNC_DRIVERS:
+            raise ValueError("must be a postgresql:// or sqlite:// URL (e.g. postgresql://user@host/db)")
+        expected = _ASYNC_DRIVERS[backend]
+        if driver and driver != expected:
+            raise ValueError(f"names the driver {driver!r}: use {backend}:// or {backend}+{expected}://")
+        resolved = f"{backend}+{expected}://{rest}"
+        try:
+            url = make_url(resolved)
+        except ArgumentError:
+            raise ValueError("is not a valid database URL (e.g. postgresql://user@host/db)") from None
+        if not url.database:
+            raise ValueError("must name a database (postgresql://user@host/db, sqlite:////path/to/file.db)")
+        return resolved
+
+    @field_validator("master_key")
+    @classmethod
+    def _check_master_key(cls, value: str | None) -> str | None:
+        if value is not None:
+            decode_master_key(value)
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value and not urlsplit(value).scheme.startswith(("redis", "rediss")):
+            raise ValueError("must be a redis:// or rediss:// URL")
+        return value or None
+
+    @field_validator(
+        "rate_limit_core",
+        "rate_limit_login",
+        "rate_limit_login_account",
+        "rate_limit_token",
+        "rate_limit_authorize",
+    )
+    @classmethod
+    def _check_rate_limit(cls, value: str) -> str:
+        try:
+            items = parse_many(value)
+        except ValueError:
+            items = []
+        if len(items) != 1 or items[0].amount < 1:
+            raise ValueError(
+                "must be one limit such as 30/minute (AUTHPI_RATE_LIMITS_ENABLED=false turns limits off)"
+            )
+        return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_trusted_proxies(cls, value: object) -> object:
+        return (
+            [item.strip() for item in value.split(",") if item.strip()] if isinstance(value, str) else value
+        )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_trusted_proxies(cls, value: list[str]) -> list[str]:
+        networks = []
+        for item in value:
+            try:
+                networks.append(str(ipaddress.ip_network(item, strict=False)))
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or CIDR network") from None
+        return networks
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        level = value.strip().lower()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return level
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
-            url = self.database_url
-            # Accept the plain scheme users copy from their PostgreSQL docs.
-            if url.startswith("postgresql://") or url.startswith("postgres://"):
-                url = "postgresql+asyncpg://" + url.split("://", 1)[1]
-            return url
+            return self.database_url  # already rewritten to the async driver (see the validator)
         return f"sqlite+aiosqlite:///{(self.data_dir / 'authpi.db').resolve()}"
 
     @property
@@ -105,7 +226,23 @@ class Settings(BaseSettings):
 
     @property
     def public_url_base(self) -> str:
-        return self.public_url.rstrip("/")
+        # ``authpi serve`` always sets the public URL (from --host and --port when not configured).
+        return (self.public_url or DEFAULT_PUBLIC_URL).rstrip("/")
+
+
+DEFAULT_PUBLIC_URL = "http://localhost:8000"
+
+
+def decode_master_key(value: str) -> bytes:
+    """The 32 bytes of a base64 master key (URL-safe or standard alphabet, padding optional)."""
+    text = value.strip().replace("-", "+").replace("_", "/")
+    try:
+        key = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("must be base64 (32 random bytes, e.g. from `openssl rand -base64 32`)") from None
+    if len(key) != 32:
+        raise ValueError(f"must decode to 32 bytes, not {len(key)}")
+    return key
 
 
 @lru_cache(maxsize=1)

@@ -10,9 +10,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from authpi import data_dir as data_dir_files
+from authpi.settings import decode_master_key
 
 _VERSION = b"\x01"
 
@@ -39,6 +41,14 @@ class SecretBox:
             raise ValueError("unknown secret envelope version")
         return self._aead.decrypt(raw[1:13], raw[13:], context.encode())
 
+    def opens(self, token: str, context: str) -> bool:
+        """Whether ``token`` was sealed for ``context`` under this box's key."""
+        try:
+            self.open(token, context)
+        except (InvalidTag, ValueError):
+            return False
+        return True
+
     def seal_json(self, value: dict[str, Any], context: str) -> str:
         return self.seal(json.dumps(value, separators=(",", ":")).encode(), context)
 
@@ -47,17 +57,20 @@ class SecretBox:
         return loaded
 
 
+def master_key_file(data_dir: Path) -> Path:
+    return data_dir / "master.key"
+
+
 def load_master_key(configured: str | None, data_dir: Path) -> bytes:
-    """Use AUTHPI_MASTER_KEY when set; otherwise a key file created once with mode 0600."""
+    """Use AUTHPI_MASTER_KEY when set; otherwise a key file created once with mode 0600.
+
+    Raises ``ValueError`` for a key that is not 32 bytes of base64."""
     if configured:
-        key = base64.urlsafe_b64decode(configured.encode() + b"=" * (-len(configured) % 4))
-        if len(key) != 32:
-            raise ValueError("AUTHPI_MASTER_KEY must be 32 bytes, base64-encoded")
-        return key
+        return decode_master_key(configured)
     data_dir_files.prepare(data_dir)
-    path = data_dir / "master.key"
+    path = master_key_file(data_dir)
     if path.exists():
-        return base64.urlsafe_b64decode(path.read_bytes().strip())
+        return decode_master_key(path.read_text())
     key = os.urandom(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:

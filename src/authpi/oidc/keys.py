@@ -65,6 +65,11 @@ def _context(kid: str) -> str:
     return f"signing_key:{kid}"
 
 
+def sealed_by(box: SecretBox, row: SigningKey) -> bool:
+    """Whether ``row``'s private key was sealed under ``box``'s master key."""
+    return box.opens(row.sealed_private, _context(row.kid))
+
+
 @dataclass(frozen=True)
 class IssuerKeys:
     """What one issuer signs with and publishes."""

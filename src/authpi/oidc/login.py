@@ -46,6 +46,13 @@ def _locked_message(locked_for_ms: int) -> str:
     return f"Too many failed attempts. Try again in {minutes} minute{'s' if minutes != 1 else ''}."
 
 
+def account_key(issuer: Issuer, identifier: str) -> str:
+    """What counts attempts on one account of ``issuer``: the digest of the identifier's normalised
+    key (the lockout's subject), the same for identifiers with and without an account, and never
+    the identifier in clear (it may end up in Redis)."""
+    return f"{issuer.id}:{lockouts.subject_digest(users.login_key(identifier))}"
+
+
 async def verify(session: AsyncSession, issuer: Issuer, identifier: str, password: str) -> Outcome:
     """Check a password under the issuer's lockout (decision 20).
 

@@ -94,11 +94,14 @@ def message(
 
 
 async def rate_limited(
-    request: Request, rt: Runtime, issuer: Issuer, rule: str, text: str
+    request: Request, rt: Runtime, issuer: Issuer, rule: str, text: str, identity: str | None = None
 ) -> Response | None:
-    """Count this request against the per-IP ``rule``; past the limit, the 429 page to answer with."""
+    """Count this request against ``rule`` for ``identity`` (by default the client's IP address);
+    past the limit, the 429 page to answer with."""
+    if identity is None:
+        identity = request.client.host if request.client else "unknown"
     try:
-        await rt.rate_limits.hit(rule, request.client.host if request.client else "unknown")
+        await rt.rate_limits.hit(rule, identity)
     except RateLimited as exc:
         response = message(request, rt, issuer, "Too many attempts", text, 429)
         response.headers["Retry-After"] = str(exc.retry_after)

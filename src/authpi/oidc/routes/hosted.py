@@ -67,6 +67,14 @@ async def _rate_limited(request: Request, flow: Flow) -> Response | None:
     return await rate_limited(request, flow.rt, flow.issuer, "login", text)
 
 
+async def _account_rate_limited(request: Request, flow: Flow, identifier: str) -> Response | None:
+    """Password attempts per account, from every address together, so many addresses cannot hammer
+    one account (the per-IP limit covers one address trying many accounts)."""
+    account = login.account_key(flow.issuer, identifier)
+    text = "Too many sign-in attempts for this account. Wait and retry."
+    return await rate_limited(request, flow.rt, flow.issuer, "login_account", text, account)
+
+
 def _login_closed(request: Request, flow: Flow) -> Response | None:
     """The refusal page while ``settings.portals.login`` is switched off."""
     if portal_enabled(flow.issuer.settings, "login"):
@@ -166,6 +174,9 @@ async def login_password(issuer_id: str, request: Request) -> Response:
                 request, flow.rt, flow.issuer, SIGN_IN_UNAVAILABLE, "No sign-in method is enabled."
             )
         username = flow.form.get("username", "")[:320]
+        limited = await _account_rate_limited(request, flow, username)
+        if limited is not None:
+            return limited
         outcome = await login.verify(session, flow.issuer, username, flow.form.get("password", "")[:1024])
         metrics.count_login(outcome.result, locked_now=outcome.locked_now)
         if outcome.user is None:
