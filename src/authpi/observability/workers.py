@@ -33,8 +33,8 @@ def share_metrics() -> Path:
     It must be set before any worker imports the client (workers inherit the environment). An
     operator's own ``PROMETHEUS_MULTIPROC_DIR`` is used, emptied of the previous run's files;
     otherwise a fresh temporary directory (0700), named after this process, is made and removed when
-    the server exits. uvicorn re-raises SIGTERM once it has shut down, which skips exit handlers, so
-    each start also removes the directories of servers that are no longer running."""
+    the server exits. A server killed without running its exit handlers (kill -9) leaves its
+    directory behind, so each start also removes the directories of servers no longer running."""
     configured = os.environ.get(MULTIPROC_ENV)
     if configured:
         directory = Path(configured)
