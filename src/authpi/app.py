@@ -7,11 +7,12 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from authpi import __version__
+from authpi.availability import Availability
 from authpi.http import errors, middleware
 from authpi.http.routes import accounts, api_keys, auth_methods, clients, issuers, me, sessions, tokens, users
 from authpi.memory import freeze_startup_objects, tune_allocator
@@ -21,9 +22,11 @@ from authpi.request_limits import BodyLimit
 from authpi.runtime import Runtime
 from authpi.services import housekeeping
 from authpi.settings import Settings, get_settings
+from authpi.storage.health import DatabaseHealth
 
 log = logging.getLogger("authpi")
 MAINTENANCE_INTERVAL_S = 3600
+READY_TIMEOUT_S = 2.0
 
 
 async def _maintenance(runtime: Runtime) -> None:
@@ -64,11 +67,12 @@ class Dispatcher:
 def create_app(settings: Settings | None = None) -> ASGIApp:
     settings = settings or get_settings()
     idp = create_idp_app()
+    database_health = DatabaseHealth()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         tune_allocator()
-        runtime = Runtime.build(settings)
+        runtime = Runtime.build(settings, database_health)
         app.state.runtime = runtime
         idp.state.runtime = runtime
         freeze_startup_objects()
@@ -98,5 +102,15 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     async def health() -> JSONResponse:
         return JSONResponse({"status": "ok", "version": __version__})
 
-    # Body limits come first: nothing below may buffer more than the limit of its part.
-    return BodyLimit(Dispatcher(app, idp), settings)
+    @app.get("/readyz", include_in_schema=False)
+    async def ready(request: Request) -> JSONResponse:
+        """Ready when the database answers within a short timeout (503 otherwise)."""
+        runtime: Runtime = request.app.state.runtime
+        if await runtime.database_ready(READY_TIMEOUT_S):
+            return JSONResponse({"status": "ok", "database": "ok"})
+        body = {"status": "unavailable", "database": "unreachable"}
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
+
+    # The in-flight cap comes first, then body limits: nothing below may buffer more than the
+    # limit of its part.
+    return Availability(BodyLimit(Dispatcher(app, idp), settings), settings, database_health)
