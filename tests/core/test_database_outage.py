@@ -15,7 +15,10 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from authpi.storage.errors import DatabaseUnavailable, is_busy, is_transient, is_unavailable
 from tests.conftest import skip_without_postgres
 from tests.core.conftest import assert_error_envelope
 from tests.faultproxy import FaultProxy
@@ -26,7 +29,7 @@ from tests.oidc.helpers import Realm, realm_on
 # cached paths are served from stale entries while the database is away.
 OUTAGE_ENV = {
     "AUTHPI_DATABASE_CONNECT_TIMEOUT": "0.5",
-    "AUTHPI_DATABASE_STATEMENT_TIMEOUT": "0.5",
+    "AUTHPI_DATABASE_STATEMENT_TIMEOUT": "1",
     "AUTHPI_CONFIG_CACHE_SECONDS": "0.5",
     "AUTHPI_KEY_CACHE_SECONDS": "1",
 }
@@ -151,3 +154,26 @@ async def _assert_outage(
     ready, elapsed = await _timed(http.get(f"{server.url}/readyz"))
     _assert_retryable_503(ready, elapsed)
     assert (await http.get(f"{server.url}/healthz")).status_code == 200
+
+
+class _DriverError(Exception):
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(f"driver error {sqlstate}")
+        self.sqlstate = sqlstate
+
+
+def test_failures_are_told_apart_busy_unreachable_or_a_bug() -> None:
+    lost = DBAPIError("SELECT 1", {}, _DriverError("08006"))
+    cancelled = DBAPIError("SELECT 1", {}, _DriverError("57014"))
+    unique = DBAPIError("INSERT …", {}, _DriverError("23505"))
+    assert is_unavailable(lost) and not is_busy(lost)
+    assert is_busy(cancelled) and not is_unavailable(cancelled)  # the server answered: busy, not gone
+    assert not is_transient(unique)
+    for raw in (ConnectionRefusedError(), TimeoutError(), DatabaseUnavailable()):
+        assert is_unavailable(raw)
+    assert is_busy(PoolTimeout("QueuePool limit reached")) and not is_unavailable(PoolTimeout())
+    # Another service's error caused by a socket error is not the database's.
+    try:
+        raise RuntimeError("redis went away") from ConnectionRefusedError()
+    except RuntimeError as other:
+        assert not is_transient(other)

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from authpi.clock import now_ms
 from authpi.crypto.secretbox import SecretBox
-from authpi.storage.errors import is_unavailable
+from authpi.storage.errors import is_transient
 from authpi.storage.tables.signing_keys import SigningKey
 
 warnings.filterwarnings("ignore", message="EdDSA is deprecated")
@@ -190,9 +190,11 @@ class KeyCache:
 
     async def get(self, issuer_id: str) -> IssuerKeys:
         cached = self._cache.get(issuer_id)
-        age = None if cached is None else time.monotonic() - cached.loaded_at
-        if cached is None or age is None or age >= self._fresh_for + self._stale_for:
+        if cached is None:
             return await self._reload(issuer_id)
+        age = time.monotonic() - cached.loaded_at
+        if age >= self._fresh_for + self._stale_for:
+            return await self._reload(issuer_id)  # too old to serve even through an outage
         if age >= self._fresh_for and issuer_id not in self._refreshing:
             task = asyncio.create_task(self._reload(issuer_id))
             self._refreshing[issuer_id] = task
@@ -201,12 +203,11 @@ class KeyCache:
 
     def _refreshed(self, issuer_id: str, task: asyncio.Task[IssuerKeys]) -> None:
         self._refreshing.pop(issuer_id, None)
-        if not task.cancelled() and task.exception() is not None:
-            # The cached keys keep serving; an unreachable database is logged by storage.health,
-            # and the next request after the freshness window tries again.
-            exc = task.exception()
-            if exc is not None and not is_unavailable(exc):
-                log.error("reloading the signing keys of %s failed", issuer_id, exc_info=exc)
+        exc = None if task.cancelled() else task.exception()
+        # The cached keys keep serving and the next request tries again; a busy or unreachable
+        # database is no news (storage.health logs outages), anything else is a bug worth a trace.
+        if exc is not None and not is_transient(exc):
+            log.error("reloading the signing keys of %s failed", issuer_id, exc_info=exc)
 
     async def _reload(self, issuer_id: str) -> IssuerKeys:
         lock = self._locks.setdefault(issuer_id, asyncio.Lock())

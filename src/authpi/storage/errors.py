@@ -27,18 +27,17 @@ class DatabaseUnavailable(Exception):
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
-    """The exception, the driver error it wraps, and its causes (asyncpg errors arrive wrapped in
-    SQLAlchemy's, timeouts and socket errors raw)."""
-    seen: set[int] = set()
-    pending: list[BaseException | None] = [exc]
-    while pending:
-        current = pending.pop()
-        if current is None or id(current) in seen or len(seen) > 8:
-            continue
-        seen.add(id(current))
+    """The exception and the driver errors it wraps (asyncpg errors arrive wrapped in SQLAlchemy's,
+    which keep the driver's SQLSTATE; timeouts and socket errors arrive raw). Causes are not
+    followed: an error of another service (e.g. Redis) caused by a socket error is not the
+    database's."""
+    current: BaseException | None = exc
+    for _ in range(4):
+        if current is None:
+            return
         yield current
         orig = getattr(current, "orig", None)
-        pending.extend([orig if isinstance(orig, BaseException) else None, current.__cause__])
+        current = orig if isinstance(orig, BaseException) else None
 
 
 def _sqlstate(exc: BaseException) -> str:

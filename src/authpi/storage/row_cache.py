@@ -2,9 +2,9 @@
 request. Entries live a few seconds (``AUTHPI_CONFIG_CACHE_SECONDS``); a write through the Core API
 evicts the entry in its own process at once, so other workers see a change within that window.
 
-While the database is unreachable, an expired entry keeps serving for up to
-``AUTHPI_STALE_CACHE_SECONDS`` after it was loaded: nothing can change those rows through this
-server meanwhile, and protocol requests that need nothing else keep working."""
+While the database is unreachable (or too busy to answer), an expired entry keeps serving for up to
+``AUTHPI_STALE_CACHE_SECONDS`` after it was loaded (writes need the database too, so little can have
+changed), and protocol requests that need nothing else keep working."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from authpi.storage.errors import is_unavailable
+from authpi.storage.errors import is_transient
 
 MAX_ENTRIES = 10_000
 Loader = Callable[[], Awaitable[Any | None]]
@@ -62,7 +62,7 @@ class RowCache:
         try:
             value = await load()
         except Exception as exc:
-            stale = self.get(kind, key, max_age=self.stale_for) if is_unavailable(exc) else None
+            stale = self.get(kind, key, max_age=self.stale_for) if is_transient(exc) else None
             if stale is None:
                 raise
             return stale
