@@ -86,21 +86,37 @@ class RefusalLog:
         self.last_report = now
 
 
+refusals = RefusalLog()
+
+
+def refuse(scope: Scope, retry_after: int, description: str) -> Response:
+    return UNAVAILABLE[part_of(scope["path"])](scope, retry_after, description)
+
+
+def transient_failure(scope: Scope, exc: Exception, health: DatabaseHealth) -> Response:
+    """The 503 for a request the database could not serve (``storage.errors.is_transient``)."""
+    if is_unavailable(exc):
+        health.failed(exc)  # a statement that lost its connection also opens the breaker
+        health.count_refused()
+        return refuse(scope, OUTAGE_RETRY_AFTER_S, OUTAGE)
+    refusals.record("database busy or pool exhausted")
+    return refuse(scope, BUSY_RETRY_AFTER_S, BUSY)
+
+
 class Availability:
     def __init__(self, app: ASGIApp, settings: Settings, health: DatabaseHealth) -> None:
         self.app = app
         self.limit = settings.max_in_flight
         self.health = health
         self.in_flight = 0
-        self.refusals = RefusalLog()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in NEVER_REFUSED:
             await self.app(scope, receive, send)
             return
         if self.in_flight >= self.limit:
-            self.refusals.record("in-flight cap")
-            await self.refuse(scope, BUSY_RETRY_AFTER_S, BUSY)(scope, receive, send)
+            refusals.record("in-flight cap")
+            await refuse(scope, BUSY_RETRY_AFTER_S, BUSY)(scope, receive, send)
             return
         self.in_flight += 1
         started = False
@@ -115,18 +131,6 @@ class Availability:
         except Exception as exc:
             if started or not is_transient(exc):
                 raise
-            await self.transient_failure(scope, exc)(scope, receive, send)
+            await transient_failure(scope, exc, self.health)(scope, receive, send)
         finally:
             self.in_flight -= 1
-
-    def transient_failure(self, scope: Scope, exc: Exception) -> Response:
-        if is_unavailable(exc):
-            self.health.failed(exc)  # a statement that lost its connection also opens the breaker
-            self.health.count_refused()
-            return self.refuse(scope, OUTAGE_RETRY_AFTER_S, OUTAGE)
-        self.refusals.record("database busy or pool exhausted")
-        return self.refuse(scope, BUSY_RETRY_AFTER_S, BUSY)
-
-    @staticmethod
-    def refuse(scope: Scope, retry_after: int, description: str) -> Response:
-        return UNAVAILABLE[part_of(scope["path"])](scope, retry_after, description)

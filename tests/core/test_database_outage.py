@@ -34,7 +34,8 @@ OUTAGE_ENV = {
     "AUTHPI_KEY_CACHE_SECONDS": "1",
 }
 pytestmark = pytest.mark.anyio
-QUICK = 1.0  # seconds within which every request must be answered during the outage
+QUICK = 1.0
+SPA_ORIGIN = "http://localhost:5173"  # seconds within which every request must be answered during the outage
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +94,7 @@ async def test_database_outage_is_503_with_cached_paths_serving_and_recovers_alo
     async with realm_on(server) as realm:
         m2m = await realm.client("m2m", scopes=["reports:read"])
         web = await realm.client("web")
+        spa = await realm.client("spa", redirect_uris=[f"{SPA_ORIGIN}/callback"])
         assert (await realm.token(m2m, grant_type="client_credentials")).status_code == 200
     discovery = f"{realm.url}/.well-known/openid-configuration"
     jwks = f"{realm.url}/jwks.json"
@@ -102,11 +104,21 @@ async def test_database_outage_is_503_with_cached_paths_serving_and_recovers_alo
     async with httpx.AsyncClient(timeout=30) as http:
         assert (await http.get(discovery)).status_code == 200
         assert (await http.get(jwks)).status_code == 200
+        # Cache the SPA client and the issuer's browser origins.
+        refused = await _spa_exchange(http, realm, spa.id)
+        assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant", refused.text
+        assert refused.headers["access-control-allow-origin"] == SPA_ORIGIN
         getattr(proxy, {"down": "down", "frozen": "freeze"}[fault])()
         try:
             await _until_breaker_open(http, server)
             await asyncio.sleep(1.2)  # every cache entry is past its freshness now
             await _assert_outage(http, server, realm, m2m, web)
+            # The token endpoint answers the OAuth error, with CORS headers so that browser code
+            # can read it and its Retry-After.
+            exchange, elapsed = await _timed(_spa_exchange(http, realm, spa.id))
+            _assert_retryable_503(exchange, elapsed)
+            assert exchange.json()["error"] == "temporarily_unavailable"
+            assert exchange.headers["access-control-allow-origin"] == SPA_ORIGIN
         finally:
             proxy.forward()
         waited = await _until_served(http, server)
@@ -116,6 +128,18 @@ async def test_database_outage_is_503_with_cached_paths_serving_and_recovers_alo
     assert _log_lines(server, "database unreachable") == unreachable_before + 1
     assert _log_lines(server, "database reachable again") == back_before + 1
     assert server.tracebacks() == []
+
+
+async def _spa_exchange(http: httpx.AsyncClient, realm: Realm, client_id: str) -> httpx.Response:
+    """A browser's code exchange: the client is cached, the code must be looked up in the database."""
+    form = {
+        "grant_type": "authorization_code",
+        "code": "not-a-real-code",
+        "redirect_uri": f"{SPA_ORIGIN}/callback",
+        "code_verifier": "v" * 43,
+        "client_id": client_id,
+    }
+    return await http.post(f"{realm.url}/token", data=form, headers={"Origin": SPA_ORIGIN})
 
 
 async def _assert_outage(
@@ -136,10 +160,7 @@ async def _assert_outage(
     )
     _assert_retryable_503(created, elapsed)
 
-    # IdP API: OAuth JSON at the token endpoint, an error page for the hosted pages.
-    refreshed, elapsed = await _timed(realm.refresh(web, "not-a-real-refresh-token"))
-    _assert_retryable_503(refreshed, elapsed)
-    assert refreshed.json()["error"] == "temporarily_unavailable"
+    # IdP API: an error page for the hosted pages (the OAuth JSON error: see the SPA exchange).
     page, elapsed = await _timed(http.get(realm.request(web.id).url))
     _assert_retryable_503(page, elapsed)
     assert page.headers["content-type"].startswith("text/html")
