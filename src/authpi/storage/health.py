@@ -53,14 +53,16 @@ class DatabaseHealth:
 
     def failed(self, exc: BaseException) -> None:
         """A connection attempt or statement could not reach the database: open the breaker."""
-        if self.down_since is not None:
+        if self.down_since is not None or self.probe is None:
+            return  # without a probe nothing could close the breaker again: never open it
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
             return
         self.down_since = time.monotonic()
         self.refused = self._reported_refused = 0
         log.warning("database unreachable (%s); answering 503 until it is back", describe(exc))
-        if self.probe is not None:
-            with contextlib.suppress(RuntimeError):  # no running loop: the next request retries
-                self._task = asyncio.get_running_loop().create_task(self._probe_until_back())
+        self._task = loop.create_task(self._probe_until_back())
 
     def count_refused(self) -> None:
         self.refused += 1
@@ -75,7 +77,8 @@ class DatabaseHealth:
         )
 
     async def _probe_until_back(self) -> None:
-        assert self.probe is not None
+        if self.probe is None:
+            return
         last_report = time.monotonic()
         while self.down_since is not None:
             try:
