@@ -13,6 +13,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from authpi import __version__, health
+from authpi.availability import Availability
 from authpi.http import api_docs, errors, middleware, unit_of_work
 from authpi.http.routes import accounts, api_keys, auth_methods, clients, issuers, me, sessions, tokens, users
 from authpi.memory import freeze_startup_objects, tune_allocator
@@ -26,6 +27,7 @@ from authpi.runtime import Runtime
 from authpi.services import housekeeping
 from authpi.settings import Settings, get_settings
 from authpi.shutdown import AnswerCancelledRequests
+from authpi.storage.health import DatabaseHealth
 
 log = logging.getLogger("authpi")
 MAINTENANCE_INTERVAL_S = 3600
@@ -69,11 +71,12 @@ class Dispatcher:
 def create_app(settings: Settings | None = None) -> ASGIApp:
     settings = settings or get_settings()
     idp = create_idp_app()
+    database_health = DatabaseHealth()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         tune_allocator()
-        runtime = Runtime.build(settings)
+        runtime = Runtime.build(settings, database_health)
         app.state.runtime = runtime
         idp.state.runtime = runtime
         freeze_startup_objects()
@@ -112,6 +115,11 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     for part in (app, idp):
         part.add_exception_handler(ClientDisconnect, client_gone)
     # Outermost, the request ID, access log and request metrics, so that every answer carries the ID
-    # and is counted (the 503 of a request cut off at shutdown too); then body limits: nothing below
-    # may buffer more than the limit of its part.
-    return ObserveRequests(AnswerCancelledRequests(BodyLimit(Dispatcher(app, idp), settings)))
+    # and is counted (the 503s of shedding and of a request cut off at shutdown too); then the
+    # in-flight cap and database-outage answers; then body limits: nothing below may buffer more
+    # than the limit of its part.
+    return ObserveRequests(
+        AnswerCancelledRequests(
+            Availability(BodyLimit(Dispatcher(app, idp), settings), settings, database_health)
+        )
+    )

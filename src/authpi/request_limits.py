@@ -14,6 +14,7 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -33,6 +34,27 @@ CLOSE = {"Connection": "close"}
 log = logging.getLogger("authpi.requests")
 
 
+class Part(Enum):
+    """The parts of the server that answer errors in envelopes of their own."""
+
+    CORE = "core"  # Core API error envelope (A.10)
+    PROTOCOL = "protocol"  # IdP API: OAuth JSON errors (decision 19)
+    PAGES = "pages"  # IdP hosted pages: an HTML error page
+
+
+def part_of(path: str) -> Part:
+    if not path.startswith("/i_"):
+        return Part.CORE
+    endpoint = path.split("/", 2)[2] if path.count("/") >= 2 else ""
+    return Part.PAGES if endpoint.rstrip("/") in HOSTED_PAGES else Part.PROTOCOL
+
+
+def page_issuer_id(scope: Scope) -> str:
+    """The issuer whose stylesheet an error page links (anything that is not an issuer ID gets none)."""
+    issuer_id: str = scope["path"].split("/", 2)[1]
+    return issuer_id if _ISSUER_ID.match(issuer_id) else "i_unknown"
+
+
 def _describe(limit: int) -> str:
     return f"The request body is larger than the limit of {limit} bytes"
 
@@ -48,10 +70,8 @@ def oauth_too_large(scope: Scope, limit: int) -> Response:
 
 
 def page_too_large(scope: Scope, limit: int) -> Response:
-    issuer_id = scope["path"].split("/", 2)[1]
-    # The page links the issuer's stylesheet; anything that is not an issuer ID gets no link.
     response = plain_message(
-        issuer_id if _ISSUER_ID.match(issuer_id) else "i_unknown",
+        page_issuer_id(scope),
         "Request too large",
         "The form sent more data than this page accepts. Go back and try again.",
         413,
@@ -80,15 +100,14 @@ class BodyLimit:
 
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
-        self.core = BodyRule(settings.max_body_bytes, core_too_large)
-        self.protocol = BodyRule(settings.max_form_bytes, oauth_too_large)
-        self.pages = BodyRule(settings.max_form_bytes, page_too_large)
+        self.rules = {
+            Part.CORE: BodyRule(settings.max_body_bytes, core_too_large),
+            Part.PROTOCOL: BodyRule(settings.max_form_bytes, oauth_too_large),
+            Part.PAGES: BodyRule(settings.max_form_bytes, page_too_large),
+        }
 
     def rule(self, path: str) -> BodyRule:
-        if not path.startswith("/i_"):
-            return self.core
-        endpoint = path.split("/", 2)[2] if path.count("/") >= 2 else ""
-        return self.pages if endpoint.rstrip("/") in HOSTED_PAGES else self.protocol
+        return self.rules[part_of(path)]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

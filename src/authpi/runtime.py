@@ -11,7 +11,8 @@ from authpi.oidc.keys import KeyCache
 from authpi.ratelimit import RateLimits
 from authpi.settings import Settings
 from authpi.storage import row_cache
-from authpi.storage.db import make_engine, make_sessionmaker
+from authpi.storage.db import make_engine, make_probe, make_sessionmaker
+from authpi.storage.health import DatabaseHealth
 
 
 @dataclass
@@ -23,24 +24,33 @@ class Runtime:
     rate_limits: RateLimits
     keys: KeyCache
     side_engine: AsyncEngine
+    health: DatabaseHealth
+    probe_engine: AsyncEngine
 
     @classmethod
-    def build(cls, settings: Settings) -> Runtime:
+    def build(cls, settings: Settings, health: DatabaseHealth | None = None) -> Runtime:
         row_cache.rows.ttl = settings.config_cache_seconds
-        engine = make_engine(settings)
+        row_cache.rows.stale_for = settings.stale_cache_seconds
+        health = health or DatabaseHealth()
+        health.probe, probe_engine = make_probe(settings)
+        engine = make_engine(settings, health=health)
         sessions = make_sessionmaker(engine)
         box = SecretBox(load_master_key(settings.master_key, settings.data_dir))
         # Keys load through a pool of their own so a request holding a connection can never
         # wait on key loading that needs one from the same, exhausted pool.
-        side_engine = make_engine(settings, pool_size=1)
+        side_engine = make_engine(settings, pool_size=1, health=health)
         return cls(
             settings=settings,
             engine=engine,
             sessions=sessions,
             secretbox=box,
             rate_limits=RateLimits(settings),
-            keys=KeyCache(make_sessionmaker(side_engine), box, settings.key_cache_seconds),
+            keys=KeyCache(
+                make_sessionmaker(side_engine), box, settings.key_cache_seconds, settings.stale_cache_seconds
+            ),
             side_engine=side_engine,
+            health=health,
+            probe_engine=probe_engine,
         )
 
     def pools(self) -> dict[str, AsyncEngine]:
@@ -48,5 +58,7 @@ class Runtime:
         return {"main": self.engine, "keys": self.side_engine}
 
     async def close(self) -> None:
+        await self.health.close()
         await self.engine.dispose()
         await self.side_engine.dispose()
+        await self.probe_engine.dispose()

@@ -97,6 +97,32 @@ class Settings(BaseSettings):
         description="Comma-separated IPs and CIDR networks of reverse proxies whose X-Forwarded-For and "
         "X-Forwarded-Proto are honoured (none by default).",
     )
+    database_connect_timeout: float = Field(
+        default=5.0, gt=0, le=300, description="Seconds to wait for a new database connection."
+    )
+    database_statement_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="Seconds one database statement may run (PostgreSQL statement_timeout and "
+        "idle_in_transaction_session_timeout; SQLite busy_timeout).",
+    )
+    database_pool_timeout: float = Field(
+        default=3.0,
+        gt=0,
+        le=300,
+        description="Seconds a request waits for a pooled database connection before a 503.",
+    )
+    max_in_flight: int = Field(
+        default=128, ge=1, description="Requests one worker serves at once; beyond it a 503 at once."
+    )
+    stale_cache_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        le=86400,
+        description="How long cached issuer and client rows and signing keys may serve protocol "
+        "requests while the database is unreachable.",
+    )
     log_level: str = Field(default="info", description="Log level for the server.")
     fault_injection: bool = Field(
         default=False,

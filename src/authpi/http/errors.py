@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from authpi.services.errors import PreconditionFailed, RateLimited, ServiceError
 from authpi.services.idempotency import InFlight
-from authpi.storage.errors import is_busy
+from authpi.storage.errors import is_transient
 
 log = logging.getLogger("authpi.errors")
 # Every 401 names the scheme that would work (RFC 9110 §15.5.2): API keys as HTTP Basic.
@@ -135,12 +135,10 @@ async def _http_error(_: Request, exc: Exception) -> Response:
 
 
 async def _unhandled(_: Request, exc: Exception) -> Response:
-    if is_busy(exc):
-        body = error_body(
-            503, "temporarily_unavailable", "The database is busy; retry shortly", retryable=True
-        )
-        log.warning("database busy %s", body["reference"], extra={"reference": body["reference"]})
-        return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
+    if is_transient(exc):
+        # A busy or unreachable database: authpi.availability answers 503 for every part of the
+        # server in one place, and without logging a traceback per request.
+        raise exc
     body = error_body(500, "server_error", "An unexpected error occurred", retryable=False)
     log.error("unhandled error %s", body["reference"], exc_info=exc, extra={"reference": body["reference"]})
     return JSONResponse(body, status_code=500)

@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse, Response
 
 from authpi.oidc.errors import NO_STORE, OAuthError, oauth_error_response
 from authpi.oidc.routes import authorize, discovery, hosted, logout, revocation, token, userinfo
-from authpi.storage.errors import is_busy
+from authpi.storage.errors import is_transient
 
 log = logging.getLogger("authpi.oidc")
 
@@ -34,12 +34,8 @@ async def _http_error(_: Request, exc: Exception) -> Response:
 
 
 async def _unhandled(_: Request, exc: Exception) -> Response:
-    if is_busy(exc):
-        return JSONResponse(
-            {"error": "temporarily_unavailable", "error_description": "The server is busy; retry shortly"},
-            status_code=503,
-            headers={**NO_STORE, "Retry-After": "1"},
-        )
+    if is_transient(exc):
+        raise exc  # 503 + Retry-After from authpi.availability (JSON or a hosted error page)
     reference = "ref_" + secrets.token_hex(8)
     log.error("unhandled IdP error %s", reference, exc_info=exc, extra={"reference": reference})
     return JSONResponse(

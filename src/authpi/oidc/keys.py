@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import time
 import uuid
 import warnings
@@ -21,9 +22,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from authpi.clock import now_ms
 from authpi.crypto.secretbox import SecretBox
+from authpi.storage.errors import is_transient
 from authpi.storage.tables.signing_keys import SigningKey
 
 warnings.filterwarnings("ignore", message="EdDSA is deprecated")
+log = logging.getLogger("authpi.keys")
 
 ALGORITHMS = ("ES256", "EdDSA", "RS256")
 ROTATE_AFTER_MS = 30 * 86400 * 1000
@@ -173,14 +176,20 @@ class KeyCache:
     ``sessions`` should come from a pool of its own: a request that already holds a pooled
     connection may wait here, so loading keys must never need a connection from the same pool.
     Once keys are cached, a stale entry is served while one background task reloads it, so the
-    expiry of the cache never stalls requests."""
+    expiry of the cache never stalls requests. While the database is unreachable that reload fails
+    and the entry keeps serving, for at most ``stale_for`` seconds past its freshness."""
 
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], box: SecretBox, fresh_for: float = CACHE_SECONDS
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        box: SecretBox,
+        fresh_for: float = CACHE_SECONDS,
+        stale_for: float = 300.0,
     ) -> None:
         self._sessions = sessions
         self._box = box
         self._fresh_for = fresh_for
+        self._stale_for = stale_for
         self._cache: dict[str, IssuerKeys] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._refreshing: dict[str, asyncio.Task[IssuerKeys]] = {}
@@ -202,11 +211,22 @@ class KeyCache:
         cached = self._cache.get(issuer_id)
         if cached is None:
             return await self._reload(issuer_id)
-        if time.monotonic() - cached.loaded_at >= self._fresh_for and issuer_id not in self._refreshing:
+        age = time.monotonic() - cached.loaded_at
+        if age >= self._fresh_for + self._stale_for:
+            return await self._reload(issuer_id)  # too old to serve even through an outage
+        if age >= self._fresh_for and issuer_id not in self._refreshing:
             task = asyncio.create_task(self._reload(issuer_id))
             self._refreshing[issuer_id] = task
-            task.add_done_callback(lambda _: self._refreshing.pop(issuer_id, None))
+            task.add_done_callback(lambda done: self._refreshed(issuer_id, done))
         return cached
+
+    def _refreshed(self, issuer_id: str, task: asyncio.Task[IssuerKeys]) -> None:
+        self._refreshing.pop(issuer_id, None)
+        exc = None if task.cancelled() else task.exception()
+        # The cached keys keep serving and the next request tries again; a busy or unreachable
+        # database is no news (storage.health logs outages), anything else is a bug worth a trace.
+        if exc is not None and not is_transient(exc):
+            log.error("reloading the signing keys of %s failed", issuer_id, exc_info=exc)
 
     async def _reload(self, issuer_id: str) -> IssuerKeys:
         lock = self._locks.setdefault(issuer_id, asyncio.Lock())

@@ -1,6 +1,10 @@
 """A small process-local cache of configuration rows (issuers, clients) read on every protocol
 request. Entries live a few seconds (``AUTHPI_CONFIG_CACHE_SECONDS``); a write through the Core API
-evicts the entry in its own process at once, so other workers see a change within that window."""
+evicts the entry in its own process at once, so other workers see a change within that window.
+
+While the database is unreachable (or too busy to answer), an expired entry keeps serving for up to
+``AUTHPI_STALE_CACHE_SECONDS`` after it was loaded (writes need the database too, so little can have
+changed), and protocol requests that need nothing else keep working."""
 
 from __future__ import annotations
 
@@ -9,12 +13,16 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from authpi.storage.errors import is_transient
+
 MAX_ENTRIES = 10_000
+Loader = Callable[[], Awaitable[Any | None]]
 
 
 class RowCache:
-    def __init__(self, ttl: float = 2.0) -> None:
+    def __init__(self, ttl: float = 2.0, stale_for: float = 300.0) -> None:
         self.ttl = ttl
+        self.stale_for = stale_for
         self._entries: dict[tuple[str, str], tuple[float, Any]] = {}
         self._loading: dict[tuple[str, str], asyncio.Lock] = {}
 
@@ -45,11 +53,21 @@ class RowCache:
         async with lock:
             value = self.get(kind, key)
             if value is None:
-                value = await load()
-                if value is not None:
-                    self.put(kind, key, value)
+                value = await self._load_or_stale(kind, key, load)
         if not lock.locked():
             self._loading.pop((kind, key), None)
+        return value
+
+    async def _load_or_stale(self, kind: str, key: str, load: Loader) -> Any | None:
+        try:
+            value = await load()
+        except Exception as exc:
+            stale = self.get(kind, key, max_age=self.stale_for) if is_transient(exc) else None
+            if stale is None:
+                raise
+            return stale
+        if value is not None:
+            self.put(kind, key, value)
         return value
 
     def invalidate(self, kind: str, key: str) -> None:

@@ -9,8 +9,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from authpi.availability import transient_failure
+from authpi.oidc.context import runtime
 from authpi.oidc.cors import Cors
 from authpi.oidc.errors import OAuthError, oauth_error_response
+from authpi.storage.errors import is_transient
 
 Handler = Callable[[str, Request], Awaitable[Response]]
 
@@ -38,6 +41,11 @@ class Routes:
                     response = await handler(issuer_id, request)
                 except OAuthError as exc:
                     response = oauth_error_response(exc)
+                except Exception as exc:
+                    if not is_transient(exc):
+                        raise
+                    # The 503 carries the CORS headers too, so browser code can read Retry-After.
+                    response = transient_failure(request.scope, exc, runtime(request).health)
                 return await cors.decorate(request, issuer_id, response)
 
             async def preflight(request: Request) -> Response:
