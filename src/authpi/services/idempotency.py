@@ -194,8 +194,3 @@ async def finish(
         else:
             await session.execute(delete(IdempotencyRecord).where(*slot.where()))
         await session.commit()
-
-
-async def purge_expired(session: AsyncSession) -> None:
-    await session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.expires_at <= now_ms()))
-    await session.commit()
