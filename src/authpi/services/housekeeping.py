@@ -41,13 +41,14 @@ from authpi.storage.tables.oauth import (
     RefreshToken,
     RevokedToken,
 )
-from authpi.storage.tables.sessions import ACTIVE, Session, idle_deadline
+from authpi.storage.tables.sessions import Session, idle_deadline
 from authpi.storage.tables.signing_keys import SigningKey
 from authpi.storage.tables.users import User
 
 log = logging.getLogger("authpi.housekeeping")
 
 LEASE = "housekeeping"
+LEASE_MARGIN_S = 10.0
 BATCH_ROWS = 500
 # A pass stops a purge after this many batches (the rest waits for the next pass), so one large
 # backlog can delay neither the other tables nor the key rotation for long.
@@ -86,10 +87,9 @@ class Purge:
         return delete(self.table).where(target.in_(chosen))
 
 
-def _deleted(model: Any, before: int | None = None) -> Select[Any]:
-    """IDs of soft-deleted users, clients or issuers (deleted before ``before``, when given)."""
-    stmt = select(model.id).where(model.status == "deleted", model.deleted_at.is_not(None))
-    return stmt if before is None else stmt.where(model.deleted_at <= before)
+def _deleted(model: Any, before: int) -> Select[Any]:
+    """IDs of users, clients or issuers soft-deleted before ``before``."""
+    return select(model.id).where(model.status == "deleted", model.deleted_at <= before)
 
 
 def _idle_and_alone(cut: Cutoffs) -> ColumnElement[bool]:
@@ -97,7 +97,7 @@ def _idle_and_alone(cut: Cutoffs) -> ColumnElement[bool]:
     be in use stays: they live on their own activity, and lose their anchor without it."""
     child = aliased(Session)
     in_use = exists().where(child.op_session_id == Session.id, child.status.not_in(ENDED))
-    return (Session.status == ACTIVE) & (idle_deadline() <= cut.ended_before) & ~in_use
+    return (Session.status == "active") & (idle_deadline() <= cut.ended_before) & ~in_use
 
 
 PURGES: Sequence[Purge] = (
@@ -113,12 +113,11 @@ PURGES: Sequence[Purge] = (
     Purge(Session, lambda c: Session.expires_at <= c.ended_before),
     Purge(Session, lambda c: Session.status.in_(ENDED) & (Session.status_at <= c.ended_before)),
     Purge(Session, _idle_and_alone),
-    # A deleted user or client is never restored: its consents are dead at once.
-    Purge(Consent, lambda c: Consent.user_id.in_(_deleted(User))),
-    Purge(Consent, lambda c: Consent.client_id.in_(_deleted(Client))),
     # Soft-deleted resources after AUTHPI_PURGE_AFTER (decision 8), their dependents first.
+    Purge(Consent, lambda c: Consent.user_id.in_(_deleted(User, c.deleted_before))),
     Purge(Session, lambda c: Session.user_id.in_(_deleted(User, c.deleted_before))),
     Purge(User, lambda c: User.id.in_(_deleted(User, c.deleted_before)), batch=100),
+    Purge(Consent, lambda c: Consent.client_id.in_(_deleted(Client, c.deleted_before))),
     Purge(Client, lambda c: Client.id.in_(_deleted(Client, c.deleted_before)), batch=100),
     Purge(Session, lambda c: Session.issuer_id.in_(_deleted(Issuer, c.deleted_before))),
     Purge(User, lambda c: User.issuer_id.in_(_deleted(Issuer, c.deleted_before)), batch=100),
@@ -142,8 +141,8 @@ async def claim(session: AsyncSession, holder: str, seconds: float, name: str = 
     now = now_ms()
     until = now + int(seconds * 1000)
     current = await session.get(Lease, name, populate_existing=True)
+    await session.rollback()  # the write below, if any, starts a transaction of its own
     if current is not None and current.holder != holder and current.expires_at > now:
-        await session.rollback()
         return False  # the common case for every process but one: no write at all
     taken = await session.execute(
         update(Lease)
@@ -185,9 +184,9 @@ class LeaseLost(Exception):
 class Housekeeper:
     """Runs passes in this process whenever it holds the lease.
 
-    The lease lasts two intervals (at least 10 s) and is renewed at every pass and during long
-    ones, so the holder keeps it while alive; a crashed holder's lease runs out within that time,
-    and a holder that stops releases it so a restart runs a pass at once."""
+    The lease lasts one interval plus 10 s and is renewed at every pass and during long ones, so
+    the holder keeps it while alive (the margin covers a late timer), a crashed holder's lease runs
+    out soon after, and a holder that stops releases it, so a restart runs a pass at once."""
 
     def __init__(
         self, sessions: async_sessionmaker[AsyncSession], box: SecretBox, settings: Settings
@@ -195,7 +194,7 @@ class Housekeeper:
         self._sessions = sessions
         self._box = box
         self.interval = settings.housekeeping_interval
-        self.lease_seconds = max(2 * self.interval, 10.0)
+        self.lease_seconds = self.interval + LEASE_MARGIN_S
         self._retention_ms = settings.expired_retention * 1000
         self._purge_after_ms = settings.purge_after * 1000
         self.holder = new_holder()

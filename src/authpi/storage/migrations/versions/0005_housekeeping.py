@@ -24,7 +24,6 @@ depends_on: str | Sequence[str] | None = None
 
 PUBLISH_RETIRED_MS = 45 * 86400 * 1000
 ACTIVE_KEY = sa.text("retired_at IS NULL")
-ACTIVE_SESSION = sa.text("status = 'active'")
 IDLE_DEADLINE = sa.text("(coalesce(last_activity_at, created_at) + CAST(idle_timeout AS BIGINT) * 1000)")
 DELETED_AT = ("users", "clients", "issuers")
 
@@ -59,12 +58,7 @@ def upgrade() -> None:
             batch_op.f("ix_sessions_status_status_at"), ["status", "status_at"], unique=False
         )
     op.create_index(
-        "ix_sessions_idle_deadline",
-        "sessions",
-        [IDLE_DEADLINE],
-        unique=False,
-        sqlite_where=ACTIVE_SESSION,
-        postgresql_where=ACTIVE_SESSION,
+        "ix_sessions_status_idle_deadline", "sessions", [sa.text("status"), IDLE_DEADLINE], unique=False
     )
     for table in DELETED_AT:
         with op.batch_alter_table(table, schema=None) as batch_op:
@@ -90,7 +84,7 @@ def downgrade() -> None:
     for table in DELETED_AT:
         with op.batch_alter_table(table, schema=None) as batch_op:
             batch_op.drop_index(batch_op.f(f"ix_{table}_deleted_at"))
-    op.drop_index("ix_sessions_idle_deadline", table_name="sessions")
+    op.drop_index("ix_sessions_status_idle_deadline", table_name="sessions")
     with op.batch_alter_table("sessions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_sessions_status_status_at"))
         batch_op.drop_index(batch_op.f("ix_sessions_expires_at"))
