@@ -11,15 +11,22 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from alembic import command
 from authpi_admin import AuthPIAdmin
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from authpi import data_dir
+from authpi.settings import Settings
+from authpi.storage.migrate import alembic_config
 from tests.conftest import BACKENDS, skip_without_postgres
 from tests.db_query import rows
-from tests.harness import RunningServer, run_server
+from tests.harness import RunningServer, database, run_server
 from tests.oidc.helpers import ALGORITHMS, Realm, describe, new_realm
 
 pytestmark = pytest.mark.anyio
@@ -163,3 +170,51 @@ async def test_concurrent_rotations_leave_one_active_key_per_algorithm(
         await asyncio.sleep(0.2)
         published = (await _fresh("GET", f"{realm.url}/jwks.json")).json()["keys"]
     assert {k["kid"] for k in published} >= {kid for _, kid in active}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_upgrade_retires_the_extra_keys_an_earlier_race_left_active(backend: str, tmp_path: Path) -> None:
+    """Databases where the race already happened keep only the newest key per algorithm active;
+    the others stay published for 45 days, as after a rotation."""
+    skip_without_postgres(backend)
+    with database(backend, tmp_path) as url:
+        settings = Settings(data_dir=tmp_path / "data", database_url=url)
+        data_dir.prepare(settings.data_dir, database=settings.sqlite_path)
+        config = alembic_config(settings)
+        command.upgrade(config, "0004")
+        keys = [("old", "ES256", 1), ("new", "ES256", 2), ("same-a", "RS256", 5), ("same-b", "RS256", 5)]
+        asyncio.run(_insert_keys(settings, keys))
+        command.upgrade(config, "head")
+        found = asyncio.run(_key_states(settings))
+    assert found["new"] == (None, None) and found["same-b"] == (None, None)
+    for kid in ("old", "same-a"):
+        retired_at, unpublish_at = found[kid]
+        assert retired_at is not None and unpublish_at == retired_at + 45 * 86400 * 1000
+
+
+async def _insert_keys(settings: Settings, keys: list[tuple[str, str, int]]) -> None:
+    engine = create_async_engine(settings.resolved_database_url)
+    try:
+        async with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":  # the issuer need not exist for this check
+                await connection.execute(text("SET session_replication_role = replica"))
+            for kid, alg, created_at in keys:
+                await connection.execute(
+                    text(
+                        "INSERT INTO signing_keys (kid, issuer_id, alg, public_jwk, sealed_private, "
+                        "created_at) VALUES (:kid, 'i_x', :alg, '{}', 'sealed', :created_at)"
+                    ),
+                    {"kid": kid, "alg": alg, "created_at": created_at},
+                )
+    finally:
+        await engine.dispose()
+
+
+async def _key_states(settings: Settings) -> dict[str, tuple[int | None, int | None]]:
+    engine = create_async_engine(settings.resolved_database_url)
+    try:
+        async with engine.connect() as connection:
+            result = await connection.execute(text("SELECT kid, retired_at, unpublish_at FROM signing_keys"))
+            return {str(kid): (retired_at, unpublish_at) for kid, retired_at, unpublish_at in result}
+    finally:
+        await engine.dispose()
