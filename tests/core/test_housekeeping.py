@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -49,11 +50,18 @@ LEASE_MARGIN_S = 10  # the lease outlives the interval by this much
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def fast(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
+def fast_server(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
     """A server (two workers) that runs housekeeping every second with short retention."""
     skip_without_postgres(request.param)
     with run_server(request.param, FAST, workers=2) as running:
         yield running
+
+
+@pytest.fixture
+def fast(fast_server: RunningServer) -> Iterator[RunningServer]:
+    yield fast_server
+    # A pass that fails is only logged: the log must show none.
+    assert fast_server.tracebacks() == [], (fast_server.log_path or Path()).read_text()[-3000:]
 
 
 def now_ms() -> int:

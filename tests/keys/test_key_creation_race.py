@@ -118,6 +118,7 @@ async def test_workers_racing_for_the_first_keys_share_one_key_per_algorithm(wor
             )
         )
         assert [r.status_code for r in userinfo] == [200] * REPEATS
+    assert workers.tracebacks() == []
 
 
 def _rotate(server: RunningServer) -> subprocess.Popen[str]:
@@ -170,6 +171,7 @@ async def test_concurrent_rotations_leave_one_active_key_per_algorithm(
         await asyncio.sleep(0.2)
         published = (await _fresh("GET", f"{realm.url}/jwks.json")).json()["keys"]
     assert {k["kid"] for k in published} >= {kid for _, kid in active}
+    assert server.tracebacks() == []
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

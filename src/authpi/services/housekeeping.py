@@ -140,7 +140,9 @@ async def claim(session: AsyncSession, holder: str, seconds: float, name: str = 
     The database decides: a conditional UPDATE, or an INSERT that does nothing on conflict."""
     now = now_ms()
     until = now + int(seconds * 1000)
-    current = await session.get(Lease, name, populate_existing=True)
+    current = (
+        await session.execute(select(Lease.holder, Lease.expires_at).where(Lease.name == name))
+    ).first()
     await session.rollback()  # the write below, if any, starts a transaction of its own
     if current is not None and current.holder != holder and current.expires_at > now:
         return False  # the common case for every process but one: no write at all
@@ -220,11 +222,15 @@ class Housekeeper:
         now = now_ms()
         cut = Cutoffs(now, now - self._retention_ms, now - self._purge_after_ms)
         purged: dict[str, int] = {}
-        for purge in PURGES:
-            count = await self._purge(purge, cut)
-            if count:
-                purged[purge.table.name] = purged.get(purge.table.name, 0) + count
-        await self._keep()
+        try:
+            for purge in PURGES:
+                count = await self._purge(purge, cut)
+                if count:
+                    purged[purge.table.name] = purged.get(purge.table.name, 0) + count
+            await self._keep()
+        except LeaseLost:
+            log.warning("housekeeping stalled past its lease; another process carries on")
+            return None
         async with self._sessions() as session:
             rotated = await keys.rotate_due(session, self._box)
             await _finished(session, self.holder)
