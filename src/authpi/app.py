@@ -27,22 +27,35 @@ from authpi.runtime import Runtime
 from authpi.services import housekeeping
 from authpi.settings import Settings, get_settings
 from authpi.shutdown import AnswerCancelledRequests
+from authpi.storage.errors import is_transient
 from authpi.storage.health import DatabaseHealth
 
 log = logging.getLogger("authpi")
-MAINTENANCE_INTERVAL_S = 3600
+RELEASE_TIMEOUT_S = 5.0
 
 
-async def _maintenance(runtime: Runtime) -> None:
-    """Hourly housekeeping (expired state, soft-deleted issuers, monthly key rotation)."""
+async def _housekeeping(keeper: housekeeping.Housekeeper) -> None:
+    """A housekeeping pass every interval in whichever process holds the lease; the first try
+    comes at start, so a restart never skips one."""
     while True:
         try:
-            async with runtime.sessions() as session:
-                if await housekeeping.take_lease(session, MAINTENANCE_INTERVAL_S - 60):
-                    await housekeeping.run(session, runtime.secretbox, runtime.settings.purge_after)
-        except Exception:  # the loop must survive a transient database error
-            log.exception("maintenance pass failed")
-        await asyncio.sleep(MAINTENANCE_INTERVAL_S)
+            await keeper.run_once()
+        except Exception as exc:  # the loop must survive a transient database error
+            if is_transient(exc):  # the outage itself is logged once, by the database health check
+                log.warning("housekeeping pass skipped: the database is busy or unreachable")
+            else:
+                log.exception("housekeeping pass failed")
+        await asyncio.sleep(keeper.interval)
+
+
+async def _stop_housekeeping(task: asyncio.Task[None], keeper: housekeeping.Housekeeper) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    try:  # hand the lease on, so the next process to start runs a pass at once
+        await asyncio.wait_for(keeper.release(), RELEASE_TIMEOUT_S)
+    except Exception:  # it runs out by itself within two intervals
+        log.warning("could not release the housekeeping lease", exc_info=True)
 
 
 class Dispatcher:
@@ -80,16 +93,19 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         app.state.runtime = runtime
         idp.state.runtime = runtime
         freeze_startup_objects()
-        tasks = [asyncio.create_task(_maintenance(runtime))]
-        if settings.metrics_enabled:
-            tasks.append(asyncio.create_task(metrics.publish_pools(runtime.pools)))
+        keeper = housekeeping.Housekeeper(runtime.sessions, runtime.secretbox, settings)
+        task = asyncio.create_task(_housekeeping(keeper))
+        pools_task = (
+            asyncio.create_task(metrics.publish_pools(runtime.pools)) if settings.metrics_enabled else None
+        )
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
+            if pools_task is not None:
+                pools_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                    await pools_task
+            await _stop_housekeeping(task, keeper)
             metrics.worker_exited()
             await runtime.close()
 

@@ -40,7 +40,18 @@ class Settings(BaseSettings):
         description="Base64 32-byte key sealing secrets at rest. Default: a key file in data_dir.",
     )
     redis_url: str | None = Field(default=None, description="Optional Redis for shared rate-limit counters.")
-    purge_after: int = Field(default=30 * 86400, description="Seconds a soft-deleted resource is kept.")
+    purge_after: int = Field(default=30 * 86400, ge=0, description="Seconds a soft-deleted resource is kept.")
+    expired_retention: int = Field(
+        default=7 * 86400,
+        ge=0,
+        description="Seconds expired or revoked sessions, codes and refresh tokens are kept before deletion.",
+    )
+    housekeeping_interval: float = Field(
+        default=60.0,
+        gt=0,
+        le=86400,
+        description="Seconds between housekeeping passes (purges and the monthly key rotation).",
+    )
     rate_limit_core: str = Field(default="600/minute", description="Per-IP limit on Core API requests.")
     rate_limit_login: str = Field(default="30/minute", description="Per-IP limit on login form posts.")
     rate_limit_login_account: str = Field(

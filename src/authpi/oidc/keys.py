@@ -17,12 +17,14 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from joserfc.jwk import ECKey, KeyParameters, KeySet, OKPKey, RSAKey
 from joserfc.jwk import Key as AnyKey
-from sqlalchemy import delete, or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from authpi.clock import now_ms
 from authpi.crypto.secretbox import SecretBox
+from authpi.storage import dialects
 from authpi.storage.errors import is_transient
+from authpi.storage.tables.issuers import Issuer
 from authpi.storage.tables.signing_keys import SigningKey
 
 warnings.filterwarnings("ignore", message="EdDSA is deprecated")
@@ -84,38 +86,64 @@ class IssuerKeys:
     kids: frozenset[str]
 
 
-async def create_key(session: AsyncSession, box: SecretBox, issuer_id: str, alg: str) -> SigningKey:
+def _new_key(box: SecretBox, issuer_id: str, alg: str) -> dict[str, Any]:
+    """The column values of a fresh key (generating an RSA key takes a while: no transaction is open)."""
     kid = str(uuid.uuid4())
     key = _generate(alg, kid)
     public: dict[str, Any] = dict(key.as_dict(private=False))
     public["ext"] = True  # parity with the hosted service's WebCrypto export
-    row = SigningKey(
-        kid=kid,
-        issuer_id=issuer_id,
-        alg=alg,
-        public_jwk=public,
-        sealed_private=box.seal(json.dumps(key.as_dict(private=True)).encode(), _context(kid)),
-        created_at=now_ms(),
+    return {
+        "kid": kid,
+        "issuer_id": issuer_id,
+        "alg": alg,
+        "public_jwk": public,
+        "sealed_private": box.seal(json.dumps(key.as_dict(private=True)).encode(), _context(kid)),
+        "created_at": now_ms(),
+    }
+
+
+async def _install(session: AsyncSession, values: dict[str, Any], replaces: str | None, now: int) -> bool:
+    """Make a new key the active one of its algorithm, retiring ``replaces`` (the active key read
+    before, if any). The database decides between concurrent callers: the retirement is
+    conditional and at most one active key per issuer and algorithm can exist (a unique index),
+    so a caller that lost the race changes nothing and returns False."""
+    if replaces is not None:
+        retired = await session.execute(
+            update(SigningKey)
+            .where(SigningKey.kid == replaces, SigningKey.retired_at.is_(None))
+            .values(retired_at=now, unpublish_at=now + PUBLISH_RETIRED_MS)
+        )
+        if retired.rowcount != 1:  # type: ignore[attr-defined]
+            return False
+    inserted = await session.execute(
+        dialects.upsert(session, SigningKey.__table__)
+        .values(**values)
+        .on_conflict_do_nothing(
+            index_elements=["issuer_id", "alg"], index_where=SigningKey.retired_at.is_(None)
+        )
     )
-    session.add(row)
-    return row
+    return bool(inserted.rowcount == 1)  # type: ignore[attr-defined]
 
 
 async def rotate_issuer(session: AsyncSession, box: SecretBox, issuer_id: str, *, force: bool) -> int:
-    """Give every algorithm a fresh key when forced or when the current one is a month old;
-    retire the previous key (still published for 45 days). Returns how many keys were created."""
-    now = now_ms()
-    created = 0
+    """Give every algorithm a fresh key when forced or when the current one is a month old (or
+    missing); retire the previous key (still published for 45 days). Returns how many keys this
+    call created: a key another process created or rotated meanwhile counts as done."""
     current = await _active_rows(session, issuer_id)
-    for alg in ALGORITHMS:
+    await session.commit()  # no transaction stays open while keys are generated
+    now = now_ms()
+    due = [
+        alg
+        for alg in ALGORITHMS
+        if alg not in current or force or now - current[alg].created_at >= ROTATE_AFTER_MS
+    ]
+    if not due:
+        return 0
+    fresh = await asyncio.to_thread(lambda: {alg: _new_key(box, issuer_id, alg) for alg in due})
+    created = 0
+    for alg in due:
         row = current.get(alg)
-        if row is not None and not force and now - row.created_at < ROTATE_AFTER_MS:
-            continue
-        await create_key(session, box, issuer_id, alg)
-        created += 1
-        if row is not None:
-            row.retired_at = now
-            row.unpublish_at = now + PUBLISH_RETIRED_MS
+        created += await _install(session, fresh[alg], row.kid if row else None, now_ms())
     await session.commit()
     return created
 
@@ -124,11 +152,7 @@ async def _active_rows(session: AsyncSession, issuer_id: str) -> dict[str, Signi
     rows = await session.scalars(
         select(SigningKey).where(SigningKey.issuer_id == issuer_id, SigningKey.retired_at.is_(None))
     )
-    newest: dict[str, SigningKey] = {}
-    for row in rows:
-        if row.alg not in newest or row.created_at > newest[row.alg].created_at:
-            newest[row.alg] = row
-    return newest
+    return {row.alg: row for row in rows}
 
 
 async def _load(session: AsyncSession, box: SecretBox, issuer_id: str) -> IssuerKeys:
@@ -237,6 +261,8 @@ class KeyCache:
             async with self._sessions() as session:
                 keys = await _load(session, self._box, issuer_id)
                 if set(keys.signing) != set(ALGORITHMS):
+                    # Every worker may get here at once for a new issuer: one creates the keys,
+                    # the others' inserts change nothing, and all of them load the winner's keys.
                     await rotate_issuer(session, self._box, issuer_id, force=False)
                     keys = await _load(session, self._box, issuer_id)
             self._cache[issuer_id] = keys
@@ -245,12 +271,30 @@ class KeyCache:
 
 async def rotate_all(session: AsyncSession, box: SecretBox, *, force: bool) -> int:
     """Rotate every live issuer's keys (forced, or those due for the monthly rotation)."""
-    from authpi.storage.tables.issuers import Issuer
-
     issuer_ids = list(await session.scalars(select(Issuer.id).where(Issuer.status != "deleted")))
     created = 0
     for issuer_id in issuer_ids:
         created += await rotate_issuer(session, box, issuer_id, force=force)
-    await session.execute(delete(SigningKey).where(SigningKey.unpublish_at <= now_ms()))
-    await session.commit()
+    return created
+
+
+async def rotate_due(session: AsyncSession, box: SecretBox, *, limit: int = 100) -> int:
+    """The monthly rotation: new keys for live issuers whose active key is 30 days old (up to
+    ``limit`` issuers per call; the rest wait for the next call). Issuers that never signed
+    anything get their first keys when first used, not here."""
+    due = (
+        select(SigningKey.issuer_id)
+        .join(Issuer, Issuer.id == SigningKey.issuer_id)
+        .where(
+            SigningKey.retired_at.is_(None),
+            SigningKey.created_at <= now_ms() - ROTATE_AFTER_MS,
+            Issuer.status != "deleted",
+        )
+        .distinct()
+        .limit(limit)
+    )
+    issuer_ids = list(await session.scalars(due))
+    created = 0
+    for issuer_id in issuer_ids:
+        created += await rotate_issuer(session, box, issuer_id, force=False)
     return created

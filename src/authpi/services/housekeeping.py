@@ -1,53 +1,257 @@
-"""Periodic housekeeping, run by one worker at a time (a lease in ``system_values``)."""
+"""Housekeeping: expired and deleted state is purged continuously, in small batches, and keys get
+their monthly rotation, by one process at a time (a short lease in ``leases``).
+
+Every purge is a table row: which rows of which table may go, given the pass's cut-offs. A batch
+is one ``DELETE … WHERE key IN (SELECT key … LIMIT n)`` in a transaction of its own, so SQLite
+writers wait for at most one small batch; the pass yields between batches. Dependents come before
+the rows they belong to, so a purged user or issuer never deletes an unbounded cascade at once.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import delete, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+import asyncio
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, Table, delete, exists, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
 
 from authpi.clock import now_ms
 from authpi.crypto.secretbox import SecretBox
 from authpi.oidc import keys
-from authpi.services import idempotency, issuers, lockouts
-from authpi.storage.tables.oauth import AuthorizationCode, AuthorizationRequest, RefreshToken, RevokedToken
-from authpi.storage.tables.system import SystemValue
+from authpi.settings import Settings
+from authpi.storage import dialects
+from authpi.storage.tables.base import Base
+from authpi.storage.tables.clients import Client
+from authpi.storage.tables.idempotency import IdempotencyRecord
+from authpi.storage.tables.issuers import Issuer
+from authpi.storage.tables.leases import Lease
+from authpi.storage.tables.lockouts import CredentialLockout
+from authpi.storage.tables.oauth import (
+    AuthorizationCode,
+    AuthorizationRequest,
+    Consent,
+    RefreshToken,
+    RevokedToken,
+)
+from authpi.storage.tables.sessions import Session, idle_deadline
+from authpi.storage.tables.signing_keys import SigningKey
+from authpi.storage.tables.users import User
 
-LEASE_KEY = "housekeeping_lease"
+log = logging.getLogger("authpi.housekeeping")
+
+LEASE = "housekeeping"
+LEASE_MARGIN_S = 10.0
+BATCH_ROWS = 500
+# A pass stops a purge after this many batches (the rest waits for the next pass), so one large
+# backlog can delay neither the other tables nor the key rotation for long.
+MAX_BATCHES = 200
+PAUSE_S = 0.02  # between batches: other writers get the database in between
+ENDED = ("revoked", "expired")  # a session's terminal statuses
 
 
-async def take_lease(session: AsyncSession, seconds: int) -> bool:
-    """True when this process may run housekeeping now; others skip until the lease ends."""
+@dataclass(frozen=True)
+class Cutoffs:
+    """The moments one pass measures against (ms)."""
+
+    now: int
+    ended_before: int  # expired or revoked before this: kept no longer (AUTHPI_EXPIRED_RETENTION)
+    deleted_before: int  # soft-deleted before this: purged (AUTHPI_PURGE_AFTER)
+
+
+@dataclass(frozen=True)
+class Purge:
+    """Rows of ``model`` that may go once ``doomed`` holds for them."""
+
+    model: type[Base]
+    doomed: Callable[[Cutoffs], ColumnElement[bool]]
+    batch: int = BATCH_ROWS
+
+    @property
+    def table(self) -> Table:
+        table: Table = self.model.__table__  # type: ignore[assignment]
+        return table
+
+    def statement(self, cut: Cutoffs) -> Any:
+        key = list(self.table.primary_key.columns)
+        # correlate(None): the chosen rows come from their own scan, not from the DELETE's row.
+        chosen = select(*key).where(self.doomed(cut)).limit(self.batch).correlate(None)
+        target = key[0] if len(key) == 1 else tuple_(*key)
+        return delete(self.table).where(target.in_(chosen))
+
+
+def _deleted(model: Any, before: int) -> Select[Any]:
+    """IDs of users, clients or issuers soft-deleted before ``before``."""
+    return select(model.id).where(model.status == "deleted", model.deleted_at <= before)
+
+
+def _idle_and_alone(cut: Cutoffs) -> ColumnElement[bool]:
+    """Active sessions idle past their timeout. A browser session whose client sessions may still
+    be in use stays: they live on their own activity, and lose their anchor without it."""
+    child = aliased(Session)
+    in_use = exists().where(child.op_session_id == Session.id, child.status.not_in(ENDED))
+    return (Session.status == "active") & (idle_deadline() <= cut.ended_before) & ~in_use
+
+
+PURGES: Sequence[Purge] = (
+    # Short-lived protocol state, gone at expiry (codes after the retention, for replay detection).
+    Purge(AuthorizationRequest, lambda c: AuthorizationRequest.expires_at <= c.now),
+    Purge(AuthorizationCode, lambda c: AuthorizationCode.expires_at <= c.ended_before),
+    Purge(RefreshToken, lambda c: RefreshToken.expires_at <= c.ended_before),
+    Purge(RevokedToken, lambda c: RevokedToken.expires_at <= c.now),
+    Purge(IdempotencyRecord, lambda c: IdempotencyRecord.expires_at <= c.now),
+    Purge(CredentialLockout, lambda c: CredentialLockout.expires_at <= c.now),
+    Purge(SigningKey, lambda c: SigningKey.unpublish_at <= c.now),
+    # Sessions stay visible (sessions API, audit) for the retention after they ended.
+    Purge(Session, lambda c: Session.expires_at <= c.ended_before),
+    Purge(Session, lambda c: Session.status.in_(ENDED) & (Session.status_at <= c.ended_before)),
+    Purge(Session, _idle_and_alone),
+    # Soft-deleted resources after AUTHPI_PURGE_AFTER (decision 8), their dependents first.
+    Purge(Consent, lambda c: Consent.user_id.in_(_deleted(User, c.deleted_before))),
+    Purge(Session, lambda c: Session.user_id.in_(_deleted(User, c.deleted_before))),
+    Purge(User, lambda c: User.id.in_(_deleted(User, c.deleted_before)), batch=100),
+    Purge(Consent, lambda c: Consent.client_id.in_(_deleted(Client, c.deleted_before))),
+    Purge(Client, lambda c: Client.id.in_(_deleted(Client, c.deleted_before)), batch=100),
+    Purge(Session, lambda c: Session.issuer_id.in_(_deleted(Issuer, c.deleted_before))),
+    Purge(User, lambda c: User.issuer_id.in_(_deleted(Issuer, c.deleted_before)), batch=100),
+    Purge(Client, lambda c: Client.issuer_id.in_(_deleted(Issuer, c.deleted_before)), batch=100),
+    # What is left of an issuer (keys, methods, codes, tokens …) goes with it by cascade.
+    Purge(Issuer, lambda c: Issuer.id.in_(_deleted(Issuer, c.deleted_before)), batch=5),
+)
+
+
+# --- the lease --------------------------------------------------------------------------------------
+
+
+def new_holder() -> str:
+    """Names this process in the lease row (for operators: host and pid, plus a random part)."""
+    return f"{socket.gethostname()[:80]}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+async def claim(session: AsyncSession, holder: str, seconds: float, name: str = LEASE) -> bool:
+    """Take the lease, or renew it when ``holder`` has it; False while another holder's is running.
+    The database decides: a conditional UPDATE, or an INSERT that does nothing on conflict."""
     now = now_ms()
-    until = str(now + seconds * 1000).rjust(16, "0")
-    result = await session.execute(
-        update(SystemValue)
-        .where(SystemValue.key == LEASE_KEY, SystemValue.value < str(now).rjust(16, "0"))
-        .values(value=until)
+    until = now + int(seconds * 1000)
+    current = (
+        await session.execute(select(Lease.holder, Lease.expires_at).where(Lease.name == name))
+    ).first()
+    await session.rollback()  # the write below, if any, starts a transaction of its own
+    if current is not None and current.holder != holder and current.expires_at > now:
+        return False  # the common case for every process but one: no write at all
+    taken = await session.execute(
+        update(Lease)
+        .where(Lease.name == name, (Lease.holder == holder) | (Lease.expires_at <= now))
+        .values(holder=holder, expires_at=until)
     )
-    if result.rowcount == 1:  # type: ignore[attr-defined]
-        await session.commit()
-        return True
-    await session.rollback()
-    if await session.get(SystemValue, LEASE_KEY) is not None:
-        return False
-    session.add(SystemValue(key=LEASE_KEY, value=until))
-    try:
-        await session.commit()
-    except IntegrityError:
-        await session.rollback()
-        return False
-    return True
-
-
-async def run(session: AsyncSession, box: SecretBox, purge_after_s: int) -> None:
-    now = now_ms()
-    await idempotency.purge_expired(session)
-    await lockouts.purge_expired(session, now)
-    await issuers.purge_deleted(session, now - purge_after_s * 1000)
-    await session.execute(delete(AuthorizationRequest).where(AuthorizationRequest.expires_at <= now))
-    await session.execute(delete(AuthorizationCode).where(AuthorizationCode.expires_at <= now - 3600_000))
-    await session.execute(delete(RefreshToken).where(RefreshToken.expires_at <= now))
-    await session.execute(delete(RevokedToken).where(RevokedToken.expires_at <= now))
+    if taken.rowcount != 1:  # type: ignore[attr-defined]
+        taken = await session.execute(
+            dialects.upsert(session, Lease.__table__)
+            .values(name=name, holder=holder, expires_at=until)
+            .on_conflict_do_nothing(index_elements=["name"])
+        )
     await session.commit()
-    await keys.rotate_all(session, box, force=False)
+    return bool(taken.rowcount == 1)  # type: ignore[attr-defined]
+
+
+async def release(session: AsyncSession, holder: str, name: str = LEASE) -> None:
+    """Give the lease up (at shutdown), so the next process to start takes it at once."""
+    await session.execute(
+        update(Lease).where(Lease.name == name, Lease.holder == holder).values(expires_at=0)
+    )
+    await session.commit()
+
+
+async def _finished(session: AsyncSession, holder: str, name: str = LEASE) -> None:
+    await session.execute(
+        update(Lease).where(Lease.name == name, Lease.holder == holder).values(last_run_at=now_ms())
+    )
+    await session.commit()
+
+
+class LeaseLost(Exception):
+    """Another process holds the lease now (this one stalled past it): the pass stops."""
+
+
+# --- the pass -----------------------------------------------------------------------------------
+
+
+class Housekeeper:
+    """Runs passes in this process whenever it holds the lease.
+
+    The lease lasts one interval plus 10 s and is renewed at every pass and during long ones, so
+    the holder keeps it while alive (the margin covers a late timer), a crashed holder's lease runs
+    out soon after, and a holder that stops releases it, so a restart runs a pass at once."""
+
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], box: SecretBox, settings: Settings
+    ) -> None:
+        self._sessions = sessions
+        self._box = box
+        self.interval = settings.housekeeping_interval
+        self.lease_seconds = self.interval + LEASE_MARGIN_S
+        self._retention_ms = settings.expired_retention * 1000
+        self._purge_after_ms = settings.purge_after * 1000
+        self.holder = new_holder()
+        self._claimed_at = 0.0
+
+    async def _claim(self) -> bool:
+        async with self._sessions() as session:
+            held = await claim(session, self.holder, self.lease_seconds)
+        if held:
+            self._claimed_at = time.monotonic()
+        return held
+
+    async def _keep(self) -> None:
+        """Renew the lease during a long pass (well before it could run out)."""
+        if time.monotonic() - self._claimed_at > self.lease_seconds / 4 and not await self._claim():
+            raise LeaseLost
+
+    async def run_once(self) -> dict[str, int] | None:
+        """One pass if this process holds the lease (None when another one does): rows purged
+        per table."""
+        if not await self._claim():
+            return None
+        now = now_ms()
+        cut = Cutoffs(now, now - self._retention_ms, now - self._purge_after_ms)
+        purged: dict[str, int] = {}
+        try:
+            for purge in PURGES:
+                count = await self._purge(purge, cut)
+                if count:
+                    purged[purge.table.name] = purged.get(purge.table.name, 0) + count
+            await self._keep()
+        except LeaseLost:
+            log.warning("housekeeping stalled past its lease; another process carries on")
+            return None
+        async with self._sessions() as session:
+            rotated = await keys.rotate_due(session, self._box)
+            await _finished(session, self.holder)
+        if purged or rotated:
+            log.info("housekeeping: purged %s, rotated %d keys", purged, rotated)
+        return purged
+
+    async def _purge(self, purge: Purge, cut: Cutoffs) -> int:
+        total = 0
+        for _ in range(MAX_BATCHES):
+            await self._keep()
+            async with self._sessions() as session:
+                result = await session.execute(purge.statement(cut))
+                await session.commit()
+            count = int(result.rowcount)  # type: ignore[attr-defined]
+            total += count
+            if count < purge.batch:
+                break
+            await asyncio.sleep(PAUSE_S)
+        return total
+
+    async def release(self) -> None:
+        async with self._sessions() as session:
+            await release(session, self.holder)

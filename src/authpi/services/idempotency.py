@@ -208,8 +208,3 @@ async def store(
 async def release(session: AsyncSession, slot: Slot) -> None:
     """Give the key back after a request that did not succeed (the caller commits)."""
     await session.execute(delete(IdempotencyRecord).where(*_held(slot)))
-
-
-async def purge_expired(session: AsyncSession) -> None:
-    await session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.expires_at <= now_ms()))
-    await session.commit()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, case, false, func, literal, or_, select, true
+from sqlalchemy import Select, case, false, func, literal, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authpi import ids
@@ -186,18 +186,3 @@ async def update_issuer(
 
 async def delete_issuer(session: AsyncSession, account_id: str, issuer_id: str, if_match: str | None) -> None:
     await update_issuer(session, account_id, issuer_id, {"status": "deleted"}, if_match)
-
-
-async def purge_deleted(session: AsyncSession, older_than_ms: int) -> int:
-    """Hard-delete issuers whose soft-delete grace period is over (decision 8)."""
-    doomed = (
-        await session.scalars(
-            select(Issuer).where(and_(Issuer.status == "deleted", Issuer.deleted_at < older_than_ms))
-        )
-    ).all()
-    for issuer in doomed:
-        await session.delete(issuer)
-    await session.commit()
-    for issuer in doomed:
-        row_cache.rows.invalidate("issuer", issuer.id)
-    return len(doomed)

@@ -102,7 +102,3 @@ async def clear(session: AsyncSession, issuer_id: str, kind: str, subject: str) 
             CredentialLockout.subject == subject_digest(subject),
         )
     )
-
-
-async def purge_expired(session: AsyncSession, now: int) -> None:
-    await session.execute(delete(CredentialLockout).where(CredentialLockout.expires_at <= now))

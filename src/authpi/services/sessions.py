@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BigInteger, Select, case, cast, func, select, update
+from sqlalchemy import Select, case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -17,7 +17,7 @@ from authpi.services import versions
 from authpi.services.errors import Conflict, NotFound
 from authpi.storage.tables.issuers import Issuer
 from authpi.storage.tables.oauth import RefreshToken
-from authpi.storage.tables.sessions import Session
+from authpi.storage.tables.sessions import Session, idle_deadline
 from authpi.storage.tables.users import User
 
 STATUSES = ("inactive", "active", "suspended", "revoked", "expired")
@@ -246,10 +246,7 @@ async def mark_compromised(session: AsyncSession, row: Session, reason: str) -> 
 
 def _lapsed(now: int) -> Any:
     """SQL twin of the time checks in ``effective_status``: past max age, or idle too long."""
-    idle_deadline = func.coalesce(Session.last_activity_at, Session.created_at) + (
-        cast(Session.idle_timeout, BigInteger) * 1000
-    )
-    return (Session.expires_at <= now) | ((Session.status == "active") & (idle_deadline <= now))
+    return (Session.expires_at <= now) | ((Session.status == "active") & (idle_deadline() <= now))
 
 
 def list_statement(issuer_id: str, user_id: str | None = None, status: str | None = None) -> Select[Any]:

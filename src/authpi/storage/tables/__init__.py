@@ -7,6 +7,7 @@ from authpi.storage.tables import (  # noqa: F401
     clients,
     idempotency,
     issuers,
+    leases,
     lockouts,
     oauth,
     sessions,

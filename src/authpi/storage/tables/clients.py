@@ -15,6 +15,7 @@ class Client(Versioned, Base):
     __table_args__ = (
         Index("ix_clients_issuer_id_id", "issuer_id", "id"),
         Index("ix_clients_issuer_id_status_id", "issuer_id", "status", "id"),
+        Index("ix_clients_deleted_at", "deleted_at"),  # the purge of soft-deleted rows
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)

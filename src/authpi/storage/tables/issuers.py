@@ -13,6 +13,7 @@ class Issuer(Versioned, Base):
     __table_args__ = (
         Index("ix_issuers_account_id_id", "account_id", "id"),
         Index("ix_issuers_account_id_status_id", "account_id", "status", "id"),
+        Index("ix_issuers_deleted_at", "deleted_at"),  # the purge of soft-deleted rows
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)

@@ -73,7 +73,10 @@ class RevokedToken(Base):
 
 class Consent(Base):
     __tablename__ = "consents"
-    __table_args__ = (UniqueConstraint("user_id", "client_id"),)
+    __table_args__ = (
+        UniqueConstraint("user_id", "client_id"),
+        Index("ix_consents_client_id", "client_id"),  # the purge of a deleted client's consents
+    )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     issuer_id: Mapped[str] = mapped_column(ForeignKey("issuers.id", ondelete="CASCADE"))

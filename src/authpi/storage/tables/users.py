@@ -14,6 +14,7 @@ class User(Versioned, Base):
         UniqueConstraint("issuer_id", "username_key"),
         Index("ix_users_issuer_id_id", "issuer_id", "id"),
         Index("ix_users_issuer_id_status_id", "issuer_id", "status", "id"),
+        Index("ix_users_deleted_at", "deleted_at"),  # the purge of soft-deleted rows
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
