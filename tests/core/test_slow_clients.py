@@ -17,6 +17,7 @@ pytestmark = pytest.mark.anyio
 
 CONNECTIONS = 200
 HEADER_TIMEOUT = 2.0
+RESET = b"(connection reset)"
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,12 @@ async def trickle_a_head(server: RunningServer, closed_after: list[float]) -> by
             except ConnectionError:
                 break
             await asyncio.wait([answer], timeout=0.2)
-        received = await asyncio.wait_for(answer, 30)
+        try:
+            received = await asyncio.wait_for(answer, 30)
+        except ConnectionResetError:
+            # The server answered 408 and closed while a trickled byte was still unread on its side,
+            # so its kernel reset the connection: hung up all the same, the answer is lost.
+            received = RESET
     finally:
         closed_after.append(time.monotonic() - started)
         writer.close()
@@ -73,4 +79,7 @@ async def test_slow_heads_are_closed_after_the_timeout_while_others_are_served(
     assert max(latencies) < 1.0, latencies
     assert len(closed_after) == CONNECTIONS
     answers = [connection.result() for connection in slow]
-    assert all(answer.startswith(b"HTTP/1.1 408 ") for answer in answers), {a[:40] for a in answers}
+    assert all(answer.startswith(b"HTTP/1.1 408 ") or answer == RESET for answer in answers), {
+        a[:40] for a in answers
+    }
+    assert sum(answer != RESET for answer in answers) >= CONNECTIONS // 2
