@@ -46,7 +46,9 @@ def _pkce() -> tuple[str, str]:
 
 
 class Browser:
-    def __init__(self, client: WebClient, timeout: float = 60.0) -> None:
+    def __init__(
+        self, client: WebClient, timeout: float = 60.0, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
         self.client = client
         base = urlsplit(client.issuer_url)
         self.origin = f"{base.scheme}://{base.netloc}"
@@ -54,6 +56,7 @@ class Browser:
             timeout=timeout,
             limits=httpx.Limits(max_connections=2, max_keepalive_connections=2),
             follow_redirects=False,
+            transport=transport,
         )
 
     async def aclose(self) -> None:

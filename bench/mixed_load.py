@@ -9,7 +9,10 @@ Each of ``--connections`` simulated clients loops over a weighted mix:
 * ``refresh``: spend the client's refresh token (rotation), keeping the new one;
 * ``login``: the whole hosted password login and code exchange (argon2 included).
 
-Errors are 5xx answers, transport failures and anything unexpected. Afterwards each counter is read
+A ``503`` with ``Retry-After`` (load shedding: the in-flight cap, an exhausted pool) is retried after
+the delay it names, as a well-behaved client does, up to ``RETRIES`` times; the retries are counted
+as ``shed`` and their waiting is part of the operation's latency. Errors are the 5xx answers left
+after that, transport failures and anything unexpected. Afterwards each counter is read
 back: its ``n`` must equal the number of 200s its PATCHes got (a lower value is a lost update).
 Prints one JSON line.
 """
@@ -31,16 +34,42 @@ from bench.login_load import percentile
 
 MIX = {"create": 4, "update": 4, "refresh": 2, "login": 1}
 COUNTERS = 4
+RETRIES = 5
+
+
+class RetryAfter(httpx.AsyncBaseTransport):
+    """Retries a shed request (``503`` + ``Retry-After``) after the delay the server asks for; every
+    request here is safe to resend (creates carry an Idempotency-Key, updates an If-Match)."""
+
+    def __init__(self, shed: Counter[str]) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.shed = shed
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        for _ in range(RETRIES):
+            response = await self.inner.handle_async_request(request)
+            retry_after = response.headers.get("retry-after", "")
+            if response.status_code != 503 or not retry_after.isdigit():
+                return response
+            await response.aclose()
+            self.shed["retried"] += 1
+            await asyncio.sleep(min(int(retry_after), 5) + random.random() * 0.5)
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
 
 
 class Driver:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.core = f"{args.server_url}/v1/accounts/{args.account_id}"
+        self.shed: Counter[str] = Counter()
         self.http = httpx.AsyncClient(
             auth=(args.key_id, args.key_secret),
             timeout=args.timeout,
             limits=httpx.Limits(max_connections=args.connections),
+            transport=RetryAfter(self.shed),
         )
         self.client = WebClient(args.issuer_url, args.client_id, args.client_secret, args.redirect_uri)
         self.latencies: dict[str, list[float]] = {op: [] for op in MIX}
@@ -130,7 +159,7 @@ class Driver:
             state.pop("refresh_token", None)
 
     async def client_loop(self, stop_at: float) -> None:
-        browser = Browser(self.client, timeout=self.args.timeout)
+        browser = Browser(self.client, timeout=self.args.timeout, transport=RetryAfter(self.shed))
         state: dict[str, str] = {}
         ops = [op for op, weight in MIX.items() for _ in range(weight)]
         try:
@@ -176,6 +205,7 @@ class Driver:
                 for op, v in self.latencies.items()
             },
             "statuses": dict(sorted(self.statuses.items())),
+            "shed_retries": self.shed["retried"],
             "errors": len(self.errors),
             "error_examples": sorted(set(self.errors))[:5],
             "duplicates": self.duplicates,

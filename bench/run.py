@@ -335,21 +335,23 @@ def write_mixed(results: Results, out: Path) -> None:
         "Creates with `Idempotency-Key` (each sent twice: the second must replay), If-Match counter",
         "updates (GET + PATCH, 4 shared counters), refreshes and full hosted logins, weights 4:4:2:1;",
         f"`authpi serve --workers {results.config.get('workers')}`, {results.config.get('duration_s')} s per load "
-        f"after {results.config.get('warmup_s')} s warm-up. Errors: 5xx and transport failures (a 412 on a lost",
-        "If-Match race is the expected answer). Lost updates: If-Match 200s minus the counters' final values.",
+        f"after {results.config.get('warmup_s')} s warm-up. A 503 with Retry-After (load shedding) is retried",
+        "after the delay it names, as clients should (`shed` counts those retries; their wait is in the latency).",
+        "Errors: 5xx left after that and transport failures (a 412 on a lost If-Match race is the expected",
+        "answer). Lost updates: If-Match 200s minus the counters' final values.",
         "",
         f"Machine: {results.machine.get('CPU', '')}; load average at start "
         f"{results.machine.get('Load average at start', '')} (the machine is shared).",
         "",
-        "| Backend | Connections | req/s | p50 ms | p99 ms | errors | server tracebacks | duplicates "
+        "| Backend | Connections | req/s | p50 ms | p99 ms | shed | errors | server tracebacks | duplicates "
         "| If-Match 200s | lost updates | load avg before |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for backend, rows in results.mixed.items():
         for r in rows:
             lines.append(
                 f"| {backend} | {r['connections']} | {r['rps']:.1f} | {r['p50_ms']:.0f} | {r['p99_ms']:.0f} "
-                f"| {r['errors']} | {r['server_errors']} | {r['duplicates']} | {r['if_match_200s']} "
+                f"| {r.get('shed_retries', 0)} | {r['errors']} | {r['server_errors']} | {r['duplicates']} | {r['if_match_200s']} "
                 f"| {r['lost_updates']} | {r['load_avg_1m_before']} |"
             )
     lines += ["", "p99 per operation (ms):", ""]
