@@ -54,7 +54,9 @@ class Browser:
         self.origin = f"{base.scheme}://{base.netloc}"
         self.http = httpx.AsyncClient(
             timeout=timeout,
-            limits=httpx.Limits(max_connections=2, max_keepalive_connections=2),
+            # Idle connections are dropped before the server's 5 s keep-alive ends, so a request
+            # never races the server closing the connection it reuses.
+            limits=httpx.Limits(max_connections=2, max_keepalive_connections=2, keepalive_expiry=4.0),
             follow_redirects=False,
             transport=transport,
         )

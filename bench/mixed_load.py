@@ -42,7 +42,8 @@ class RetryAfter(httpx.AsyncBaseTransport):
     request here is safe to resend (creates carry an Idempotency-Key, updates an If-Match)."""
 
     def __init__(self, shed: Counter[str]) -> None:
-        self.inner = httpx.AsyncHTTPTransport()
+        # Idle connections go before the server's 5 s keep-alive ends (no reuse races).
+        self.inner = httpx.AsyncHTTPTransport(limits=httpx.Limits(keepalive_expiry=4.0))
         self.shed = shed
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -68,7 +69,7 @@ class Driver:
         self.http = httpx.AsyncClient(
             auth=(args.key_id, args.key_secret),
             timeout=args.timeout,
-            limits=httpx.Limits(max_connections=args.connections),
+            limits=httpx.Limits(max_connections=args.connections, keepalive_expiry=4.0),
             transport=RetryAfter(self.shed),
         )
         self.client = WebClient(args.issuer_url, args.client_id, args.client_secret, args.redirect_uri)
