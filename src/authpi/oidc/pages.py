@@ -131,6 +131,17 @@ def page_url(issuer: Issuer, page: str, request_id: str) -> str:
     return f"/{issuer.id}/{page}?request={request_id}"
 
 
+def _refusal(params: AuthorizeParams, user: User) -> tuple[str, str] | None:
+    """Why the request cannot end with a code for ``user`` (error, description), if it cannot."""
+    if not authorization.hint_matches(params, user.id):
+        # Someone else signed in than the id_token_hint names: the client asked for that user only.
+        return "login_required", "The signed-in user is not the one id_token_hint names"
+    if params.org is not None:
+        # Organizations are not modelled yet, so no user is a member of any (decision 18).
+        return "access_denied", "The user is not a member of that organization"
+    return None
+
+
 async def proceed(
     request: Request,
     rt: Runtime,
@@ -146,32 +157,11 @@ async def proceed(
 ) -> Response:
     """After the user is known: ask for consent if needed, else issue the code and redirect."""
     iss = issuer_url(rt, issuer.id)
-    if not authorization.hint_matches(params, user.id):
-        # Someone else signed in than the id_token_hint names: the client asked for that user only.
+    refusal = _refusal(params, user)
+    if refusal is not None:
         await authorization.forget(session, request_id)
         await session.commit()
-        response = redirect(
-            authorization.error_redirect(
-                params.redirect_uri,
-                params.state,
-                "login_required",
-                "The signed-in user is not the one id_token_hint names",
-                iss,
-            )
-        )
-    elif params.org is not None:
-        # Organizations are not modelled yet, so no user is a member of any (decision 18).
-        await authorization.forget(session, request_id)
-        await session.commit()
-        response = redirect(
-            authorization.error_redirect(
-                params.redirect_uri,
-                params.state,
-                "access_denied",
-                "The user is not a member of that organization",
-                iss,
-            )
-        )
+        response = redirect(authorization.error_redirect(params.redirect_uri, params.state, *refusal, iss))
     elif await authorization.needs_consent(session, client, user.id, params):
         await session.commit()
         response = redirect(page_url(issuer, "consent", request_id))
