@@ -107,6 +107,9 @@ def config(log_format: str, level: str) -> dict[str, Any]:
         "root": {"handlers": ["default"], "level": "WARNING"},
         "loggers": {
             "authpi": {"level": level},
+            # SQLAlchemy's pool logs under its class's module, which for our pool subclass falls
+            # under "authpi": keep that library chatter (pool disposed/recreated) at library level.
+            "authpi.storage.db.GuardedPool": {"level": "WARNING"},
             "uvicorn": {"level": level},
             "uvicorn.error": {"level": level},
             # The access log is written by ``authpi.access`` (with duration and request ID).
