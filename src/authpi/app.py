@@ -15,7 +15,18 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from authpi import __version__, health
 from authpi.availability import Availability
 from authpi.http import api_docs, errors, middleware, unit_of_work
-from authpi.http.routes import accounts, api_keys, auth_methods, clients, issuers, me, sessions, tokens, users
+from authpi.http.routes import (
+    accounts,
+    api_keys,
+    auth_methods,
+    clients,
+    events,
+    issuers,
+    me,
+    sessions,
+    tokens,
+    users,
+)
 from authpi.memory import freeze_startup_objects, tune_allocator
 from authpi.observability import endpoint as metrics_endpoint
 from authpi.observability import metrics
@@ -119,7 +130,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     )
     errors.install(app)
     middleware.install(app)
-    for module in (me, accounts, api_keys, issuers, auth_methods, clients, users, sessions, tokens):
+    for module in (me, accounts, api_keys, issuers, auth_methods, clients, users, sessions, tokens, events):
         # Services never commit: a route outside the unit of work would lose its writes.
         assert all(isinstance(route, unit_of_work.UnitOfWork) for route in module.router.routes)
         app.include_router(module.router)

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from authpi import ids
 from authpi.clock import now_ms
-from authpi.services import api_keys, versions
+from authpi.services import api_keys, events, versions
 from authpi.services.errors import NotFound
 from authpi.storage.tables.accounts import Account
 from authpi.storage.tables.system import SystemValue
@@ -93,4 +93,5 @@ async def update_account(
             profile[field] = changes[field]
     account.profile = profile
     await session.flush()
+    await events.emit_for(session, "account.updated", account, "account", account_id=account.id)
     return account
