@@ -4,8 +4,10 @@ keyset pages newest first), gets and aggregates them, per account and behind ``e
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -14,8 +16,9 @@ from authpi_admin import AuthPIAdmin
 from authpi_admin.errors import ForbiddenError, NotFoundError, ValidationError
 from authpi_admin.generated.models import Event, Issuer
 
+from tests.conftest import BACKENDS, skip_without_postgres
 from tests.core.conftest import ClientFactory, KeyMaker, field_names
-from tests.harness import RunningServer
+from tests.harness import RunningServer, run_server
 
 pytestmark = pytest.mark.anyio
 
@@ -259,3 +262,24 @@ async def test_events_need_the_events_read_scope(
     for query in ("limit=0", "after=-1", "before=abc", f"event_types={'x,' * 5000}"):
         response = await raw.get(f"{account_path}/events?{query}")
         assert response.status_code in (400, 422), (query, response.text)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def short_retention(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
+    """A server that keeps events 2 s and runs housekeeping every second."""
+    skip_without_postgres(request.param)
+    settings = {"AUTHPI_EVENT_RETENTION": "2", "AUTHPI_HOUSEKEEPING_INTERVAL": "1"}
+    with run_server(request.param, settings) as running:
+        yield running
+
+
+async def test_events_older_than_the_retention_are_purged(short_retention: RunningServer) -> None:
+    async with AuthPIAdmin(api_key=short_retention.api_key, base_url=short_retention.url) as admin:
+        old = await admin.issuers.create({"name": "old"})
+        assert len(await events_of(admin, issuer_id=old.id)) == 1
+        deadline = time.monotonic() + 15
+        while await events_of(admin, issuer_id=old.id):
+            assert time.monotonic() < deadline, "the event outlived its retention"
+            await asyncio.sleep(0.25)
+        new = await admin.issuers.create({"name": "new"})
+        assert len(await events_of(admin, issuer_id=new.id)) == 1

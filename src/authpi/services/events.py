@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from contextvars import ContextVar
-from dataclasses import dataclass, field
+from contextvars import ContextVar, Token
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, func, inspect, select
@@ -55,6 +55,27 @@ def act_as(actor: Actor) -> None:
 
 def current_actor() -> Actor:
     return _actor.get()
+
+
+def acting_for(actor: Actor) -> Token[Actor]:
+    """``act_as`` for a whole request, undone with ``done``."""
+    return _actor.set(actor)
+
+
+def done(token: Token[Actor]) -> None:
+    _actor.reset(token)
+
+
+def identify(**ids_: str | None) -> None:
+    """Adds who the request turned out to act for (a client, a user) to the current actor."""
+    actor = current_actor()
+    _actor.set(replace(actor, auth={**actor.auth, **{k: v for k, v in ids_.items() if v is not None}}))
+
+
+def end_user(ip: str | None, user_agent: str | None) -> Actor:
+    """The actor of an IdP request (a person's browser or their application); the account is the
+    issuer's, found when an event is emitted."""
+    return Actor(trigger="user", source="idp", auth={"ip": ip, "user_agent": user_agent})
 
 
 # --- what may be said -------------------------------------------------------------------------------

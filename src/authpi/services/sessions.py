@@ -92,6 +92,8 @@ async def create_op_session(
     if replaces:
         await _supersede(session, issuer.id, replaces, row)
     await _enforce_cap(session, issuer.id, user_id, limits.get("max_per_user", 50))
+    events.identify(user_id=user_id)
+    await emit(session, "session.created", row, account_id=issuer.account_id)
     return row, secret
 
 
@@ -245,9 +247,16 @@ async def mark_compromised(session: AsyncSession, row: Session, reason: str) -> 
     await emit(session, "session.compromised", row)
 
 
-async def emit(session: AsyncSession, kind: str, row: Session) -> None:
+async def emit(session: AsyncSession, kind: str, row: Session, *, account_id: str | None = None) -> None:
     await events.emit_for(
-        session, kind, row, "session", issuer_id=row.issuer_id, user_id=row.user_id, client_id=row.client_id
+        session,
+        kind,
+        row,
+        "session",
+        account_id=account_id,
+        issuer_id=row.issuer_id,
+        user_id=row.user_id,
+        client_id=row.client_id,
     )
 
 
