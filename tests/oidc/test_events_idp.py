@@ -29,7 +29,7 @@ async def events_of(admin: AuthPIAdmin, realm: Realm, **filters: Any) -> list[Ev
 
 def assert_no_secrets(found: list[Event], *values: str) -> None:
     dumped = json.dumps([e.model_dump() for e in found])
-    for value in (PASSWORD, *values):
+    for value in (PASSWORD, "cookie_digest", "password_hash", *values):
         assert value not in dumped
 
 
@@ -81,6 +81,23 @@ async def test_sign_in_refresh_and_reuse(admin: AuthPIAdmin, realm: Realm, brows
         client.secret or "",
         *(cookie.value for cookie in browser.http.cookies.jar if cookie.value),
     )
+
+
+async def test_core_session_actions(admin: AuthPIAdmin, realm: Realm, server: RunningServer) -> None:
+    client = await realm.client()
+    await realm.user(EMAIL)
+    sid = unverified_claims((await realm.tokens(client, EMAIL))["access_token"])["sid"]
+    sessions = admin.issuer(realm.id).sessions
+    await sessions.suspend(sid)
+    await sessions.reactivate(sid)
+    await sessions.revoke(sid)
+    about = [
+        e for e in await events_of(admin, realm, client_id=client.id) if e.subject and e.subject["id"] == sid
+    ]
+    assert [e.type for e in about] == ["session.updated", "session.updated", "session.terminated"]
+    assert [e.data["status"] for e in about if e.data] == ["suspended", "active", "revoked"]
+    for event in about:
+        assert event.trigger == "api" and event.auth and event.auth["key_id"] == server.api_key[0]
 
 
 async def test_client_credentials_emit_machine_token_issued(admin: AuthPIAdmin, realm: Realm) -> None:
