@@ -283,3 +283,25 @@ async def test_events_older_than_the_retention_are_purged(short_retention: Runni
             await asyncio.sleep(0.25)
         new = await admin.issuers.create({"name": "new"})
         assert len(await events_of(admin, issuer_id=new.id)) == 1
+
+
+async def test_trace_is_the_request_id_and_refused_changes_leave_no_event(
+    admin: AuthPIAdmin, issuer: Issuer, raw: httpx.AsyncClient, account_path: str, unique: str
+) -> None:
+    created = await raw.post(
+        f"{account_path}/issuers/{issuer.id}/users",
+        json={"username_type": "unique-name", "username": f"t-{unique}"},
+        headers={"X-Request-Id": f"trace-{unique}"},
+    )
+    assert created.status_code == 201, created.text
+    user_id = created.json()["data"]["id"]
+    [event] = await events_of(admin, user_id=user_id)
+    assert event.trace == f"trace-{unique}" == created.headers["x-request-id"]
+
+    stale = await raw.patch(
+        f"{account_path}/issuers/{issuer.id}/users/{user_id}",
+        json={"profile": {"name": "late"}},
+        headers={"If-Match": '"1"'},
+    )
+    assert stale.status_code == 412
+    assert await events_of(admin, user_id=user_id) == [event]
