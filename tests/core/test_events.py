@@ -305,3 +305,18 @@ async def test_trace_is_the_request_id_and_refused_changes_leave_no_event(
     )
     assert stale.status_code == 412
     assert await events_of(admin, user_id=user_id) == [event]
+
+
+async def test_a_new_account_starts_its_log_with_account_created(
+    other_account: dict[str, str], client_for: ClientFactory
+) -> None:
+    async with client_for(other_account["key_id"], other_account["key_secret"]) as other:
+        first = await events_of(other, event_types="account.created,api-key.created")
+    created = [
+        e
+        for e in first
+        if e.subject and e.subject["id"] in (other_account["account_id"], other_account["key_id"])
+    ]
+    assert sorted(e.type for e in created) == ["account.created", "api-key.created"]
+    for event in created:
+        assert event.trigger == "system" and event.source == "authpi" and event.auth is None

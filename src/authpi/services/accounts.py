@@ -44,19 +44,19 @@ async def create_account(session: AsyncSession, name: str | None) -> Credentials
     await platform_issuer_id(session)
     now = now_ms()
     account_id = ids.account_id()
-    session.add(
-        Account(
-            id=account_id,
-            org_id=ids.org_id_for_account(account_id),
-            name=name,
-            org_type="business",
-            profile={},
-            metadata_={},
-            created_at=now,
-            updated_at=now,
-        )
+    account = Account(
+        id=account_id,
+        org_id=ids.org_id_for_account(account_id),
+        name=name,
+        org_type="business",
+        profile={},
+        metadata_={},
+        created_at=now,
+        updated_at=now,
     )
+    session.add(account)
     await session.flush()
+    await events.emit_for(session, "account.created", account, "account", account_id=account_id)
     new_key = await api_keys.create_key(
         session, account_id, name="Bootstrap key", restrictions={"scopes": ["*"]}
     )
