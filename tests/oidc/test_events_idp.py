@@ -15,7 +15,8 @@ from authpi_admin.generated.models import Event
 
 from tests.conftest import BACKENDS, skip_without_postgres
 from tests.harness import RunningServer, run_server
-from tests.oidc.helpers import PASSWORD, Browser, Realm, describe, realm_on, unverified_claims
+from tests.oidc.helpers import PASSWORD, Browser, Realm, describe, new_realm, realm_on, unverified_claims
+from tests.oidc.test_lockout import sign_up
 
 pytestmark = pytest.mark.anyio
 
@@ -132,3 +133,19 @@ async def test_rate_limited_flow_is_recorded_once_per_window(strict_server: Runn
         [limited] = await events_of(realm.admin, realm, event_types="auth.flow.rate-limited")
         assert limited.subject == {"type": "issuer", "id": realm.id} and limited.trigger == "user"
         assert limited.data and limited.data["rule"] == "authorize" and limited.auth and limited.auth["ip"]
+
+
+async def test_hosted_sign_up_emits_user_created_once(admin: AuthPIAdmin, server: RunningServer) -> None:
+    realm = await new_realm(admin, server, signup=True)
+    client = await realm.client()
+    secret = "a sign-up passphrase 123"
+    fresh = await sign_up(realm, client.id, "new@example.com", secret)
+    assert fresh.status_code == 200, describe(fresh)
+    taken = await sign_up(realm, client.id, "NEW@example.com", "another passphrase 456")
+    assert taken.status_code == 200, describe(taken)
+    [created] = await events_of(admin, realm, event_types="user.created")
+    [user] = (await realm.api.users.list()).data
+    assert created.subject == {"type": "user", "id": user.user_id} and created.data
+    assert created.data["username"] == "new@example.com" and created.trigger == "user"
+    assert created.source == "idp" and created.auth and created.auth["ip"]
+    assert_no_secrets([created], secret, "another passphrase 456")
