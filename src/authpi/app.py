@@ -15,7 +15,18 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from authpi import __version__, health
 from authpi.availability import Availability
 from authpi.http import api_docs, errors, middleware, unit_of_work
-from authpi.http.routes import accounts, api_keys, auth_methods, clients, issuers, me, sessions, tokens, users
+from authpi.http.routes import (
+    accounts,
+    api_keys,
+    auth_methods,
+    clients,
+    events,
+    issuers,
+    me,
+    sessions,
+    tokens,
+    users,
+)
 from authpi.memory import freeze_startup_objects, tune_allocator
 from authpi.observability import endpoint as metrics_endpoint
 from authpi.observability import metrics
@@ -24,6 +35,7 @@ from authpi.oidc.app import create_idp_app
 from authpi.oidc.errors import NO_STORE
 from authpi.request_limits import BodyLimit, client_gone
 from authpi.runtime import Runtime
+from authpi.services import events as event_log
 from authpi.services import housekeeping
 from authpi.settings import Settings, get_settings
 from authpi.shutdown import AnswerCancelledRequests
@@ -76,9 +88,25 @@ class Dispatcher:
                 body = {"error": "invalid_request", "error_description": "The URL must not contain NUL"}
                 await JSONResponse(body, status_code=400, headers=NO_STORE)(scope, receive, send)
                 return
-            await self.idp(scope, receive, send)
+            token = event_log.acting_for(event_log.end_user(_client_ip(scope), _user_agent(scope)))
+            try:
+                await self.idp(scope, receive, send)
+            finally:
+                event_log.done(token)
             return
         await self.core(scope, receive, send)
+
+
+def _client_ip(scope: Scope) -> str | None:
+    client = scope.get("client")
+    return str(client[0]) if client else None
+
+
+def _user_agent(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", []):
+        if name == b"user-agent":
+            return bytes(value[:500]).decode("latin-1")
+    return None
 
 
 def create_app(settings: Settings | None = None) -> ASGIApp:
@@ -119,7 +147,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     )
     errors.install(app)
     middleware.install(app)
-    for module in (me, accounts, api_keys, issuers, auth_methods, clients, users, sessions, tokens):
+    for module in (me, accounts, api_keys, issuers, auth_methods, clients, users, sessions, tokens, events):
         # Services never commit: a route outside the unit of work would lose its writes.
         assert all(isinstance(route, unit_of_work.UnitOfWork) for route in module.router.routes)
         app.include_router(module.router)

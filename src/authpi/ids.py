@@ -39,9 +39,12 @@ def hex32(prefix: str) -> str:
     return prefix + secrets.token_hex(16)
 
 
-def ulid(prefix: str) -> str:
-    ms = time.time_ns() // 1_000_000
-    value = (ms << 80) | int.from_bytes(os.urandom(10), "big")
+def ulid(prefix: str, ms: int | None = None, *, lowest: bool = False) -> str:
+    """A ULID for the millisecond ``ms`` (now by default); ``lowest`` gives the smallest one of that
+    millisecond, a bound for range scans over IDs by time."""
+    if ms is None:
+        ms = time.time_ns() // 1_000_000
+    value = (ms << 80) | (0 if lowest else int.from_bytes(os.urandom(10), "big"))
     chars = []
     for _ in range(26):
         value, rem = divmod(value, 32)

@@ -34,6 +34,8 @@ class RateLimits:
             "token": parse(settings.rate_limit_token),
             "authorize": parse(settings.rate_limit_authorize),
         }
+        # One extra hit per rule, identity and window: the first refusal of a window is reported.
+        self._reported = {rule: type(item)(1, item.multiples) for rule, item in self._rules.items()}
 
     async def hit(self, rule: str, identity: str) -> None:
         """Count one request of ``identity`` against ``rule``; raise ``RateLimited`` past the limit."""
@@ -43,4 +45,5 @@ class RateLimits:
         if await self._limiter.hit(item, rule, identity):
             return
         stats = await self._limiter.get_window_stats(item, rule, identity)
-        raise RateLimited(int(stats.reset_time - time.time()) + 1)
+        first = await self._limiter.hit(self._reported[rule], f"reported:{rule}", identity)
+        raise RateLimited(int(stats.reset_time - time.time()) + 1, first=first)

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
         ge=0,
         description="Seconds expired or revoked sessions, codes and refresh tokens are kept before deletion.",
     )
+    event_retention: int = Field(
+        default=90 * 86400, ge=0, description="Seconds events are kept in the event log before deletion."
+    )
     housekeeping_interval: float = Field(
         default=60.0,
         gt=0,

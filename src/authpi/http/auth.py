@@ -16,7 +16,7 @@ from fastapi.security.base import SecurityBase
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authpi.runtime import Runtime
-from authpi.services import api_keys, idempotency
+from authpi.services import api_keys, events, idempotency
 from authpi.services.errors import Forbidden, NotFound, Unauthorized
 from authpi.services.principal import Principal
 
@@ -91,6 +91,7 @@ def require(scope: str | None) -> Callable[..., Awaitable[Principal]]:
         request: Request, session: AsyncSession = Depends(db_session), _: None = Security(API_KEY)
     ) -> Principal:
         principal = await authenticate(request, session)
+        events.act_as(_actor(request, principal))
         path_account = request.path_params.get("account_id")
         if path_account is not None and path_account != principal.account_id:
             # Another account's resources do not exist for this caller (decision 7).
@@ -101,6 +102,16 @@ def require(scope: str | None) -> Callable[..., Awaitable[Principal]]:
         return principal
 
     return guard
+
+
+def _actor(request: Request, principal: Principal) -> events.Actor:
+    auth = {
+        "type": "api_key",
+        "key_id": principal.key_id,
+        "ip": client_ip(request),
+        "user_agent": request.headers.get("user-agent"),
+    }
+    return events.Actor(trigger="api", source="core-api", account_id=principal.account_id, auth=auth)
 
 
 async def _claim_idempotency_key(request: Request, session: AsyncSession, principal: Principal) -> None:

@@ -14,6 +14,7 @@ from authpi.oidc import pkce, tokens
 from authpi.oidc.context import openid, signing_alg, single, ttl
 from authpi.oidc.errors import OAuthError, invalid_grant, invalid_request
 from authpi.oidc.keys import IssuerKeys
+from authpi.services import events
 from authpi.services import sessions as session_service
 from authpi.storage.tables.clients import Client
 from authpi.storage.tables.issuers import Issuer
@@ -203,6 +204,16 @@ async def authorization_code(
         # A replayed code revokes everything issued with it (RFC 6749 §4.1.2).
         if rp is not None:
             await session_service.revoke(session, rp, "authorization_code_reuse")
+        await events.emit(
+            session,
+            "auth.flow.replay-attempt",
+            subject={"type": "session", "id": row.rp_session_id},
+            data={"grant_type": "authorization_code", "session_revoked": rp is not None},
+            account_id=grant.issuer.account_id,
+            issuer_id=grant.issuer.id,
+            user_id=row.user_id,
+            client_id=grant.client.id,
+        )
         await session.commit()
         raise invalid_grant("The authorization code was already used")
     if row.expires_at <= now_ms():
@@ -282,6 +293,7 @@ async def refresh_token(session: AsyncSession, grant: Grant, form: dict[str, lis
         await session.commit()
         raise invalid_grant("The refresh token was already used")
     rp.refresh_count = (rp.refresh_count or 0) + 1
+    await session_service.emit(session, "session.token-refreshed", rp, account_id=grant.issuer.account_id)
     body = await _user_tokens(
         session,
         grant,
@@ -299,7 +311,9 @@ async def refresh_token(session: AsyncSession, grant: Grant, form: dict[str, lis
     return body
 
 
-def client_credentials(grant: Grant, form: dict[str, list[str]]) -> dict[str, Any]:
+async def client_credentials(
+    session: AsyncSession, grant: Grant, form: dict[str, list[str]]
+) -> dict[str, Any]:
     client = grant.client
     _allowed_grant(client, "client_credentials")
     if not client.confidential:
@@ -326,4 +340,15 @@ def client_credentials(grant: Grant, form: dict[str, list[str]]) -> dict[str, An
         ttl=access_ttl,
         dat_type="client",
     )
+    await events.emit(
+        session,
+        "machine.token.issued",
+        subject={"type": "client", "id": client.id},
+        data={"scope": scope, "audience": _audience(resources, client.id), "expires_in": access_ttl},
+        account_id=grant.issuer.account_id,
+        issuer_id=grant.issuer.id,
+        client_id=client.id,
+        trigger="api",
+    )
+    await session.commit()
     return _response(access, access_ttl, scope)

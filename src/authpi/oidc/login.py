@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from authpi import ids
 from authpi.clock import now_ms
 from authpi.crypto import hashing, passwords
-from authpi.services import lockouts, users
+from authpi.services import events, lockouts, users
 from authpi.services.auth_method_types import TYPES
 from authpi.services.errors import InvalidInput
 from authpi.storage.tables.auth_methods import AuthMethod
@@ -115,24 +115,34 @@ async def signup(
     profile: dict[str, Any] = {"email_verified": False}
     if name.strip():
         profile["name"] = name.strip()[:200]
-    session.add(
-        User(
-            id=ids.user_id(),
-            issuer_id=issuer.id,
-            username_type="email",
-            username=username.value,
-            username_key=key,
-            username_hash=hashing.digest(key),
-            status="pending_approval" if issuer.settings["access"]["mode"] == "approval" else "active",
-            status_at=now,
-            profile=profile,
-            metadata_={},
-            # Hashed whether or not the address is taken, so both answers take the same time.
-            password_hash=await passwords.hash_password(password),
-            password_changed_at=now,
-            created_at=now,
-            updated_at=now,
-        )
+    user = User(
+        id=ids.user_id(),
+        issuer_id=issuer.id,
+        username_type="email",
+        username=username.value,
+        username_key=key,
+        username_hash=hashing.digest(key),
+        status="pending_approval" if issuer.settings["access"]["mode"] == "approval" else "active",
+        status_at=now,
+        profile=profile,
+        metadata_={},
+        # Hashed whether or not the address is taken, so both answers take the same time.
+        password_hash=await passwords.hash_password(password),
+        password_changed_at=now,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(user)
+    # Recorded whether or not the address is taken (same work either way); the commit keeps it
+    # only with the account it describes.
+    await events.emit_for(
+        session,
+        "user.created",
+        user,
+        "user",
+        account_id=issuer.account_id,
+        issuer_id=issuer.id,
+        user_id=user.id,
     )
     try:
         # The unique (issuer, username key) decides, also between concurrent sign-ups.

@@ -16,6 +16,7 @@ from authpi.oidc.authorization import AuthorizeParams
 from authpi.oidc.browser import SESSION_COOKIE, Csrf, set_cookie
 from authpi.oidc.context import issuer_url
 from authpi.runtime import Runtime
+from authpi.services import events
 from authpi.services.errors import RateLimited
 from authpi.storage.tables.clients import Client
 from authpi.storage.tables.issuers import Issuer
@@ -103,10 +104,26 @@ async def rate_limited(
     try:
         await rt.rate_limits.hit(rule, identity)
     except RateLimited as exc:
+        if exc.first:
+            await _record_rate_limit(rt, issuer, rule, exc.retry_after)
         response = message(request, rt, issuer, "Too many attempts", text, 429)
         response.headers["Retry-After"] = str(exc.retry_after)
         return response
     return None
+
+
+async def _record_rate_limit(rt: Runtime, issuer: Issuer, rule: str, retry_after: int) -> None:
+    """``auth.flow.rate-limited``, once per caller and window (a flood adds no writes)."""
+    async with rt.sessions() as session:
+        await events.emit(
+            session,
+            "auth.flow.rate-limited",
+            subject={"type": "issuer", "id": issuer.id},
+            data={"rule": rule, "retry_after": retry_after},
+            account_id=issuer.account_id,
+            issuer_id=issuer.id,
+        )
+        await session.commit()
 
 
 def plain_message(issuer_id: str, heading: str, text: str, status: int) -> Response:

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from authpi import ids
 from authpi.clock import now_ms
-from authpi.services import api_keys, versions
+from authpi.services import api_keys, events, versions
 from authpi.services.errors import NotFound
 from authpi.storage.tables.accounts import Account
 from authpi.storage.tables.system import SystemValue
@@ -44,19 +44,19 @@ async def create_account(session: AsyncSession, name: str | None) -> Credentials
     await platform_issuer_id(session)
     now = now_ms()
     account_id = ids.account_id()
-    session.add(
-        Account(
-            id=account_id,
-            org_id=ids.org_id_for_account(account_id),
-            name=name,
-            org_type="business",
-            profile={},
-            metadata_={},
-            created_at=now,
-            updated_at=now,
-        )
+    account = Account(
+        id=account_id,
+        org_id=ids.org_id_for_account(account_id),
+        name=name,
+        org_type="business",
+        profile={},
+        metadata_={},
+        created_at=now,
+        updated_at=now,
     )
+    session.add(account)
     await session.flush()
+    await events.emit_for(session, "account.created", account, "account", account_id=account_id)
     new_key = await api_keys.create_key(
         session, account_id, name="Bootstrap key", restrictions={"scopes": ["*"]}
     )
@@ -93,4 +93,5 @@ async def update_account(
             profile[field] = changes[field]
     account.profile = profile
     await session.flush()
+    await events.emit_for(session, "account.updated", account, "account", account_id=account.id)
     return account

@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from authpi import ids
 from authpi.clock import now_ms
 from authpi.crypto import hashing
+from authpi.services import events, versions
 from authpi.services import scopes as scope_rules
-from authpi.services import versions
 from authpi.services.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from authpi.services.principal import Principal
 from authpi.storage.tables.accounts import Account
@@ -242,6 +242,7 @@ async def create_key(
     plain = _new_secret_for(key, secret, secret_hint)
     session.add(key)
     await session.flush()
+    await events.emit_for(session, "api-key.created", key, "api_key", account_id=account_id)
     return NewKey(key, plain)
 
 
@@ -282,6 +283,7 @@ async def update_key(
 ) -> ApiKey:
     key = await get_key(session, account_id, key_id, for_update=True)
     await versions.claim(session, key, "API key", if_match)
+    status_before = key.status
     if "name" in changes and changes["name"] is None:
         raise InvalidInput.on("name", "required", "name cannot be null")
     before = Reach.of(key)
@@ -298,7 +300,18 @@ async def update_key(
     after = Reach.of(key)
     _check_grantable(grantor, granted_scopes(before, after), after)
     await session.flush()
+    await events.emit_for(
+        session, _status_event(status_before, key.status), key, "api_key", account_id=account_id
+    )
     return key
+
+
+# Status changes with an event of their own; any other change of a key is ``api-key.updated``.
+_STATUS_EVENTS = {("active", "blocked"): "api-key.blocked", ("blocked", "active"): "api-key.unblocked"}
+
+
+def _status_event(before: str, after: str) -> str:
+    return _STATUS_EVENTS.get((before, after), "api-key.updated")
 
 
 _ALLOWED = {
@@ -333,10 +346,15 @@ async def set_status(
     key = await get_key(session, account_id, key_id, for_update=True)
     await versions.claim(session, key, "API key", if_match)
     before = Reach.of(key)
+    status_before = key.status
     _transition(key, target, reason, by)
     after = Reach.of(key)
     _check_grantable(grantor, granted_scopes(before, after), after)
     await session.flush()
+    if key.status != status_before:
+        await events.emit_for(
+            session, _status_event(status_before, key.status), key, "api_key", account_id=account_id
+        )
     return key
 
 
@@ -357,11 +375,13 @@ async def rotate(
     plain = _new_secret_for(key, secret, None)
     key.last_rotated_at = now_ms()
     await session.flush()
+    await events.emit_for(session, "api-key.updated", key, "api_key", account_id=account_id)
     return plain
 
 
 async def delete_key(session: AsyncSession, account_id: str, key_id: str, if_match: str | None) -> None:
     key = await get_key(session, account_id, key_id, for_update=True)
     await versions.claim(session, key, "API key", if_match)
+    await events.emit_for(session, "api-key.deleted", key, "api_key", account_id=account_id)
     await session.delete(key)
     await session.flush()

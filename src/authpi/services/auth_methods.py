@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from authpi import ids
 from authpi.clock import now_ms
 from authpi.crypto.secretbox import SecretBox
-from authpi.services import versions
+from authpi.services import events, versions
 from authpi.services.auth_method_types import TYPES, MethodType, check_settings
 from authpi.services.errors import Conflict, FieldProblem, InvalidInput, NotFound
 from authpi.storage.tables.auth_methods import AuthMethod
@@ -95,7 +95,12 @@ async def create_method(
     )
     session.add(row)
     await session.flush()
+    await _emit(session, "issuer.auth-method.created", row)
     return row
+
+
+async def _emit(session: AsyncSession, kind: str, row: AuthMethod) -> None:
+    await events.emit_for(session, kind, row, "auth_method", issuer_id=row.issuer_id)
 
 
 async def list_methods(session: AsyncSession, issuer_id: str) -> list[AuthMethod]:
@@ -174,11 +179,13 @@ async def update_method(
         public = {k: v for k, v in settings.items() if k not in spec.secrets and k not in spec.immutable}
         row.settings = {**row.settings, **public}
     await session.flush()
+    await _emit(session, "issuer.auth-method.updated", row)
     return row
 
 
 async def delete_method(session: AsyncSession, issuer_id: str, method_id: str, if_match: str | None) -> None:
     row = await get_method(session, issuer_id, method_id, for_update=True)
     await versions.claim(session, row, "Auth method", if_match)
+    await _emit(session, "issuer.auth-method.deleted", row)
     await session.delete(row)
     await session.flush()

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from authpi import ids
 from authpi.clock import now_ms
 from authpi.crypto import hashing
-from authpi.services import sessions, versions
+from authpi.services import events, sessions, versions
 from authpi.services.errors import Conflict, FieldProblem, InvalidInput, NotFound
 from authpi.storage import row_cache
 from authpi.storage.after_commit import after_commit
@@ -293,6 +293,14 @@ def _forget_cached(client: Client) -> None:
     row_cache.rows.invalidate("origins", client.issuer_id)
 
 
+# A client is "blocked" while disabled; any other change is ``client.updated``.
+_STATUS_EVENTS = {("active", "disabled"): "client.blocked", ("disabled", "active"): "client.unblocked"}
+
+
+async def _emit(session: AsyncSession, kind: str, client: Client) -> None:
+    await events.emit_for(session, kind, client, "client", issuer_id=client.issuer_id, client_id=client.id)
+
+
 async def _saved(session: AsyncSession, client: Client) -> None:
     """Flush a change to ``client``; the cached copies go once the transaction commits."""
     await session.flush()
@@ -495,6 +503,7 @@ async def create_client(session: AsyncSession, issuer_id: str, body: dict[str, A
     secret = _new_secret(client) if confidential else None
     session.add(client)
     await _saved(session, client)
+    await _emit(session, "client.created", client)
     return NewClient(client, secret)
 
 
@@ -540,6 +549,7 @@ async def update_client(
 ) -> Client:
     client = await get_client(session, issuer_id, client_id, for_update=True)
     await versions.claim(session, client, "Client", if_match)
+    status_before = client.status
     problems = [
         FieldProblem(field, "immutable", f"{field} cannot change; create a new client")
         for field in ("type", "confidential")
@@ -573,6 +583,7 @@ async def update_client(
                 session, issuer_id, client_id=client.id, reason=f"client_{client.status}"
             )
     await _saved(session, client)
+    await _emit(session, _STATUS_EVENTS.get((status_before, client.status), "client.updated"), client)
     return client
 
 
@@ -586,6 +597,7 @@ async def delete_client(session: AsyncSession, issuer_id: str, client_id: str, i
     client.deleted_at = now
     await sessions.revoke_all(session, issuer_id, client_id=client.id, reason="client_deleted")
     await _saved(session, client)
+    await _emit(session, "client.deleted", client)
 
 
 async def rotate_secret(
@@ -599,4 +611,5 @@ async def rotate_secret(
     plain = _new_secret(client)
     client.secret_rotated_at = now_ms()
     await _saved(session, client)
+    await _emit(session, "client.secret.rotated", client)
     return client, plain

@@ -81,9 +81,11 @@ class RateLimited(ServiceError):
     code = "rate_limited"
     retryable = True
 
-    def __init__(self, retry_after: int) -> None:
+    def __init__(self, retry_after: int, *, first: bool = False) -> None:
         super().__init__("Too many requests; retry later.")
         self.retry_after = max(1, retry_after)
+        # The first refusal of this caller in this window (worth recording once, not per request).
+        self.first = first
 
 
 def check_etag(what: str, if_match: str | None, current_etag: str) -> None:

@@ -30,6 +30,7 @@ from authpi.settings import Settings
 from authpi.storage import dialects
 from authpi.storage.tables.base import Base
 from authpi.storage.tables.clients import Client
+from authpi.storage.tables.events import Event
 from authpi.storage.tables.idempotency import IdempotencyRecord
 from authpi.storage.tables.issuers import Issuer
 from authpi.storage.tables.leases import Lease
@@ -64,6 +65,7 @@ class Cutoffs:
     now: int
     ended_before: int  # expired or revoked before this: kept no longer (AUTHPI_EXPIRED_RETENTION)
     deleted_before: int  # soft-deleted before this: purged (AUTHPI_PURGE_AFTER)
+    events_before: int = 0  # events older than this: purged (AUTHPI_EVENT_RETENTION)
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,8 @@ PURGES: Sequence[Purge] = (
     Purge(IdempotencyRecord, lambda c: IdempotencyRecord.expires_at <= c.now),
     Purge(CredentialLockout, lambda c: CredentialLockout.expires_at <= c.now),
     Purge(SigningKey, lambda c: SigningKey.unpublish_at <= c.now),
+    # The event log keeps AUTHPI_EVENT_RETENTION of history.
+    Purge(Event, lambda c: Event.timestamp < c.events_before),
     # Sessions stay visible (sessions API, audit) for the retention after they ended.
     Purge(Session, lambda c: Session.expires_at <= c.ended_before),
     Purge(Session, lambda c: Session.status.in_(ENDED) & (Session.status_at <= c.ended_before)),
@@ -199,6 +203,7 @@ class Housekeeper:
         self.lease_seconds = self.interval + LEASE_MARGIN_S
         self._retention_ms = settings.expired_retention * 1000
         self._purge_after_ms = settings.purge_after * 1000
+        self._event_retention_ms = settings.event_retention * 1000
         self.holder = new_holder()
         self._claimed_at = 0.0
 
@@ -220,7 +225,9 @@ class Housekeeper:
         if not await self._claim():
             return None
         now = now_ms()
-        cut = Cutoffs(now, now - self._retention_ms, now - self._purge_after_ms)
+        cut = Cutoffs(
+            now, now - self._retention_ms, now - self._purge_after_ms, now - self._event_retention_ms
+        )
         purged: dict[str, int] = {}
         try:
             for purge in PURGES:

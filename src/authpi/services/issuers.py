@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from authpi import ids
 from authpi.clock import now_ms
-from authpi.services import issuer_settings, versions
+from authpi.services import events, issuer_settings, versions
 from authpi.services.errors import InvalidInput, NotFound
 from authpi.storage import row_cache
 from authpi.storage.after_commit import after_commit
@@ -108,6 +108,9 @@ async def create_issuer(session: AsyncSession, account_id: str, body: dict[str, 
     )
     session.add(issuer)
     await session.flush()
+    await events.emit_for(
+        session, "issuer.created", issuer, "issuer", account_id=account_id, issuer_id=issuer.id
+    )
     return issuer
 
 
@@ -180,6 +183,8 @@ async def update_issuer(
         if issuer.status == "deleted":
             issuer.deleted_at = now
     await session.flush()
+    kind = "issuer.deleted" if issuer.status == "deleted" else "issuer.updated"
+    await events.emit_for(session, kind, issuer, "issuer", account_id=account_id, issuer_id=issuer.id)
     after_commit(session, lambda: row_cache.rows.invalidate("issuer", issuer.id))
     return issuer
 

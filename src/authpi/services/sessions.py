@@ -13,7 +13,7 @@ from sqlalchemy.orm import aliased
 from authpi import ids
 from authpi.clock import next_version, now_ms
 from authpi.crypto import hashing
-from authpi.services import versions
+from authpi.services import events, versions
 from authpi.services.errors import Conflict, NotFound
 from authpi.storage.tables.issuers import Issuer
 from authpi.storage.tables.oauth import RefreshToken
@@ -92,6 +92,8 @@ async def create_op_session(
     if replaces:
         await _supersede(session, issuer.id, replaces, row)
     await _enforce_cap(session, issuer.id, user_id, limits.get("max_per_user", 50))
+    events.identify(user_id=user_id)
+    await emit(session, "session.created", row, account_id=issuer.account_id)
     return row, secret
 
 
@@ -242,6 +244,24 @@ async def mark_compromised(session: AsyncSession, row: Session, reason: str) -> 
     row.compromised_at = now
     row.compromised_reason = reason
     await revoke(session, row, reason)
+    await emit(session, "session.compromised", row)
+
+
+async def emit(session: AsyncSession, kind: str, row: Session, *, account_id: str | None = None) -> None:
+    await events.emit_for(
+        session,
+        kind,
+        row,
+        "session",
+        account_id=account_id,
+        issuer_id=row.issuer_id,
+        user_id=row.user_id,
+        client_id=row.client_id,
+    )
+
+
+# What each Core API action on a session is called in the event log.
+ADMIN_EVENTS = {"revoke": "session.terminated", "suspend": "session.updated", "reactivate": "session.updated"}
 
 
 def _lapsed(now: int) -> Any:
@@ -328,4 +348,5 @@ async def admin_action(
             raise Conflict(f"Only a suspended session can be reactivated (this one is {current})")
         row.status, row.status_at, row.status_reason, row.status_by = "active", now_ms(), None, by
     await session.flush()
+    await emit(session, ADMIN_EVENTS[action], row)
     return row

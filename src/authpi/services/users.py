@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from authpi import ids
 from authpi.clock import now_ms
 from authpi.crypto import hashing, passwords
-from authpi.services import lockouts, sessions, versions
+from authpi.services import events, lockouts, sessions, versions
 from authpi.services.auth_method_types import TYPES as METHOD_TYPES
 from authpi.services.clients import scope_names
 from authpi.services.errors import Conflict, FieldProblem, InvalidInput, NotFound
@@ -268,7 +268,25 @@ async def create_user(session: AsyncSession, issuer_id: str, body: dict[str, Any
         _set_password(user, password_hash)
     session.add(user)
     await _flush_unique(session)
+    await _emit(session, "user.created", user)
     return user
+
+
+# Status changes with an event of their own; other changes are ``user.updated``.
+_STATUS_EVENTS = {("blocked", "active"): "user.unblocked"}
+
+
+async def _emit(session: AsyncSession, kind: str, user: User) -> None:
+    await events.emit_for(session, kind, user, "user", issuer_id=user.issuer_id, user_id=user.id)
+
+
+def _change_events(status_before: str, user: User, changes: dict[str, Any]) -> list[str]:
+    kinds = ["user.password.changed"] if "password" in changes else []
+    if user.status != status_before:
+        kinds.append(_STATUS_EVENTS.get((status_before, user.status), "user.updated"))
+    elif set(changes) - {"password"}:
+        kinds.append("user.updated")
+    return kinds
 
 
 def list_statement(issuer_id: str, *, q: str | None = None, status: str | None = None) -> Select[Any]:
@@ -298,6 +316,7 @@ async def update_user(
     password_hash = await _hashed(password)
     user = await get_user(session, issuer_id, user_id, for_update=True)
     await versions.claim(session, user, "User", if_match)
+    status_before = user.status
     problems = [
         FieldProblem(field, "immutable", f"{field} cannot change")
         for field in ("username", "username_type")
@@ -335,6 +354,8 @@ async def update_user(
         reason = "password_changed" if user.password_hash is not None else "password_removed"
         await sessions.revoke_all(session, issuer_id, user_id=user.id, reason=reason)
     await session.flush()
+    for kind in _change_events(status_before, user, changes):
+        await _emit(session, kind, user)
     return user
 
 
@@ -351,3 +372,4 @@ async def delete_user(session: AsyncSession, issuer_id: str, user_id: str, if_ma
     user.username_key = f"deleted:{user.id}"
     await sessions.revoke_all(session, issuer_id, user_id=user.id, reason="user_deleted")
     await session.flush()
+    await _emit(session, "user.deleted", user)

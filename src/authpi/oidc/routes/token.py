@@ -21,6 +21,7 @@ from authpi.oidc.context import (
 from authpi.oidc.cors import Cors
 from authpi.oidc.errors import NO_STORE, OAuthError
 from authpi.oidc.routes import Routes
+from authpi.services import events
 from authpi.services.errors import RateLimited
 
 router = Routes()
@@ -46,6 +47,7 @@ async def token(issuer_id: str, request: Request) -> Response:
     async with rt.sessions() as session:
         issuer = await load_issuer(session, issuer_id)
         client = await authenticate_client(session, issuer.id, creds)
+        events.identify(type="client", client_id=client.id)
         # A refresh token may be signed by a key another worker rotated in: look its kid up.
         presented = single(form, "refresh_token") if grant_type == "refresh_token" else None
         keys = await (rt.keys.for_token(issuer.id, presented) if presented else rt.keys.get(issuer.id))
@@ -55,6 +57,6 @@ async def token(issuer_id: str, request: Request) -> Response:
         elif grant_type == "refresh_token":
             body = await grants.refresh_token(session, grant, form)
         else:
-            body = grants.client_credentials(grant, form)
+            body = await grants.client_credentials(session, grant, form)
     metrics.count_token(grant_type)
     return Response(json.dumps(body, separators=(",", ":")), media_type="application/json", headers=NO_STORE)

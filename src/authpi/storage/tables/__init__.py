@@ -5,6 +5,7 @@ from authpi.storage.tables import (  # noqa: F401
     api_keys,
     auth_methods,
     clients,
+    events,
     idempotency,
     issuers,
     leases,
