@@ -101,21 +101,6 @@ async def test_core_session_actions(admin: AuthPIAdmin, realm: Realm, server: Ru
         assert event.trigger == "api" and event.auth and event.auth["key_id"] == server.api_key[0]
 
 
-async def test_client_credentials_emit_machine_token_issued(admin: AuthPIAdmin, realm: Realm) -> None:
-    m2m = await realm.client("m2m", scopes=["reports:read"])
-    granted = await realm.token(m2m, grant_type="client_credentials")
-    assert granted.status_code == 200, describe(granted)
-    [issued] = await events_of(admin, realm, event_types="machine.token.issued")
-    assert issued.subject == {"type": "client", "id": m2m.id}
-    assert issued.trigger == "api" and issued.auth and issued.auth["client_id"] == m2m.id
-    assert issued.data == {
-        "scope": "reports:read",
-        "audience": m2m.id,
-        "expires_in": issued.data["expires_in"],
-    }
-    assert_no_secrets([issued], granted.json()["access_token"], m2m.secret or "")
-
-
 @pytest.fixture(scope="module", params=BACKENDS)
 def strict_server(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
     """A server that allows 2 authorization requests a minute per address."""
