@@ -1,6 +1,6 @@
 """the account event log
 
-Revision ID: 0006_events
+Revision ID: 0006
 Revises: 0005
 Create Date: 2026-11-29 15:40:00.000000
 """
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0006_events"
+revision: str = "0006"
 down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
