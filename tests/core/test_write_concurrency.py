@@ -22,6 +22,9 @@ from tests.oidc.helpers import new_realm
 pytestmark = pytest.mark.anyio
 
 TIMEOUT = httpx.Timeout(60.0)
+# Clients drop idle connections before the server's 5 s keep-alive ends: reusing one the server is
+# closing at that moment fails in transit (a client-side race, not an answer of the server).
+KEEPALIVE_S = 4.0
 
 
 async def _at_once(count: int, send: Callable[[int], Awaitable[httpx.Response]]) -> list[httpx.Response]:
@@ -36,7 +39,7 @@ async def test_concurrent_idempotent_creates_share_no_pool(server: RunningServer
     its key on its own connection, so all succeed, quickly (before: every one 500 after 30 s)."""
     count = 16 if server.backend == "sqlite" else 40
     run = uuid.uuid4().hex[:8]
-    limits = httpx.Limits(max_connections=count)
+    limits = httpx.Limits(max_connections=count, keepalive_expiry=KEEPALIVE_S)
     async with httpx.AsyncClient(
         base_url=server.url, auth=server.api_key, timeout=TIMEOUT, limits=limits
     ) as http:
@@ -103,7 +106,10 @@ async def test_if_match_admits_exactly_one_concurrent_writer(
     (before, on SQLite: up to four 200s, the later ones overwriting the first)."""
     targets = await _issuer_targets(admin, server, account_path)
     async with httpx.AsyncClient(
-        base_url=server.url, auth=server.api_key, timeout=TIMEOUT, limits=httpx.Limits(max_connections=10)
+        base_url=server.url,
+        auth=server.api_key,
+        timeout=TIMEOUT,
+        limits=httpx.Limits(max_connections=10, keepalive_expiry=KEEPALIVE_S),
     ) as http:
         for kind, (method, path, read_path) in targets.items():
             before = await http.get(read_path)
@@ -148,7 +154,7 @@ async def test_mixed_writes_at_64_connections_on_two_workers(two_workers: Runnin
         base_url=server.url,
         auth=server.api_key,
         timeout=TIMEOUT,
-        limits=httpx.Limits(max_connections=connections),
+        limits=httpx.Limits(max_connections=connections, keepalive_expiry=KEEPALIVE_S),
     ) as http:
 
         async def timed(method: str, path: str, **kwargs: Any) -> httpx.Response:
