@@ -135,7 +135,7 @@ class BodyLimit:
         if body is None:
             await rule.refuse(scope, rule.limit)(scope, receive, send)
             return
-        await self.app(scope, _replay(body, receive), send)
+        await self.app(scope, replay_body(body, receive), send)
 
     @staticmethod
     async def _read_streamed(receive: Receive, limit: int) -> bytes | None:
@@ -155,7 +155,7 @@ class BodyLimit:
                 return b"".join(chunks)
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
+def replay_body(body: bytes, receive: Receive) -> Receive:
     """A ``receive`` that yields the already-read body once, then defers to the server's."""
     delivered = False
 

@@ -13,9 +13,10 @@ import math
 from typing import Any
 
 from fastapi.responses import JSONResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from authpi.http.errors import error_body
+from authpi.request_limits import replay_body
 
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
 # Far above any real resource, well below the response serializer's own limit (about 255).
@@ -121,16 +122,7 @@ class TextInputMiddleware:
         if problem is not None:
             await self._reject(scope, receive, send, core, *problem)
             return
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replay_body(body, receive), send)
 
     @staticmethod
     async def _reject(
