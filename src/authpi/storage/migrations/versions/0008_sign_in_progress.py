@@ -1,6 +1,6 @@
 """sign-in progress on pending authorization requests
 
-Revision ID: sgnflow
+Revision ID: 0008
 Revises: 0007
 Create Date: 2026-11-29 17:10:00.000000
 """
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "sgnflow"
+revision: str = "0008"
 down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
