@@ -8,7 +8,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authpi.clock import now_ms, now_s
@@ -256,13 +256,22 @@ async def remember(session: AsyncSession, issuer: Issuer, params: AuthorizeParam
     return request_id
 
 
-async def recall(session: AsyncSession, issuer_id: str, request_id: str | None) -> AuthorizeParams | None:
+async def recall_pending(
+    session: AsyncSession, issuer_id: str, request_id: str | None
+) -> AuthorizationRequest | None:
+    """The live pending request ``request_id`` of the issuer, with its sign-in progress."""
     if not request_id or len(request_id) > 64:
         return None
     row = await session.get(AuthorizationRequest, request_id)
     if row is None or row.issuer_id != issuer_id or row.expires_at <= now_ms():
         return None
-    return AuthorizeParams(**row.params)
+    return row
+
+
+async def save_progress(session: AsyncSession, request_id: str, progress: dict[str, Any]) -> None:
+    await session.execute(
+        update(AuthorizationRequest).where(AuthorizationRequest.id == request_id).values(sign_in=progress)
+    )
 
 
 async def forget(session: AsyncSession, request_id: str) -> bool:

@@ -24,7 +24,13 @@ from authpi.storage.tables.sessions import Session
 from authpi.storage.tables.users import User
 
 EXPIRED = "This sign-in attempt has expired or is not valid. Return to the application and start again."
-TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+# The shared pages, then each sign-in method's own (methods/<type>/templates/<type>/…).
+TEMPLATES = Jinja2Templates(
+    directory=[
+        Path(__file__).parent / "templates",
+        *sorted((Path(__file__).parent / "signin" / "methods").glob("*/templates")),
+    ]
+)
 _COLOR = re.compile(r"^#[0-9a-fA-F]{3,8}$")
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",

@@ -53,6 +53,7 @@ async def create_op_session(
     user_id: str,
     *,
     method: str,
+    amr: list[str],
     device: dict[str, Any] | None,
     replaces: str | None = None,
 ) -> tuple[Session, str]:
@@ -73,7 +74,7 @@ async def create_op_session(
         type="op",
         status="active",
         status_at=now,
-        authentication={"method": method, "authenticated_at": now},
+        authentication={"method": method, "amr": amr, "authenticated_at": now},
         device=device,
         ttl=limits["max_age"],
         idle_timeout=limits["idle_timeout"],

@@ -20,6 +20,8 @@ class AuthorizationRequest(Base):
     issuer_id: Mapped[str] = mapped_column(ForeignKey("issuers.id", ondelete="CASCADE"))
     client_id: Mapped[str] = mapped_column(String(40))
     params: Mapped[dict[str, Any]] = mapped_column()
+    # Sign-in progress: the user, the factors proven and the browser that proved them.
+    sign_in: Mapped[dict[str, Any] | None] = mapped_column()
     created_at: Mapped[int] = mapped_column(BigInteger)
     expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
 

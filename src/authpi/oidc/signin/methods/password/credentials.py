@@ -1,4 +1,4 @@
-"""Password sign-in and self-service signup rules used by the hosted pages (decisions 20, 24)."""
+"""The rules of password sign-in and self-service sign-up (decisions 20, 24)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,176 @@
+"""A sign-in in progress, and what comes after each proven factor.
+
+The flow is bound to the pending authorization request (the ``request`` field of every page) and,
+once a factor is proven, to the browser that proved it: progress is stored on the request row with
+the digest of that browser's CSRF cookie, so a later step presented by another browser finds no
+usable flow. When the factors proven satisfy the issuer's policy the flow ends in a browser session
+and continues the authorization request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import Request
+from starlette.responses import Response
+
+from authpi.clock import now_ms
+from authpi.crypto import hashing
+from authpi.oidc import authorization
+from authpi.oidc.authorization import AuthorizeParams
+from authpi.oidc.browser import SESSION_COOKIE, Csrf
+from authpi.oidc.context import load_client, load_issuer, parse_form, runtime
+from authpi.oidc.pages import EXPIRED, message, page_url, proceed, render
+from authpi.oidc.signin.steps import Factor
+from authpi.runtime import Runtime
+from authpi.services import sessions as session_service
+from authpi.services.issuer_settings import portal_enabled
+from authpi.storage.tables.clients import Client
+from authpi.storage.tables.issuers import Issuer
+from authpi.storage.tables.users import User
+
+FORM_LIMIT = 32 * 1024
+SIGN_IN_UNAVAILABLE = "Sign-in unavailable"
+
+
+@dataclass
+class Progress:
+    """The factors proven so far in this sign-in, and by which user and browser."""
+
+    user_id: str | None = None
+    browser: str | None = None
+    factors: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, raw: dict[str, Any] | None) -> Progress:
+        raw = raw or {}
+        return cls(raw.get("user_id"), raw.get("browser"), list(raw.get("factors") or []))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"user_id": self.user_id, "browser": self.browser, "factors": self.factors}
+
+    def amr(self) -> list[str]:
+        """RFC 8176 ``amr`` of the factors proven, with ``mfa`` once two different methods are."""
+        values: list[str] = []
+        for factor in self.factors:
+            values.extend(v for v in factor["amr"] if v not in values)
+        if len({factor["method"] for factor in self.factors}) > 1:
+            values.append("mfa")
+        return values
+
+
+@dataclass
+class Flow:
+    """One step of a pending authorization request, as the hosted pages see it."""
+
+    rt: Runtime
+    session: AsyncSession
+    issuer: Issuer
+    client: Client
+    params: AuthorizeParams
+    request_id: str
+    csrf: Csrf
+    form: dict[str, str]
+    progress: Progress
+
+    def render(self, request: Request, template: str, status: int = 200, **context: Any) -> Response:
+        """A hosted page of this flow: branded, with the CSRF token and the request it continues."""
+        return render(
+            request, self.rt, self.issuer, self.csrf, template, status, request_id=self.request_id, **context
+        )
+
+    def message(self, request: Request, heading: str, text: str, status: int = 400) -> Response:
+        return message(request, self.rt, self.issuer, heading, text, status)
+
+    def login_closed(self, request: Request) -> Response | None:
+        """The refusal page while ``settings.portals.login`` is switched off."""
+        if portal_enabled(self.issuer.settings, "login"):
+            return None
+        text = "Signing in is switched off for this application. Try again later."
+        return self.message(request, SIGN_IN_UNAVAILABLE, text, 403)
+
+    def page_url(self, page: str) -> str:
+        return page_url(self.issuer, page, self.request_id)
+
+    def browser(self) -> str:
+        return hashing.digest(self.csrf.cookie)
+
+    async def passed(self, request: Request, user: User, factor: Factor) -> Response:
+        """``factor`` of ``user`` is proven: go on to the next step, or finish the sign-in."""
+        if self.progress.user_id not in (None, user.id):
+            # A factor of someone else than the user who proved the earlier ones: start over.
+            self.progress = Progress()
+        self.progress.user_id = user.id
+        self.progress.browser = self.browser()
+        self.progress.factors.append(factor.as_dict())
+        return await self.finish(request, user)
+
+    async def save(self) -> None:
+        """Keep the progress on the pending request, for the next step (in this browser only)."""
+        await authorization.save_progress(self.session, self.request_id, self.progress.as_dict())
+
+    async def finish(self, request: Request, user: User) -> Response:
+        """The factors suffice: a new browser session for ``user``, then the authorization continues."""
+        first = self.progress.factors[0]
+        device = {
+            "user_agent": request.headers.get("user-agent", "")[:500],
+            "ip": request.client.host if request.client else None,
+        }
+        # Signing in again in this browser supersedes its previous sign-in, whoever it was.
+        op, cookie = await session_service.create_op_session(
+            self.session,
+            self.issuer,
+            user.id,
+            method=first["method"],
+            amr=self.progress.amr(),
+            device=device,
+            replaces=request.cookies.get(SESSION_COOKIE),
+        )
+        return await proceed(
+            request,
+            self.rt,
+            self.session,
+            self.issuer,
+            self.client,
+            self.params,
+            self.request_id,
+            op,
+            user,
+            new_cookie=cookie,
+        )
+
+
+def factor(method: str, method_id: str, amr: tuple[str, ...]) -> Factor:
+    return Factor(method=method, method_id=method_id, amr=amr, at=now_ms())
+
+
+async def _form(request: Request) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_form(await request.body(), FORM_LIMIT).items()}
+
+
+async def load(request: Request, session: AsyncSession, issuer_id: str, *, post: bool) -> Flow | Response:
+    """The flow a hosted page continues, or the page to answer with when there is none: a POST
+    without a valid CSRF token, an unknown or expired request, or progress made in another
+    browser."""
+    rt = runtime(request)
+    issuer = await load_issuer(session, issuer_id)
+    form = await _form(request) if post else {}
+    csrf = Csrf(rt, request)
+    if post and not csrf.valid(form.get("csrf")):
+        return message(
+            request, rt, issuer, "Please try again", "Your session form expired. Go back and retry.", 403
+        )
+    request_id = form.get("request") if post else request.query_params.get("request")
+    pending = await authorization.recall_pending(session, issuer.id, request_id)
+    client = await load_client(session, issuer.id, pending.client_id) if pending else None
+    if pending is None or client is None or request_id is None:
+        return message(request, rt, issuer, "Sign-in expired", EXPIRED)
+    progress = Progress.of(pending.sign_in)
+    flow = Flow(
+        rt, session, issuer, client, AuthorizeParams(**pending.params), request_id, csrf, form, progress
+    )
+    if progress.browser is not None and progress.browser != flow.browser():
+        return message(request, rt, issuer, "Sign-in expired", EXPIRED)
+    return flow
