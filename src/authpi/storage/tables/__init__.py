@@ -15,6 +15,7 @@ from authpi.storage.tables import (  # noqa: F401
     signing_keys,
     system,
     users,
+    verifiers,
     webhooks,
 )
 from authpi.storage.tables.base import Base
