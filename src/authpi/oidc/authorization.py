@@ -16,6 +16,7 @@ from authpi.crypto import hashing
 from authpi.oidc import pkce, redirect_uris, tokens
 from authpi.oidc.context import load_client, openid
 from authpi.oidc.keys import KeyCache
+from authpi.services import events
 from authpi.services import sessions as session_service
 from authpi.storage.dialects import upsert
 from authpi.storage.tables.clients import Client
@@ -256,13 +257,33 @@ async def remember(session: AsyncSession, issuer: Issuer, params: AuthorizeParam
     return request_id
 
 
-async def recall(session: AsyncSession, issuer_id: str, request_id: str | None) -> AuthorizeParams | None:
+async def recall(session: AsyncSession, issuer: Issuer, request_id: str | None) -> AuthorizeParams | None:
+    """The pending request ``request_id`` of ``issuer``, while it has not expired. One used after
+    its expiry is recorded (``auth.flow.expired``) and forgotten, so it is recorded once."""
     if not request_id or len(request_id) > 64:
         return None
     row = await session.get(AuthorizationRequest, request_id)
-    if row is None or row.issuer_id != issuer_id or row.expires_at <= now_ms():
+    if row is None or row.issuer_id != issuer.id:
+        return None
+    if row.expires_at <= now_ms():
+        await _expired(session, issuer, row)
         return None
     return AuthorizeParams(**row.params)
+
+
+async def _expired(session: AsyncSession, issuer: Issuer, row: AuthorizationRequest) -> None:
+    # The request ID is left out: it is the handle of the flow, in the URL of the sign-in page.
+    if await forget(session, row.id):
+        await events.emit(
+            session,
+            "auth.flow.expired",
+            subject={"type": "issuer", "id": issuer.id},
+            data={"client_id": row.client_id, "created_at": row.created_at, "expired_at": row.expires_at},
+            account_id=issuer.account_id,
+            issuer_id=issuer.id,
+            client_id=row.client_id,
+        )
+    await session.commit()
 
 
 async def forget(session: AsyncSession, request_id: str) -> bool:
@@ -292,18 +313,20 @@ async def needs_consent(session: AsyncSession, client: Client, user_id: str, par
 
 
 async def record_consent(
-    session: AsyncSession, issuer_id: str, user_id: str, client_id: str, scopes: list[str]
+    session: AsyncSession, issuer: Issuer, user_id: str, client_id: str, scopes: list[str]
 ) -> None:
     """Add ``scopes`` to the user's grant for the client. The first grant is inserted with
     ``ON CONFLICT DO NOTHING`` and a later one merged under a row lock, so two consents given at
-    once (two tabs) neither fail on the unique key nor lose each other's scopes."""
+    once (two tabs) neither fail on the unique key nor lose each other's scopes. A grant that adds
+    scopes is ``user.consent.granted``; consenting again to what was granted records nothing."""
     now = now_ms()
     table = Consent.__table__
+    consent_id = secrets.token_hex(12)
     inserted = await session.execute(
         upsert(session, table)
         .values(
-            id=secrets.token_hex(12),
-            issuer_id=issuer_id,
+            id=consent_id,
+            issuer_id=issuer.id,
             user_id=user_id,
             client_id=client_id,
             scopes=sorted(set(scopes)),
@@ -312,17 +335,32 @@ async def record_consent(
         )
         .on_conflict_do_nothing(index_elements=[table.c.user_id, table.c.client_id])
     )
-    if inserted.rowcount == 1:  # type: ignore[attr-defined]
-        return
-    grant = await session.scalar(
-        select(Consent)
-        .where(Consent.user_id == user_id, Consent.client_id == client_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    if grant is not None:
+    granted = sorted(set(scopes))
+    if inserted.rowcount != 1:  # type: ignore[attr-defined]
+        grant = await session.scalar(
+            select(Consent)
+            .where(Consent.user_id == user_id, Consent.client_id == client_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        if grant is None:
+            return
+        granted = sorted(set(scopes) - set(grant.scopes))
+        if not granted:
+            return
+        consent_id = grant.id
         grant.scopes = sorted(set(grant.scopes) | set(scopes))
         grant.updated_at = now
+    await events.emit(
+        session,
+        "user.consent.granted",
+        subject={"type": "user", "id": user_id},
+        data={"consent_id": consent_id, "client_id": client_id, "scopes": granted},
+        account_id=issuer.account_id,
+        issuer_id=issuer.id,
+        user_id=user_id,
+        client_id=client_id,
+    )
 
 
 async def issue_code(

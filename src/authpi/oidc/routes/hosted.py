@@ -55,7 +55,7 @@ async def _flow(request: Request, session: AsyncSession, issuer_id: str, *, post
             request, rt, issuer, "Please try again", "Your session form expired. Go back and retry.", 403
         )
     request_id = form.get("request") if post else request.query_params.get("request")
-    params = await authorization.recall(session, issuer.id, request_id)
+    params = await authorization.recall(session, issuer, request_id)
     client = await load_client(session, issuer.id, params.client_id) if params else None
     if params is None or client is None or request_id is None:
         return message(request, rt, issuer, "Sign-in expired", EXPIRED)
@@ -351,9 +351,7 @@ async def consent(issuer_id: str, request: Request) -> Response:
                     iss,
                 )
             )
-        await authorization.record_consent(
-            session, flow.issuer.id, user.id, flow.client.id, flow.params.scope
-        )
+        await authorization.record_consent(session, flow.issuer, user.id, flow.client.id, flow.params.scope)
         flow.params.prompt = [p for p in flow.params.prompt if p != "consent"]
         return await proceed(
             request, flow.rt, session, flow.issuer, flow.client, flow.params, flow.request_id, op, user
