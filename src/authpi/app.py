@@ -121,6 +121,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         app.state.runtime = runtime
         idp.state.runtime = runtime
         freeze_startup_objects()
+        runtime.machine_tokens.start()
         keeper = housekeeping.Housekeeper(runtime.sessions, runtime.secretbox, settings)
         task = asyncio.create_task(_housekeeping(keeper))
         pools_task = (
@@ -134,6 +135,8 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
                 with contextlib.suppress(asyncio.CancelledError):
                     await pools_task
             await _stop_housekeeping(task, keeper)
+            # After the requests in flight: every token they issued is written out.
+            await runtime.machine_tokens.close()
             metrics.worker_exited()
             await runtime.close()
 

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from authpi.crypto.secretbox import SecretBox, load_master_key
 from authpi.oidc.keys import KeyCache
 from authpi.ratelimit import RateLimits
+from authpi.services.machine_tokens import MachineTokenLog
 from authpi.settings import Settings
 from authpi.storage import row_cache
 from authpi.storage.db import make_engine, make_probe, make_sessionmaker
@@ -26,6 +27,7 @@ class Runtime:
     side_engine: AsyncEngine
     health: DatabaseHealth
     probe_engine: AsyncEngine
+    machine_tokens: MachineTokenLog
 
     @classmethod
     def build(cls, settings: Settings, health: DatabaseHealth | None = None) -> Runtime:
@@ -51,6 +53,7 @@ class Runtime:
             side_engine=side_engine,
             health=health,
             probe_engine=probe_engine,
+            machine_tokens=MachineTokenLog(sessions, settings.event_buffer, settings.event_flush_interval),
         )
 
     def pools(self) -> dict[str, AsyncEngine]:

@@ -49,6 +49,19 @@ class Settings(BaseSettings):
     event_retention: int = Field(
         default=90 * 86400, ge=0, description="Seconds events are kept in the event log before deletion."
     )
+    event_buffer: int = Field(
+        default=10_000,
+        ge=0,
+        le=1_000_000,
+        description="Machine-token events (`machine.token.issued`) a worker queues for its batched "
+        "writer; beyond it the newest are dropped and counted. 0: not recorded.",
+    )
+    event_flush_interval: float = Field(
+        default=0.5,
+        gt=0,
+        le=3600,
+        description="Seconds between writes of the queued machine-token events (sooner when 500 wait).",
+    )
     housekeeping_interval: float = Field(
         default=60.0,
         gt=0,

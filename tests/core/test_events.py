@@ -106,9 +106,18 @@ async def test_every_core_mutation_emits_its_catalogue_event(
     assert ev.data and ev.data["username"] == f"ev-{unique}"
     await admin.issuer(iid).users.update(user.id, {"password": NEW_PASSWORD})
     await expect(["user.password.changed"], user.id)
-    await admin.issuer(iid).users.update(user.id, {"profile": {"name": "Ev"}, "status": "suspended"})
+    await admin.issuer(iid).users.update(user.id, {"profile": {"name": "Ev"}})
     await expect(["user.updated"], user.id)
+    await admin.issuer(iid).users.update(user.id, {"status": "suspended"})
+    await expect(["user.blocked"], user.id)
+    await admin.issuer(iid).users.update(user.id, {"status": "active"})
+    await expect(["user.unblocked"], user.id)
+    await admin.issuer(iid).users.update(user.id, {"status": "disabled"})
+    await expect(["user.blocked"], user.id)
     assert [e.type for e in await events_of(admin, user_id=user.id)] == [
+        "user.blocked",
+        "user.unblocked",
+        "user.blocked",
         "user.updated",
         "user.password.changed",
         "user.created",

@@ -4,8 +4,13 @@ code, cookie or password in it."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import signal
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,9 +18,22 @@ import pytest
 from authpi_admin import AuthPIAdmin
 from authpi_admin.generated.models import Event
 
+from authpi.clock import now_ms
+from authpi.services.event_types import CATALOGUE
 from tests.conftest import BACKENDS, skip_without_postgres
+from tests.db_query import count, rows
 from tests.harness import RunningServer, run_server
-from tests.oidc.helpers import PASSWORD, Browser, Realm, describe, new_realm, realm_on, unverified_claims
+from tests.oidc.helpers import (
+    PASSWORD,
+    Browser,
+    Realm,
+    callback_params,
+    describe,
+    is_page,
+    new_realm,
+    realm_on,
+    unverified_claims,
+)
 from tests.oidc.test_lockout import sign_up
 
 pytestmark = pytest.mark.anyio
@@ -134,3 +152,372 @@ async def test_hosted_sign_up_emits_user_created_once(admin: AuthPIAdmin, server
     assert created.data["username"] == "new@example.com" and created.trigger == "user"
     assert created.source == "idp" and created.auth and created.auth["ip"]
     assert_no_secrets([created], secret, "another passphrase 456")
+
+
+# --- machine tokens: the batched writer ------------------------------------------------------------
+
+
+async def machine_events(admin: AuthPIAdmin, client_id: str) -> list[Event]:
+    return [
+        e
+        async for e in admin.events.list_all(
+            limit=100, client_id=client_id, event_types="machine.token.issued"
+        )
+    ]
+
+
+async def client_credentials(realm: Realm, client: Any, count: int) -> list[httpx.Response]:
+    limits = httpx.Limits(max_connections=50)
+    async with httpx.AsyncClient(timeout=60, limits=limits, auth=(client.id, client.secret)) as http:
+        return list(
+            await asyncio.gather(
+                *(
+                    http.post(f"{realm.url}/token", data={"grant_type": "client_credentials"})
+                    for _ in range(count)
+                )
+            )
+        )
+
+
+async def test_machine_tokens_are_recorded_by_the_batched_writer(admin: AuthPIAdmin, realm: Realm) -> None:
+    client = await realm.client("m2m", scopes=["reports:read", "reports:write"])
+    answers = await client_credentials(realm, client, 200)
+    assert [a.status_code for a in answers] == [200] * 200
+    deadline = time.monotonic() + 20
+    while len(found := await machine_events(admin, client.id)) < 200:
+        assert time.monotonic() < deadline, f"only {len(found)} of 200 machine token events"
+        await asyncio.sleep(0.25)
+    await asyncio.sleep(1.5)  # a later flush must not add any
+    found = await machine_events(admin, client.id)
+    assert len(found) == 200
+    assert len({e.trace for e in found}) == 200  # each its own request's ID
+    assert {e.trace for e in found} == {a.headers["x-request-id"] for a in answers}
+    event = found[0]
+    assert event.subject == {"type": "client", "id": client.id}
+    assert event.trigger == "user" and event.source == "idp"
+    assert event.auth and event.auth["client_id"] == client.id and event.auth["type"] == "client"
+    assert event.auth["ip"] and event.auth["user_agent"].startswith("python-httpx")
+    assert event.data and event.data["scopes"] == ["reports:read", "reports:write"]
+    assert event.data["audience"] == [client.id] and event.data["grant_type"] == "client_credentials"
+    assert event.data["expires_at"] - event.data["issued_at"] == 1800_000
+    assert abs(event.timestamp - event.data["issued_at"]) <= 1
+    assert_no_secrets(found, client.secret or "", *(a.json()["access_token"] for a in answers))
+
+
+@pytest.fixture(params=BACKENDS)
+def buffered_server(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
+    """A server whose machine-token writer holds 30 records and would write only once an hour."""
+    skip_without_postgres(request.param)
+    settings = {
+        "AUTHPI_EVENT_BUFFER": "30",
+        "AUTHPI_EVENT_FLUSH_INTERVAL": "3600",
+        "AUTHPI_METRICS_ENABLED": "true",
+    }
+    with run_server(request.param, settings) as running:
+        yield running
+
+
+def _exited(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state in ("Z", "X")
+
+
+async def test_a_full_buffer_drops_and_counts_and_shutdown_writes_out_the_rest(
+    buffered_server: RunningServer,
+) -> None:
+    server = buffered_server
+    async with realm_on(server) as realm:
+        client = await realm.client("m2m", scopes=["jobs:run"])
+        answers = await client_credentials(realm, client, 50)
+    # The request never waits for the writer, full or not.
+    assert [a.status_code for a in answers] == [200] * 50
+    await asyncio.sleep(1)
+    stored = "type = ? AND client_id = ?"
+    assert await count(server, "events", stored, "machine.token.issued", client.id) == 0  # still queued
+    async with httpx.AsyncClient() as http:
+        scraped = (await http.get(f"{server.url}/metrics")).text
+    assert 'authpi_events_dropped_total{type="machine.token.issued"} 20.0' in scraped, scraped
+    log = server.log_path.read_text() if server.log_path else ""
+    assert "event buffer full: dropped" in log and "machine.token.issued" in log
+
+    os.kill(server.pid, signal.SIGTERM)  # a graceful stop writes out what is queued
+    deadline = time.monotonic() + 30
+    while not _exited(server.pid):
+        assert time.monotonic() < deadline, "the server did not stop"
+        await asyncio.sleep(0.1)
+    assert await count(server, "events", stored, "machine.token.issued", client.id) == 30
+    assert server.tracebacks() == []
+
+
+# --- the catalogue walk ----------------------------------------------------------------------------
+
+# Every type of §C.16 whose feature exists, and the real action the walk below takes to emit it.
+EMITTED = {
+    "session.created": "a password sign-in on the hosted pages",
+    "session.updated": "Core API suspend and reactivate of a session",
+    "session.expired": "housekeeping finds a session past its max age",
+    "session.terminated": "logout, Core revoke, refresh-token reuse, password change, client disabled",
+    "session.compromised": "a rotated refresh token presented again",
+    "session.token-refreshed": "grant_type=refresh_token",
+    "machine.token.issued": "grant_type=client_credentials (batched writer)",
+    "user.created": "Core API create, and sign-up on the hosted page",
+    "user.updated": "Core API PATCH of the profile",
+    "user.deleted": "Core API DELETE",
+    "user.blocked": "Core API PATCH status suspended",
+    "user.unblocked": "Core API PATCH status back to active",
+    "user.password.changed": "Core API PATCH password",
+    "user.approval.requested": "sign-up to an issuer in approval mode",
+    "user.consent.granted": "Allow on the consent page",
+    "client.created": "Core API create",
+    "client.updated": "Core API PATCH name",
+    "client.deleted": "Core API DELETE",
+    "client.secret.rotated": "Core API rotate-secret",
+    "client.blocked": "Core API PATCH status disabled",
+    "client.unblocked": "Core API PATCH status back to active",
+    "api-key.created": "Core API create",
+    "api-key.updated": "Core API PATCH",
+    "api-key.deleted": "Core API DELETE",
+    "api-key.blocked": "Core API block",
+    "api-key.unblocked": "Core API unblock",
+    "issuer.created": "Core API create",
+    "issuer.updated": "Core API PATCH",
+    "issuer.deleted": "Core API DELETE",
+    "issuer.auth-method.created": "Core API create",
+    "issuer.auth-method.updated": "Core API PATCH",
+    "issuer.auth-method.deleted": "Core API DELETE",
+    "account.created": "authpi accounts create",
+    "account.updated": "Core API PATCH of the account",
+    "auth.flow.rate-limited": "/authorize past AUTHPI_RATE_LIMIT_AUTHORIZE",
+    "auth.flow.expired": "a sign-in page opened after its pending request expired",
+    "auth.flow.replay-attempt": "an authorization code exchanged twice",
+}
+# Every other type, with why nothing emits it yet: the feature it reports does not exist.
+_NO_ORGS = "organizations are not built"
+_NO_AGENTS = "agents are not built"
+_NO_EMAIL = "no e-mail delivery exists"
+_NO_MFA = "multi-factor authentication is not built"
+ABSENT = {
+    "user.verification.succeeded": "identity verification is not built",
+    "user.verification.failed": "identity verification is not built",
+    "user.password.reset-requested": f"no password reset flow: {_NO_EMAIL}",
+    "user.password.reset": f"no password reset flow: {_NO_EMAIL}",
+    "user.login-link.requested": f"no login links: {_NO_EMAIL}",
+    "user.login-link.consumed": f"no login links: {_NO_EMAIL}",
+    "user.verifier.created": "the user verifiers API is not built",
+    "user.verifier.updated": "the user verifiers API is not built",
+    "user.verifier.deleted": "the user verifiers API is not built",
+    "user.email.change-requested": f"no e-mail change flow: {_NO_EMAIL}",
+    "user.email.changed": f"no e-mail change flow: {_NO_EMAIL}",
+    "user.email.verified": f"no e-mail verification: {_NO_EMAIL}",
+    "user.approval.approved": "the approvals API is not built (a pending user cannot be approved)",
+    "user.approval.rejected": "the approvals API is not built (a pending user cannot be rejected)",
+    "user.mfa.factor-created": _NO_MFA,
+    "user.mfa.factor-deleted": _NO_MFA,
+    "user.mfa.backup-codes.regenerated": _NO_MFA,
+    "user.mfa.backup-codes.low": _NO_MFA,
+    "user.mfa.verification.succeeded": _NO_MFA,
+    "user.mfa.verification.failed": _NO_MFA,
+    "user.device.trusted": "trusted devices are not built",
+    "user.device.revoked": "trusted devices are not built",
+    "user.consent.revoked": "neither API can revoke a consent yet",
+    "user.sso.provisioned": "sign-in through external providers is not built",
+    "user.sso.linked": "sign-in through external providers is not built",
+    "user.personal-token.created": "personal tokens are not built",
+    "user.personal-token.updated": "personal tokens are not built",
+    "user.personal-token.deleted": "personal tokens are not built",
+    **{
+        f"organization.{name}": _NO_ORGS
+        for name in (
+            "created",
+            "updated",
+            "deleted",
+            "suspended",
+            "reactivated",
+            "membership.created",
+            "membership.updated",
+            "membership.deleted",
+            "group.created",
+            "group.updated",
+            "group.deleted",
+            "invitation.created",
+            "invitation.accepted",
+            "invitation.declined",
+            "invitation.deleted",
+            "sso.enabled",
+            "sso.disabled",
+            "sso.updated",
+            "sso.domain-created",
+            "sso.domain-verified",
+            "sso.domain-deleted",
+        )
+    },
+    **{
+        f"agent.{name}": _NO_AGENTS
+        for name in ("created", "updated", "deleted", "verifier.added", "verifier.removed")
+    },
+    "account.deleted": "accounts cannot be deleted",
+    "account.domain.assigned": "account domains are not built",
+    "account.domain.unassigned": "account domains are not built",
+    "account.domain.added": "account domains are not built",
+    "account.domain.removed": "account domains are not built",
+    "account.credits.depleted": "never: billing is ungated (spec D.2)",
+    "account.credits.updated": "never: billing is ungated (spec D.2)",
+    "webhook.created": "webhooks are not built",
+    "webhook.updated": "webhooks are not built",
+    "webhook.deleted": "webhooks are not built",
+    "webhook.paused": "webhooks are not built",
+    "webhook.resumed": "webhooks are not built",
+    "email.sent": _NO_EMAIL,
+    "email.failed": _NO_EMAIL,
+    "auth.flow.device-mismatch": "a pending flow is not bound to the browser that started it",
+}
+
+
+def test_the_walk_accounts_for_every_catalogue_type() -> None:
+    assert not set(EMITTED) & set(ABSENT)
+    assert sorted({**EMITTED, **ABSENT}) == sorted(CATALOGUE) and len(CATALOGUE) == 106
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def walk_server(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
+    """Housekeeping every second; /authorize limited to 12 a minute (the walk uses 5 before)."""
+    skip_without_postgres(request.param)
+    settings = {
+        "AUTHPI_HOUSEKEEPING_INTERVAL": "1",
+        "AUTHPI_RATE_LIMITS_ENABLED": "true",
+        "AUTHPI_RATE_LIMIT_AUTHORIZE": "12/minute",
+    }
+    with run_server(request.param, settings) as running:
+        yield running
+
+
+async def eventually_seen(admin: AuthPIAdmin, event_type: str, seconds: float = 20) -> list[Event]:
+    deadline = time.monotonic() + seconds
+    while not (found := [e async for e in admin.events.list_all(limit=100, event_types=event_type)]):
+        assert time.monotonic() < deadline, f"no {event_type} event"
+        await asyncio.sleep(0.25)
+    return found
+
+
+async def test_every_existing_catalogue_type_is_emitted_by_a_real_action(walk_server: RunningServer) -> None:
+    server = walk_server
+    async with realm_on(server) as realm:
+        admin, api = realm.admin, realm.api
+        await admin.issuers.update(realm.id, {"description": "walk"})
+        [password] = (await api.auth_methods.list()).data
+        await api.auth_methods.update(password.id, {"name": "Passwords"})
+        github = await api.auth_methods.create(
+            {
+                "method": "github",
+                "name": "GitHub",
+                "first_factor_only": True,
+                "settings": {"client_id": "c", "client_secret": "s"},
+            }
+        )
+        await api.auth_methods.delete(github.id)
+
+        asking = await realm.client(require_consent=True)
+        web = await realm.client()
+        machine = await realm.client("m2m", scopes=["jobs:run"])
+        await api.clients.update(web.id, {"name": "renamed"})
+        await api.clients.update(machine.id, {"status": "disabled"})
+        await api.clients.update(machine.id, {"status": "active"})
+        assert [a.status_code for a in await client_credentials(realm, machine, 3)] == [200] * 3
+        await api.clients.rotate_secret(machine.id)
+        doomed = await realm.client()
+        await api.clients.delete(doomed.id)
+
+        user = await realm.user(EMAIL)
+        other = await realm.user("other@example.com")
+        await api.users.update(other.id, {"status": "suspended"})
+        await api.users.update(other.id, {"status": "active"})
+        await api.users.update(other.id, {"profile": {"name": "Other"}})
+        await api.users.delete(other.id)
+
+        # Consent, sign-in, code, refresh, reuse, replay, logout.
+        async with Browser(server.url) as browser:
+            auth = realm.request(asking.id)
+            page = await browser.sign_in(auth.url, EMAIL)
+            assert "consent" in str(page.url), describe(page)
+            code = callback_params(await browser.submit(page, {"decision": "allow"}))["code"]
+            tokens = (await realm.exchange(asking, code, auth)).json()
+            assert (await realm.refresh(asking, tokens["refresh_token"])).status_code == 200
+            assert (await realm.refresh(asking, tokens["refresh_token"])).status_code == 400
+            assert (await realm.exchange(asking, code, auth)).status_code == 400
+            code, auth = await realm.code(browser, web, EMAIL)
+            web_tokens = (await realm.exchange(web, code, auth)).json()
+            signed_out = await browser.get(f"{realm.url}/logout?id_token_hint={web_tokens['id_token']}")
+            assert signed_out.status_code == 200, describe(signed_out)
+
+        # Core session actions, then a password change that ends the user's sessions.
+        sid = unverified_claims((await realm.tokens(web, EMAIL))["access_token"])["sid"]
+        await api.sessions.suspend(sid)
+        await api.sessions.reactivate(sid)
+        await api.sessions.revoke(sid)
+        await realm.tokens(web, EMAIL)
+        await api.users.update(user.id, {"password": "a brand new passphrase 42"})
+
+        # A session past its max age: housekeeping records it.
+        late = await realm.user("late@example.com")
+        await realm.tokens(web, "late@example.com")
+        await rows(server, "UPDATE sessions SET expires_at = ? WHERE user_id = ?", now_ms() - 1000, late.id)
+        [expired, *_] = await eventually_seen(admin, "session.expired")
+        assert expired.trigger == "system" and expired.data and expired.data["reason"] == "max_age"
+
+        # A sign-in page opened after its pending request expired.
+        async with Browser(server.url) as browser:
+            login = await browser.get(realm.request(web.id).url)
+            assert is_page(login, "login"), describe(login)
+            await rows(
+                server,
+                "UPDATE authorization_requests SET expires_at = ? WHERE issuer_id = ?",
+                now_ms() - 1000,
+                realm.id,
+            )
+            stale = await browser.get(str(login.url))
+            assert stale.status_code == 400, describe(stale)
+
+        # Sign-up to an issuer that approves its users.
+        approving = await new_realm(admin, server, signup=True)
+        await admin.issuers.update(approving.id, {"settings": {"access": {"mode": "approval"}}})
+        signed_up = await sign_up(
+            approving, (await approving.client()).id, "new@example.com", "a sign-up passphrase 1"
+        )
+        assert signed_up.status_code == 200, describe(signed_up)
+
+        key = await admin.api_keys.create({"name": "walk", "restrictions": {"scopes": ["events:read"]}})
+        await admin.api_keys.block(key.id)
+        await admin.api_keys.unblock(key.id)
+        await admin.api_keys.update(key.id, {"description": "walked"})
+        await admin.api_keys.delete(key.id)
+        await admin.accounts.update(server.account_id, {"description": "walked"})
+        created = server.cli("accounts", "create", "--name", "Walked account")
+        assert created.returncode == 0, created.stderr
+        new_account = json.loads(created.stdout)
+
+        async with httpx.AsyncClient(timeout=30) as http:
+            for _ in range(20):
+                if (await http.get(realm.request(web.id).url)).status_code == 429:
+                    break
+            else:
+                raise AssertionError("/authorize was never rate-limited")
+        await admin.issuers.delete(approving.id)
+
+        await eventually_seen(admin, "machine.token.issued")
+        seen = {e.type async for e in admin.events.list_all(limit=100)}
+        async with AuthPIAdmin(
+            api_key=(new_account["key_id"], new_account["key_secret"]), base_url=server.url
+        ) as theirs:
+            seen |= {e.type async for e in theirs.events.list_all(limit=100)}
+
+        missing = sorted(set(EMITTED) - seen)
+        assert not missing, {name: EMITTED[name] for name in missing}
+        assert not seen & set(ABSENT), seen & set(ABSENT)
+
+        terminated = [e async for e in admin.events.list_all(limit=100, event_types="session.terminated")]
+        reasons = {e.data["reason"] for e in terminated if e.data}
+        assert {"logout", "admin", "refresh_token_reuse", "password_changed"} <= reasons, reasons
+        assert len({e.subject["id"] for e in terminated if e.subject}) == len(terminated)  # one per session

@@ -41,6 +41,12 @@ TOKENS = Counter("authpi_tokens_issued", "Token responses issued, by grant type.
 TOKENS_BY_GRANT = {
     grant: TOKENS.labels(grant) for grant in ("authorization_code", "refresh_token", "client_credentials")
 }
+EVENTS_DROPPED = Counter(
+    "authpi_events_dropped",
+    "Events not recorded because a worker's event buffer was full, by event type.",
+    ["type"],
+)
+EVENTS_DROPPED_BY_TYPE = {kind: EVENTS_DROPPED.labels(kind) for kind in ("machine.token.issued",)}
 
 # Gauges: each worker publishes its own pools; a scrape shows the sum over live workers.
 POOL_SIZE = Gauge(
@@ -68,6 +74,10 @@ def count_login(result: Literal["success", "failure", "locked"], *, locked_now: 
 
 def count_token(grant_type: str) -> None:
     TOKENS_BY_GRANT[grant_type].inc()
+
+
+def count_dropped_events(event_type: str, count: int = 1) -> None:
+    EVENTS_DROPPED_BY_TYPE[event_type].inc(count)
 
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})

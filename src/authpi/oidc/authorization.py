@@ -16,6 +16,7 @@ from authpi.crypto import hashing
 from authpi.oidc import pkce, redirect_uris, tokens
 from authpi.oidc.context import load_client, openid
 from authpi.oidc.keys import KeyCache
+from authpi.services import events
 from authpi.services import sessions as session_service
 from authpi.storage.dialects import upsert
 from authpi.storage.tables.clients import Client
@@ -257,13 +258,18 @@ async def remember(session: AsyncSession, issuer: Issuer, params: AuthorizeParam
 
 
 async def recall_pending(
-    session: AsyncSession, issuer_id: str, request_id: str | None
+    session: AsyncSession, issuer: Issuer, request_id: str | None
 ) -> AuthorizationRequest | None:
-    """The live pending request ``request_id`` of the issuer, with its sign-in progress."""
+    """The pending request ``request_id`` of ``issuer``, with its sign-in progress, while it has not
+    expired. One used after its expiry is recorded (``auth.flow.expired``) and forgotten, so it is
+    recorded once."""
     if not request_id or len(request_id) > 64:
         return None
     row = await session.get(AuthorizationRequest, request_id)
-    if row is None or row.issuer_id != issuer_id or row.expires_at <= now_ms():
+    if row is None or row.issuer_id != issuer.id:
+        return None
+    if row.expires_at <= now_ms():
+        await _expired(session, issuer, row)
         return None
     return row
 
@@ -272,6 +278,21 @@ async def save_progress(session: AsyncSession, request_id: str, progress: dict[s
     await session.execute(
         update(AuthorizationRequest).where(AuthorizationRequest.id == request_id).values(sign_in=progress)
     )
+
+
+async def _expired(session: AsyncSession, issuer: Issuer, row: AuthorizationRequest) -> None:
+    # The request ID is left out: it is the handle of the flow, in the URL of the sign-in page.
+    if await forget(session, row.id):
+        await events.emit(
+            session,
+            "auth.flow.expired",
+            subject={"type": "issuer", "id": issuer.id},
+            data={"client_id": row.client_id, "created_at": row.created_at, "expired_at": row.expires_at},
+            account_id=issuer.account_id,
+            issuer_id=issuer.id,
+            client_id=row.client_id,
+        )
+    await session.commit()
 
 
 async def forget(session: AsyncSession, request_id: str) -> bool:
@@ -301,18 +322,20 @@ async def needs_consent(session: AsyncSession, client: Client, user_id: str, par
 
 
 async def record_consent(
-    session: AsyncSession, issuer_id: str, user_id: str, client_id: str, scopes: list[str]
+    session: AsyncSession, issuer: Issuer, user_id: str, client_id: str, scopes: list[str]
 ) -> None:
     """Add ``scopes`` to the user's grant for the client. The first grant is inserted with
     ``ON CONFLICT DO NOTHING`` and a later one merged under a row lock, so two consents given at
-    once (two tabs) neither fail on the unique key nor lose each other's scopes."""
+    once (two tabs) neither fail on the unique key nor lose each other's scopes. A grant that adds
+    scopes is ``user.consent.granted``; consenting again to what was granted records nothing."""
     now = now_ms()
     table = Consent.__table__
+    consent_id = secrets.token_hex(12)
     inserted = await session.execute(
         upsert(session, table)
         .values(
-            id=secrets.token_hex(12),
-            issuer_id=issuer_id,
+            id=consent_id,
+            issuer_id=issuer.id,
             user_id=user_id,
             client_id=client_id,
             scopes=sorted(set(scopes)),
@@ -321,17 +344,32 @@ async def record_consent(
         )
         .on_conflict_do_nothing(index_elements=[table.c.user_id, table.c.client_id])
     )
-    if inserted.rowcount == 1:  # type: ignore[attr-defined]
-        return
-    grant = await session.scalar(
-        select(Consent)
-        .where(Consent.user_id == user_id, Consent.client_id == client_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    if grant is not None:
+    granted = sorted(set(scopes))
+    if inserted.rowcount != 1:  # type: ignore[attr-defined]
+        grant = await session.scalar(
+            select(Consent)
+            .where(Consent.user_id == user_id, Consent.client_id == client_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        if grant is None:
+            return
+        granted = sorted(set(scopes) - set(grant.scopes))
+        if not granted:
+            return
+        consent_id = grant.id
         grant.scopes = sorted(set(grant.scopes) | set(scopes))
         grant.updated_at = now
+    await events.emit(
+        session,
+        "user.consent.granted",
+        subject={"type": "user", "id": user_id},
+        data={"consent_id": consent_id, "client_id": client_id, "scopes": granted},
+        account_id=issuer.account_id,
+        issuer_id=issuer.id,
+        user_id=user_id,
+        client_id=client_id,
+    )
 
 
 async def issue_code(

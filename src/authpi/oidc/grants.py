@@ -16,6 +16,7 @@ from authpi.oidc.errors import OAuthError, invalid_grant, invalid_request
 from authpi.oidc.keys import IssuerKeys
 from authpi.services import events
 from authpi.services import sessions as session_service
+from authpi.services.machine_tokens import IssuedToken, MachineTokenLog
 from authpi.storage.tables.clients import Client
 from authpi.storage.tables.issuers import Issuer
 from authpi.storage.tables.oauth import AuthorizationCode, RefreshToken
@@ -311,7 +312,9 @@ async def refresh_token(session: AsyncSession, grant: Grant, form: dict[str, lis
     return body
 
 
-def client_credentials(grant: Grant, form: dict[str, list[str]]) -> dict[str, Any]:
+def client_credentials(
+    grant: Grant, form: dict[str, list[str]], machine_tokens: MachineTokenLog
+) -> dict[str, Any]:
     client = grant.client
     _allowed_grant(client, "client_credentials")
     if not client.confidential:
@@ -338,6 +341,16 @@ def client_credentials(grant: Grant, form: dict[str, list[str]]) -> dict[str, An
         ttl=access_ttl,
         dat_type="client",
     )
-    # No event and no database here: this grant serves from cached rows and keys (fast, and through
-    # a database outage). machine.token.issued will come through a batched writer instead.
+    # No database here: this grant serves from cached rows and keys (fast, and through a database
+    # outage); machine.token.issued is queued for the worker's batched writer.
+    machine_tokens.record(
+        IssuedToken.now(
+            account_id=grant.issuer.account_id,
+            issuer_id=grant.issuer.id,
+            client_id=client.id,
+            scopes=scopes,
+            audience=_audience(resources, client.id),
+            ttl=access_ttl,
+        )
+    )
     return _response(access, access_ttl, scope)

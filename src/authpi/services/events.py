@@ -128,13 +128,20 @@ async def emit(
     user_id: str | None = None,
     client_id: str | None = None,
     trigger: str | None = None,
+    actor: Actor | None = None,
+    trace: str | None = None,
+    at: int | None = None,
 ) -> Event:
-    """Records ``type`` about ``subject`` in the caller's transaction (added, not committed)."""
+    """Records ``type`` about ``subject`` in the caller's transaction (added, not committed).
+
+    ``actor``, ``trace`` and ``at`` default to the current request's actor and ID and to now; a
+    writer that emits later, outside the request (the machine-token buffer), passes what it captured.
+    """
     if type not in EVENT_TYPES:
         raise ValueError(f"not a catalogue event type: {type}")
-    actor = current_actor()
+    actor = actor or current_actor()
     account = account_id or actor.account_id or await _account_of(session, issuer_id)
-    at = now_ms()
+    at = at or now_ms()
     row = Event(
         id=ids.ulid(ID_PREFIX, at),
         account_id=account,
@@ -143,7 +150,7 @@ async def emit(
         user_id=user_id,
         client_id=client_id,
         timestamp=at,
-        trace=request_id.current.get(),
+        trace=trace if trace is not None else request_id.current.get(),
         source=actor.source,
         trigger=trigger or actor.trigger,
         auth=scrub(actor.auth) or None,

@@ -26,6 +26,7 @@ from sqlalchemy.orm import aliased
 from authpi.clock import now_ms
 from authpi.crypto.secretbox import SecretBox
 from authpi.oidc import keys
+from authpi.services import sessions
 from authpi.settings import Settings
 from authpi.storage import dialects
 from authpi.storage.tables.base import Base
@@ -56,6 +57,9 @@ BATCH_ROWS = 500
 MAX_BATCHES = 200
 PAUSE_S = 0.02  # between batches: other writers get the database in between
 ENDED = ("revoked", "expired")  # a session's terminal statuses
+# A pending authorization request stays this long past its expiry, so a sign-in page used late is
+# told apart from a made-up link and recorded (``auth.flow.expired``).
+FLOW_GRACE_MS = 3_600_000
 
 
 @dataclass(frozen=True)
@@ -104,7 +108,7 @@ def _idle_and_alone(cut: Cutoffs) -> ColumnElement[bool]:
 
 PURGES: Sequence[Purge] = (
     # Short-lived protocol state, gone at expiry (codes after the retention, for replay detection).
-    Purge(AuthorizationRequest, lambda c: AuthorizationRequest.expires_at <= c.now),
+    Purge(AuthorizationRequest, lambda c: AuthorizationRequest.expires_at <= c.now - FLOW_GRACE_MS),
     Purge(AuthorizationCode, lambda c: AuthorizationCode.expires_at <= c.ended_before),
     Purge(RefreshToken, lambda c: RefreshToken.expires_at <= c.ended_before),
     Purge(RevokedToken, lambda c: RevokedToken.expires_at <= c.now),
@@ -230,6 +234,7 @@ class Housekeeper:
         )
         purged: dict[str, int] = {}
         try:
+            expired = await self._expire_sessions(cut)
             for purge in PURGES:
                 count = await self._purge(purge, cut)
                 if count:
@@ -241,9 +246,27 @@ class Housekeeper:
         async with self._sessions() as session:
             rotated = await keys.rotate_due(session, self._box)
             await _finished(session, self.holder)
-        if purged or rotated:
-            log.info("housekeeping: purged %s, rotated %d keys", purged, rotated)
+        if purged or rotated or expired:
+            log.info(
+                "housekeeping: expired %d sessions, purged %s, rotated %d keys", expired, purged, rotated
+            )
         return purged
+
+    async def _expire_sessions(self, cut: Cutoffs) -> int:
+        """Sessions whose time ran out become ``expired``, each with its ``session.expired`` event,
+        in batches of their own like the purges: at most ``MAX_BATCHES * BATCH_ROWS`` per pass
+        (a backlog larger than that, e.g. after an upgrade, is worked off over the next passes)."""
+        total = 0
+        for _ in range(MAX_BATCHES):
+            await self._keep()
+            async with self._sessions() as session:
+                count = await sessions.expire_lapsed(session, cut.now, BATCH_ROWS)
+                await session.commit()
+            total += count
+            if count < BATCH_ROWS:
+                break
+            await asyncio.sleep(PAUSE_S)
+        return total
 
     async def _purge(self, purge: Purge, cut: Cutoffs) -> int:
         total = 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, case, select, update
+from sqlalchemy import Select, case, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -91,14 +91,16 @@ async def create_op_session(
     session.add(row)
     await session.flush()
     if replaces:
-        await _supersede(session, issuer.id, replaces, row)
-    await _enforce_cap(session, issuer.id, user_id, limits.get("max_per_user", 50))
+        await _supersede(session, issuer.id, replaces, row, issuer.account_id)
+    await _enforce_cap(session, issuer.id, user_id, limits.get("max_per_user", 50), issuer.account_id)
     events.identify(user_id=user_id)
     await emit(session, "session.created", row, account_id=issuer.account_id)
     return row, secret
 
 
-async def _supersede(session: AsyncSession, issuer_id: str, secret: str, successor: Session) -> None:
+async def _supersede(
+    session: AsyncSession, issuer_id: str, secret: str, successor: Session, successor_account: str
+) -> None:
     """A browser that signs in again (prompt=login, max_age, another user) ends its previous op
     session, so the old cookie can never sign anyone in again. The same user's client sessions
     move to the new op session, so re-authenticating for one application does not sign the user
@@ -119,10 +121,12 @@ async def _supersede(session: AsyncSession, issuer_id: str, secret: str, success
             )
             .execution_options(synchronize_session=False)
         )
-    await _end(session, old, "revoked", "superseded", None)
+    await end_many(session, [old], "revoked", "superseded", None, account_id=successor_account)
 
 
-async def _enforce_cap(session: AsyncSession, issuer_id: str, user_id: str, cap: int) -> None:
+async def _enforce_cap(
+    session: AsyncSession, issuer_id: str, user_id: str, cap: int, account_id: str
+) -> None:
     """At most ``cap`` live op sessions per user: the oldest beyond it expire. The caller holds the
     user's row lock, so no other sign-in of the user can add one until this transaction ends."""
     live = (
@@ -137,8 +141,8 @@ async def _enforce_cap(session: AsyncSession, issuer_id: str, user_id: str, cap:
             .order_by(Session.id.desc())
         )
     ).all()
-    for old in live[cap:]:
-        await _end(session, old, "expired", "session_limit", None)
+    # Evicted, not lapsed: ``session.terminated`` (reason session_limit), like every other ending.
+    await end_many(session, list(live[cap:]), "expired", "session_limit", None, account_id=account_id)
 
 
 async def find_by_cookie(session: AsyncSession, issuer_id: str, secret: str) -> Session | None:
@@ -208,30 +212,71 @@ async def get_anchored(session: AsyncSession, session_id: str) -> tuple[Session 
     return row, op_status is not None and op_status not in HOLDS_RP and op_expires_at > now_ms()
 
 
+# Ids per statement when a cascade touches many sessions (well under every driver's parameter cap).
+_CHUNK = 1000
+
+
+def _chunks(values: list[str]) -> list[list[str]]:
+    return [values[i : i + _CHUNK] for i in range(0, len(values), _CHUNK)]
+
+
 async def _end(session: AsyncSession, row: Session, status: str, reason: str | None, by: str | None) -> None:
+    await end_many(session, [row], status, reason, by)
+
+
+async def end_many(
+    session: AsyncSession,
+    rows: list[Session],
+    status: str,
+    reason: str | None,
+    by: str | None,
+    *,
+    account_id: str | None = None,
+) -> list[Session]:
+    """End ``rows`` and every live client session under those that are browser sessions, with
+    their refresh tokens, and record ``session.terminated`` for each session ended (its reason in
+    ``data.reason``). A constant number of statements per 1,000 sessions, not one per session.
+    Returns the sessions ended."""
     now = now_ms()
-    row.status = status
-    row.status_at = now
-    row.status_reason = reason
-    row.status_by = by
-    if status == "revoked":
-        row.revoked_at = now
-        row.revoked_reason = reason
-    row.updated_at = next_version(row.updated_at)
-    family = [row.id]
-    if row.type == "op":
-        children = (
-            await session.scalars(
-                select(Session).where(Session.op_session_id == row.id, Session.status.not_in(TERMINAL))
-            )
-        ).all()
+    ended = {row.id: row for row in rows if row.status not in TERMINAL}
+    ops = [row.id for row in ended.values() if row.type == "op"]
+    for chunk in _chunks(ops):
+        children = await session.scalars(
+            select(Session).where(Session.op_session_id.in_(chunk), Session.status.not_in(TERMINAL))
+        )
         for child in children:
-            await _end(session, child, status, reason, by)
-    await session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.session_id.in_(family), RefreshToken.status == "active")
-        .values(status="revoked")
-    )
+            ended.setdefault(child.id, child)
+    for row in ended.values():
+        row.status = status
+        row.status_at = now
+        row.status_reason = reason
+        row.status_by = by
+        if status == "revoked":
+            row.revoked_at = now
+            row.revoked_reason = reason
+        row.updated_at = next_version(row.updated_at)
+    for chunk in _chunks(list(ended)):
+        await session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.session_id.in_(chunk), RefreshToken.status == "active")
+            .values(status="revoked")
+        )
+    if ended:
+        await session.flush()
+        account_id = account_id or await _account(session, next(iter(ended.values())).issuer_id)
+    for row in ended.values():
+        await emit(session, "session.terminated", row, account_id=account_id, data={"reason": reason})
+    return list(ended.values())
+
+
+async def _account(session: AsyncSession, issuer_id: str) -> str | None:
+    """The account events of ``issuer_id``'s sessions belong to, looked up once per cascade (the
+    Core API knows it already; an IdP request does not)."""
+    actor = events.current_actor()
+    if actor.account_id is not None:
+        return actor.account_id
+    account: str | None = await session.scalar(select(Issuer.account_id).where(Issuer.id == issuer_id))
+    return account
 
 
 async def revoke(session: AsyncSession, row: Session, reason: str | None, by: str | None = None) -> None:
@@ -248,12 +293,21 @@ async def mark_compromised(session: AsyncSession, row: Session, reason: str) -> 
     await emit(session, "session.compromised", row)
 
 
-async def emit(session: AsyncSession, kind: str, row: Session, *, account_id: str | None = None) -> None:
+async def emit(
+    session: AsyncSession,
+    kind: str,
+    row: Session,
+    *,
+    account_id: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> None:
+    """``kind`` about ``row``: its snapshot, plus ``data`` (e.g. why it ended)."""
     await events.emit_for(
         session,
         kind,
         row,
         "session",
+        data={**events.snapshot(row), **(data or {})},
         account_id=account_id,
         issuer_id=row.issuer_id,
         user_id=row.user_id,
@@ -268,6 +322,46 @@ ADMIN_EVENTS = {"revoke": "session.terminated", "suspend": "session.updated", "r
 def _lapsed(now: int) -> Any:
     """SQL twin of the time checks in ``effective_status``: past max age, or idle too long."""
     return (Session.expires_at <= now) | ((Session.status == "active") & (idle_deadline() <= now))
+
+
+def _lapsed_at(row: Session) -> int:
+    """When a lapsed session's time ran out: its max age, or its idle timeout if that came first."""
+    idle = (row.last_activity_at or row.created_at) + row.idle_timeout * 1000
+    return min(row.expires_at, idle) if row.status == "active" else row.expires_at
+
+
+async def expire_lapsed(session: AsyncSession, now: int, limit: int) -> int:
+    """Store ``expired`` on up to ``limit`` sessions whose time ran out (past their max age, or an
+    active one idle too long) and record ``session.expired`` for each (trigger ``system``); the
+    caller commits. Requests already treat such sessions as expired (``effective_status``); this
+    makes it a fact with an event. A browser session idle past its timeout whose client sessions
+    have not ended is left alone: they live on their own activity and it anchors them. Returns how
+    many sessions expired."""
+    child = aliased(Session)
+    anchors_live = (
+        (Session.type == "op")
+        & (Session.expires_at > now)
+        & exists().where(child.op_session_id == Session.id, child.status.not_in(TERMINAL))
+    )
+    found = (
+        await session.execute(
+            select(Session, Issuer.account_id)
+            .join(Issuer, Issuer.id == Session.issuer_id)
+            .where(Session.status.not_in(TERMINAL), _lapsed(now), ~anchors_live)
+            .order_by(Session.id)
+            .limit(limit)
+            .with_for_update(of=Session, skip_locked=True)
+        )
+    ).all()
+    for row, _ in found:
+        row.status_reason = "max_age" if row.expires_at <= now else "idle_timeout"
+        row.status_at = _lapsed_at(row)
+        row.status = "expired"
+        row.updated_at = next_version(row.updated_at)
+    await session.flush()
+    for row, account_id in found:
+        await emit(session, "session.expired", row, account_id=account_id, data={"reason": row.status_reason})
+    return len(found)
 
 
 def list_statement(issuer_id: str, user_id: str | None = None, status: str | None = None) -> Select[Any]:
@@ -303,14 +397,8 @@ async def revoke_all(
         stmt = stmt.where(Session.user_id == user_id)
     if client_id is not None:
         stmt = stmt.where(Session.client_id == client_id)
-    # op before rp: revoking an op session already ends its rp sessions.
-    rows = (await session.scalars(stmt.order_by(Session.type, Session.id))).all()
-    count = 0
-    for row in rows:
-        if row.status not in TERMINAL:
-            await _end(session, row, "revoked", reason, by)
-            count += 1
-    return count
+    rows = list((await session.scalars(stmt.order_by(Session.type, Session.id))).all())
+    return len(await end_many(session, rows, "revoked", reason, by))
 
 
 async def get(session: AsyncSession, issuer_id: str, session_id: str, *, for_update: bool = False) -> Session:
@@ -349,5 +437,6 @@ async def admin_action(
             raise Conflict(f"Only a suspended session can be reactivated (this one is {current})")
         row.status, row.status_at, row.status_reason, row.status_by = "active", now_ms(), None, by
     await session.flush()
-    await emit(session, ADMIN_EVENTS[action], row)
+    if action != "revoke":  # an ended session's session.terminated comes from end_many
+        await emit(session, ADMIN_EVENTS[action], row)
     return row

@@ -272,8 +272,16 @@ async def create_user(session: AsyncSession, issuer_id: str, body: dict[str, Any
     return user
 
 
-# Status changes with an event of their own; other changes are ``user.updated``.
-_STATUS_EVENTS = {("blocked", "active"): "user.unblocked"}
+# Status changes with an event of their own; other changes are ``user.updated``. A suspended
+# ("temporary admin block") or disabled ("permanent block") user is blocked, as a disabled client
+# is ``client.blocked``; back to active is ``user.unblocked``.
+_STATUS_EVENTS = {
+    ("active", "suspended"): "user.blocked",
+    ("active", "disabled"): "user.blocked",
+    ("suspended", "active"): "user.unblocked",
+    ("disabled", "active"): "user.unblocked",
+    ("blocked", "active"): "user.unblocked",
+}
 
 
 async def _emit(session: AsyncSession, kind: str, user: User) -> None:

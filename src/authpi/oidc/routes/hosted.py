@@ -49,9 +49,7 @@ async def consent(issuer_id: str, request: Request) -> Response:
                     iss,
                 )
             )
-        await authorization.record_consent(
-            session, flow.issuer.id, user.id, flow.client.id, flow.params.scope
-        )
+        await authorization.record_consent(session, flow.issuer, user.id, flow.client.id, flow.params.scope)
         flow.params.prompt = [p for p in flow.params.prompt if p != "consent"]
         return await proceed(
             request, flow.rt, session, flow.issuer, flow.client, flow.params, flow.request_id, op, user

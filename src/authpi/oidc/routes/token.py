@@ -57,6 +57,6 @@ async def token(issuer_id: str, request: Request) -> Response:
         elif grant_type == "refresh_token":
             body = await grants.refresh_token(session, grant, form)
         else:
-            body = grants.client_credentials(grant, form)
+            body = grants.client_credentials(grant, form, rt.machine_tokens)
     metrics.count_token(grant_type)
     return Response(json.dumps(body, separators=(",", ":")), media_type="application/json", headers=NO_STORE)

@@ -163,7 +163,7 @@ async def load(request: Request, session: AsyncSession, issuer_id: str, *, post:
             request, rt, issuer, "Please try again", "Your session form expired. Go back and retry.", 403
         )
     request_id = form.get("request") if post else request.query_params.get("request")
-    pending = await authorization.recall_pending(session, issuer.id, request_id)
+    pending = await authorization.recall_pending(session, issuer, request_id)
     client = await load_client(session, issuer.id, pending.client_id) if pending else None
     if pending is None or client is None or request_id is None:
         return message(request, rt, issuer, "Sign-in expired", EXPIRED)

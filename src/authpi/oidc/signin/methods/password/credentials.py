@@ -144,6 +144,16 @@ async def signup(
         issuer_id=issuer.id,
         user_id=user.id,
     )
+    if user.status == "pending_approval":
+        await events.emit_for(
+            session,
+            "user.approval.requested",
+            user,
+            "user",
+            account_id=issuer.account_id,
+            issuer_id=issuer.id,
+            user_id=user.id,
+        )
     try:
         # The unique (issuer, username key) decides, also between concurrent sign-ups.
         await session.commit()
