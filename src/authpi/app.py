@@ -23,6 +23,7 @@ from authpi.http.routes import (
     events,
     issuers,
     me,
+    notes,
     sessions,
     tokens,
     users,
@@ -150,7 +151,19 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     )
     errors.install(app)
     middleware.install(app)
-    for module in (me, accounts, api_keys, issuers, auth_methods, clients, users, sessions, tokens, events):
+    for module in (
+        me,
+        accounts,
+        api_keys,
+        issuers,
+        auth_methods,
+        clients,
+        users,
+        sessions,
+        tokens,
+        events,
+        notes,
+    ):
         # Services never commit: a route outside the unit of work would lose its writes.
         assert all(isinstance(route, unit_of_work.UnitOfWork) for route in module.router.routes)
         app.include_router(module.router)

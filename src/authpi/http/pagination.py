@@ -1,17 +1,18 @@
 """Keyset cursor pagination (A.7), shared by every list endpoint.
 
 IDs are time-ordered, so the cursor is simply the last ID returned: each page is one index range scan
-of ``limit + 1`` rows, whatever the depth.
+of ``limit + 1`` rows, whatever the depth. Lists in another order (notes: pinned first, then newest)
+page on a composite key the same way (``keyset_by``); their resource says how a row becomes a cursor.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from fastapi import Query
-from sqlalchemy import Select
+from sqlalchemy import Select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -58,4 +59,26 @@ async def keyset(
     if has_more and rows:
         last = rows[-1][0]
         next_cursor = getattr(last, "id", None) or str(last)
+    return Slice(rows=rows, has_more=has_more, next_cursor=next_cursor)
+
+
+async def keyset_by(
+    session: AsyncSession,
+    stmt: Select[Any],
+    order: Sequence[InstrumentedAttribute[Any]],
+    after: Sequence[Any] | None,
+    limit: int,
+    cursor_of: Callable[[Any], str],
+) -> Slice:
+    """A page of ``stmt`` in descending ``order`` (whose last column is unique), starting after the
+    position ``after`` (the values of a prefix of ``order``): one row-value comparison, which both
+    databases answer from an index whose trailing columns are ``order``."""
+    if after:
+        columns = order[: len(after)]
+        stmt = stmt.where(tuple_(*columns) < tuple_(*after))
+    stmt = stmt.order_by(*(column.desc() for column in order)).limit(limit + 1)
+    rows = list((await session.execute(stmt)).all())
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = cursor_of(rows[-1][0]) if has_more and rows else None
     return Slice(rows=rows, has_more=has_more, next_cursor=next_cursor)

@@ -1,4 +1,5 @@
-"""The event types of §C.16: the exact names events carry and webhooks subscribe to (no wildcards)."""
+"""The event types of §C.16: the exact names events carry and webhooks subscribe to (no wildcards),
+and the few types that are only written to the event log."""
 
 from __future__ import annotations
 
@@ -122,4 +123,22 @@ CATALOGUE: tuple[str, ...] = (
     "auth.flow.replay-attempt",
     "auth.flow.device-mismatch",
 )
+# The webhook catalogue: what a webhook may subscribe to and what gets delivered.
 EVENT_TYPES: frozenset[str] = frozenset(CATALOGUE)
+
+# Recorded in the account's event log but never delivered to webhooks (and not subscribable):
+# notes are the account's own annotations, not changes to identity data (issue 9, item 6).
+LOG_ONLY: tuple[str, ...] = (
+    "note.created",
+    "note.updated",
+    "note.deleted",
+)
+LOG_ONLY_EVENT_TYPES: frozenset[str] = frozenset(LOG_ONLY)
+
+# Every type an event in the log may carry.
+LOGGED_EVENT_TYPES: frozenset[str] = EVENT_TYPES | LOG_ONLY_EVENT_TYPES
+
+
+def deliverable(event_type: str) -> bool:
+    """Whether events of this type go to webhooks (log-only types never do)."""
+    return event_type in EVENT_TYPES

@@ -23,7 +23,7 @@ from authpi import ids
 from authpi.clock import now_ms
 from authpi.observability import request_id
 from authpi.services.errors import InvalidInput, NotFound
-from authpi.services.event_types import EVENT_TYPES
+from authpi.services.event_types import LOGGED_EVENT_TYPES
 from authpi.storage.tables.events import Event
 from authpi.storage.tables.issuers import Issuer
 
@@ -134,10 +134,12 @@ async def emit(
 ) -> Event:
     """Records ``type`` about ``subject`` in the caller's transaction (added, not committed).
 
-    ``actor``, ``trace`` and ``at`` default to the current request's actor and ID and to now; a
-    writer that emits later, outside the request (the machine-token buffer), passes what it captured.
+    ``type`` is a webhook catalogue type or a log-only one (``event_types.LOG_ONLY``); only the
+    former may ever be delivered (``event_types.deliverable``). ``actor``, ``trace`` and ``at``
+    default to the current request's actor and ID and to now; a writer that emits later, outside the
+    request (the machine-token buffer), passes what it captured.
     """
-    if type not in EVENT_TYPES:
+    if type not in LOGGED_EVENT_TYPES:
         raise ValueError(f"not a catalogue event type: {type}")
     actor = actor or current_actor()
     account = account_id or actor.account_id or await _account_of(session, issuer_id)
@@ -206,8 +208,9 @@ class Filters:
 
 def _types(raw: str) -> list[str]:
     names = [name.strip() for name in raw.split(",") if name.strip()]
-    if len(names) > 106:
-        raise InvalidInput.on("event_types", "too_many", "At most 106 event types")
+    if len(names) > len(LOGGED_EVENT_TYPES):
+        limit = len(LOGGED_EVENT_TYPES)
+        raise InvalidInput.on("event_types", "too_many", f"At most {limit} event types")
     return names
 
 

@@ -10,6 +10,7 @@ from authpi.storage.tables import (  # noqa: F401
     issuers,
     leases,
     lockouts,
+    notes,
     oauth,
     sessions,
     signing_keys,
