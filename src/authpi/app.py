@@ -27,6 +27,7 @@ from authpi.http.routes import (
     sessions,
     tokens,
     users,
+    webhooks,
 )
 from authpi.memory import freeze_startup_objects, tune_allocator
 from authpi.observability import endpoint as metrics_endpoint
@@ -163,6 +164,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         tokens,
         events,
         notes,
+        webhooks,
     ):
         # Services never commit: a route outside the unit of work would lose its writes.
         assert all(isinstance(route, unit_of_work.UnitOfWork) for route in module.router.routes)

@@ -164,6 +164,10 @@ class Settings(BaseSettings):
         default=None,
         description="When set, `/metrics` requires `Authorization: Bearer <token>`.",
     )
+    allow_private_networks: bool = Field(
+        default=False,
+        description="Let outbound requests (webhooks) reach private, loopback and link-local addresses.",
+    )
 
     # Every value is checked when the settings load, so a mistake stops the server at start with a
     # message naming the variable, instead of surfacing later as failing requests.
