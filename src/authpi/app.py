@@ -26,6 +26,7 @@ from authpi.http.routes import (
     sessions,
     tokens,
     users,
+    webhook_deliveries,
 )
 from authpi.memory import freeze_startup_objects, tune_allocator
 from authpi.observability import endpoint as metrics_endpoint
@@ -33,6 +34,7 @@ from authpi.observability import metrics
 from authpi.observability.asgi import ObserveRequests
 from authpi.oidc.app import create_idp_app
 from authpi.oidc.errors import NO_STORE
+from authpi.outbound.webhook_sender import WebhookSender
 from authpi.request_limits import BodyLimit, client_gone
 from authpi.runtime import Runtime
 from authpi.services import events as event_log
@@ -123,6 +125,9 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         freeze_startup_objects()
         keeper = housekeeping.Housekeeper(runtime.sessions, runtime.secretbox, settings)
         task = asyncio.create_task(_housekeeping(keeper))
+        sender = WebhookSender(runtime.sessions, runtime.secretbox, settings)
+        app.state.webhook_sender = sender
+        sender.start()
         pools_task = (
             asyncio.create_task(metrics.publish_pools(runtime.pools)) if settings.metrics_enabled else None
         )
@@ -133,6 +138,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
                 pools_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await pools_task
+            await sender.stop()
             await _stop_housekeeping(task, keeper)
             metrics.worker_exited()
             await runtime.close()
@@ -147,7 +153,19 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     )
     errors.install(app)
     middleware.install(app)
-    for module in (me, accounts, api_keys, issuers, auth_methods, clients, users, sessions, tokens, events):
+    for module in (
+        me,
+        accounts,
+        api_keys,
+        issuers,
+        auth_methods,
+        clients,
+        users,
+        sessions,
+        tokens,
+        events,
+        webhook_deliveries,
+    ):
         # Services never commit: a route outside the unit of work would lose its writes.
         assert all(isinstance(route, unit_of_work.UnitOfWork) for route in module.router.routes)
         app.include_router(module.router)
