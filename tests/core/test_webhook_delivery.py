@@ -357,30 +357,34 @@ async def test_another_accounts_deliveries_do_not_exist(
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-async def test_private_addresses_are_refused_when_not_allowed(backend: str, unique: str) -> None:
+def test_private_addresses_are_refused_when_not_allowed(backend: str, unique: str) -> None:
     """With AUTHPI_ALLOW_PRIVATE_NETWORKS off, a name that resolves to 127.0.0.1 passes the API's
     URL check but the sender refuses the address it resolves to, and says so."""
     skip_without_postgres(backend)
     with run_server(backend, extra_env={"AUTHPI_WEBHOOK_POLL_INTERVAL": "0.2"}) as plain:
-        async with (
-            receiving() as rx,
-            httpx.AsyncClient(base_url=plain.url, auth=plain.api_key, timeout=30) as raw,
-            AuthPIAdmin(api_key=plain.api_key, base_url=plain.url) as admin,
-        ):
-            account_path = f"/v1/accounts/{plain.account_id}"
-            url = f"http://localhost:{rx.port}/hook"
-            hook = await create_hook(
-                raw, account_path, url, events=["issuer.created"], retry=FAST_RETRY | {"max_attempts": 2}
-            )
-            await admin.issuers.create({"name": f"private-{unique}"})
+        asyncio.run(_refused(plain, unique))
 
-            async def refused() -> bool:
-                found = await deliveries(admin, hook["id"])
-                return bool(found) and found[0].status == "failed"
 
-            await eventually(refused, timeout=30)
-            [delivery] = await deliveries(admin, hook["id"])
-            assert delivery.attempt_count == 2 and delivery.last_response_status is None
-            assert delivery.last_error and "refused: localhost resolves to" in delivery.last_error
-            assert "AUTHPI_ALLOW_PRIVATE_NETWORKS" in delivery.last_error
-            assert rx.receipts == []
+async def _refused(plain: RunningServer, unique: str) -> None:
+    async with (
+        receiving() as rx,
+        httpx.AsyncClient(base_url=plain.url, auth=plain.api_key, timeout=30) as raw,
+        AuthPIAdmin(api_key=plain.api_key, base_url=plain.url) as admin,
+    ):
+        account_path = f"/v1/accounts/{plain.account_id}"
+        url = f"http://localhost:{rx.port}/hook"
+        hook = await create_hook(
+            raw, account_path, url, events=["issuer.created"], retry=FAST_RETRY | {"max_attempts": 2}
+        )
+        await admin.issuers.create({"name": f"private-{unique}"})
+
+        async def refused() -> bool:
+            found = await deliveries(admin, hook["id"])
+            return bool(found) and found[0].status == "failed"
+
+        await eventually(refused, timeout=30)
+        [delivery] = await deliveries(admin, hook["id"])
+        assert delivery.attempt_count == 2 and delivery.last_response_status is None
+        assert delivery.last_error and "refused: localhost resolves to" in delivery.last_error
+        assert "AUTHPI_ALLOW_PRIVATE_NETWORKS" in delivery.last_error
+        assert rx.receipts == []
