@@ -27,6 +27,7 @@ from authpi.http.routes import (
     tokens,
     users,
     webhook_deliveries,
+    webhooks,
 )
 from authpi.memory import freeze_startup_objects, tune_allocator
 from authpi.observability import endpoint as metrics_endpoint
@@ -164,6 +165,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         sessions,
         tokens,
         events,
+        webhooks,
         webhook_deliveries,
     ):
         # Services never commit: a route outside the unit of work would lose its writes.

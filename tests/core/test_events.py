@@ -148,13 +148,44 @@ async def test_every_core_mutation_emits_its_catalogue_event(
     await admin.api_keys.delete(key.id)
     await key_step(["api-key.deleted"])
 
+    hook = await admin.webhooks.create(
+        {
+            "name": f"ev-{unique}",
+            "url": "https://hooks.example.com/events",
+            "auth": {"type": "bearer+signature"},
+            "events": ["user.created"],
+        }
+    )
+    hook_auth = hook.auth.model_extra or {}
+    secrets.extend([hook_auth["signature_secret_plain"], hook_auth["bearer_token_plain"]])
+    by_hook = {
+        "event_types": "webhook.created,webhook.updated,webhook.paused,webhook.resumed,webhook.deleted"
+    }
+
+    async def hook_step(types: list[str]) -> None:
+        got = [e for e in await rec.new(**by_hook) if e.subject and e.subject["id"] == hook.id]
+        assert [e.type for e in got] == types
+        for event, type_ in zip(got, types, strict=True):
+            check(event, type_, hook.id, server)
+
+    await hook_step(["webhook.created"])
+    await admin.webhook(hook.id).update({"status": "disabled"})
+    await hook_step(["webhook.paused"])
+    await admin.webhook(hook.id).update({"status": "active"})
+    await hook_step(["webhook.resumed"])
+    regenerated = await admin.webhook(hook.id).update({"auth": {"regenerate_signature_secret": True}})
+    secrets.append((regenerated.auth.model_extra or {})["signature_secret_plain"])
+    await hook_step(["webhook.updated"])
+    await admin.webhook(hook.id).delete()
+    await hook_step(["webhook.deleted"])
+
     await admin.accounts.update(server.account_id, {"description": f"events {unique}"})
     [ev] = [e for e in await rec.new(event_types="account.updated") if e.data and e.data.get("description")]
     check(ev, "account.updated", server.account_id, server)
 
     # Nothing secret in any of them: no password, client or key secret, hash, or hidden field.
     dumped = json.dumps([e.model_dump() for e in rec.all])
-    hidden = ("password_hash", "secret_digest", "argon2")
+    hidden = ("password_hash", "secret_digest", "argon2", "_sealed")
     for value in (PASSWORD, NEW_PASSWORD, github_secret, *secrets, *hidden):
         assert value and value not in dumped
 

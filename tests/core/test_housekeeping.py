@@ -217,6 +217,36 @@ async def test_soft_deleted_users_clients_and_issuers_are_purged_with_their_depe
     assert await count(fast, "clients", "id = ?", asking.id) == 1
 
 
+async def test_deleted_webhooks_are_purged_with_their_deliveries(fast: RunningServer) -> None:
+    def hook(name: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "url": "https://hooks.example.com/hk",
+            "auth": {"type": "signature"},
+            "events": ["issuer.created"],
+            "retry": {"max_attempts": 30, "initial_delay_seconds": 3600, "max_delay_seconds": 3600},
+        }
+
+    async with AuthPIAdmin(api_key=fast.api_key, base_url=fast.url) as admin:
+        doomed = await admin.webhooks.create(hook("doomed"))  # type: ignore[arg-type]
+        kept = await admin.webhooks.create(hook("kept"))  # type: ignore[arg-type]
+        await admin.issuers.create({"name": "announced"})
+        assert await count(fast, "webhook_deliveries", "webhook_id = ?", doomed.id) == 1
+        await admin.webhook(doomed.id).delete()
+
+    async def purged() -> bool:
+        return (
+            await count(fast, "webhooks", "id = ?", doomed.id)
+            + await count(fast, "webhook_deliveries", "webhook_id = ?", doomed.id)
+        ) == 0
+
+    assert await eventually(purged, PURGE_AFTER_S + SETTLE_S + 2), (
+        "a deleted webhook outlived AUTHPI_PURGE_AFTER"
+    )
+    assert await count(fast, "webhooks", "id = ?", kept.id) == 1
+    assert await count(fast, "webhook_deliveries", "webhook_id = ?", kept.id) == 1
+
+
 # --- a sign-in load ----------------------------------------------------------------------------
 
 

@@ -20,27 +20,11 @@ from collections.abc import Iterable
 import httpcore2
 import httpx2
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+from authpi.services.outbound_addresses import IPAddress, is_public, literal_address
 
 
 class AddressRefused(Exception):
     """The target resolves to an address outbound requests may not reach."""
-
-
-def is_public(address: IPAddress) -> bool:
-    """Whether ``address`` is globally routable unicast (an IPv4-mapped IPv6 address counts as its
-    IPv4 address)."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_global and not address.is_multicast
-
-
-def literal_address(host: str) -> IPAddress | None:
-    """``host`` as an IP address when it is one (brackets of an IPv6 literal allowed)."""
-    try:
-        return ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return None
 
 
 async def resolve(host: str, port: int, *, allow_private: bool) -> str:
@@ -60,7 +44,7 @@ async def resolve(host: str, port: int, *, allow_private: bool) -> str:
         for address in candidates:
             if not is_public(address):
                 raise AddressRefused(
-                    f"{host} resolves to {address}, a private or reserved address "
+                    f"refused: {host} resolves to {address}, a private or reserved address "
                     "(AUTHPI_ALLOW_PRIVATE_NETWORKS is off)"
                 )
     return str(candidates[0])

@@ -81,7 +81,7 @@ async def send(
     except TimeoutError:
         return Outcome(success=False, error=f"timed out after {limit_s:g} s")
     except AddressRefused as exc:
-        return Outcome(success=False, error=f"refused: {exc}")
+        return Outcome(success=False, error=str(exc))
     except httpx2.HTTPError as exc:
         return Outcome(success=False, error=credentials.redact(_describe(exc)))
 

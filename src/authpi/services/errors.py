@@ -33,6 +33,14 @@ class InvalidInput(ServiceError):
         return cls(message, fields=[FieldProblem(field, code, message)])
 
 
+class InvalidRequest(ServiceError):
+    """Input the request itself gets wrong (unknown names, malformed values): 400 ``invalid_request``
+    with one entry per problem in ``fields``."""
+
+    def __init__(self, problems: list[FieldProblem]) -> None:
+        super().__init__("; ".join(p.message for p in problems[:5]), fields=problems)
+
+
 class NotFound(ServiceError):
     status = 404
     code = "not_found"

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from authpi import ids
 from authpi.clock import now_ms
 from authpi.observability import request_id
+from authpi.services import webhook_fanout
 from authpi.services.errors import InvalidInput, NotFound
 from authpi.services.event_types import EVENT_TYPES
 from authpi.storage.tables.events import Event
@@ -87,7 +88,15 @@ _SECRET_KEY = re.compile(
     r"encrypted|nonce|jti)"
 )
 # Non-secret keys the pattern above would catch.
-_ALLOWED = frozenset({"secret_hint", "password_changed_at", "must_change_password", "code_challenge_method"})
+_ALLOWED = frozenset(
+    {
+        "secret_hint",
+        "signature_secret_hint",
+        "password_changed_at",
+        "must_change_password",
+        "code_challenge_method",
+    }
+)
 
 
 def _secret(key: str) -> bool:
@@ -151,6 +160,8 @@ async def emit(
         data=scrub(dict(data)) if data is not None else None,
     )
     session.add(row)
+    # Deliveries join the same transaction: the outbox and the log never disagree.
+    await webhook_fanout.enqueue(session, row)
     return row
 
 

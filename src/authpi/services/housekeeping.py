@@ -45,7 +45,7 @@ from authpi.storage.tables.oauth import (
 from authpi.storage.tables.sessions import Session, idle_deadline
 from authpi.storage.tables.signing_keys import SigningKey
 from authpi.storage.tables.users import User
-from authpi.storage.tables.webhooks import WebhookDelivery
+from authpi.storage.tables.webhooks import Webhook, WebhookDelivery
 
 log = logging.getLogger("authpi.housekeeping")
 
@@ -95,6 +95,10 @@ def _deleted(model: Any, before: int) -> Select[Any]:
     return select(model.id).where(model.status == "deleted", model.deleted_at <= before)
 
 
+def _deleted_webhooks(before: int) -> Select[Any]:
+    return select(Webhook.id).where(Webhook.status == "deleted", Webhook.status_at <= before)
+
+
 def _idle_and_alone(cut: Cutoffs) -> ColumnElement[bool]:
     """Active sessions idle past their timeout. A browser session whose client sessions may still
     be in use stays: they live on their own activity, and lose their anchor without it."""
@@ -137,6 +141,9 @@ PURGES: Sequence[Purge] = (
     Purge(Client, lambda c: Client.issuer_id.in_(_deleted(Issuer, c.deleted_before)), batch=100),
     # What is left of an issuer (keys, methods, codes, tokens …) goes with it by cascade.
     Purge(Issuer, lambda c: Issuer.id.in_(_deleted(Issuer, c.deleted_before)), batch=5),
+    # A deleted webhook (its status_at is the deletion) and its delivery history.
+    Purge(WebhookDelivery, lambda c: WebhookDelivery.webhook_id.in_(_deleted_webhooks(c.deleted_before))),
+    Purge(Webhook, lambda c: Webhook.id.in_(_deleted_webhooks(c.deleted_before)), batch=100),
 )
 
 

@@ -29,7 +29,7 @@ from sqlalchemy.orm import aliased
 
 from authpi import ids
 from authpi.clock import next_version, now_ms
-from authpi.services import events
+from authpi.services import events, webhooks
 from authpi.services.errors import Conflict, InvalidInput, NotFound, check_etag
 from authpi.storage.tables.webhooks import Webhook, WebhookDelivery
 
@@ -377,23 +377,11 @@ async def _set_status(
 
 
 def event_data(webhook: Webhook) -> dict[str, Any]:
-    """The webhook as an event shows it: no sealed secret, no hint of one, no breaker internals."""
-    hidden = ("signature_secret_sealed", "bearer_token_sealed", "signature_secret_hint", "bearer_token_hint")
-    return {key: value for key, value in events.snapshot(webhook).items() if key not in hidden}
+    """The webhook as its other events show it (the public view: never a secret)."""
+    return webhooks.describe(webhook)
 
 
 # --- the deliveries API ------------------------------------------------------------------------------
-
-
-async def get_webhook(session: AsyncSession, account_id: str, webhook_id: str) -> Webhook:
-    row = await session.scalar(
-        select(Webhook).where(
-            Webhook.id == webhook_id, Webhook.account_id == account_id, Webhook.status != "deleted"
-        )
-    )
-    if row is None:
-        raise NotFound("Webhook")
-    return row
 
 
 @dataclass(frozen=True)
@@ -452,7 +440,7 @@ async def take_for_redelivery(
 ) -> Lease:
     """Lease one delivery for an attempt asked for through the API (whatever its status), in a
     transaction of its own: the attempt itself runs with no transaction open."""
-    await get_webhook(session, account_id, webhook_id)
+    await webhooks.get_webhook(session, account_id, webhook_id)
     row = await get(session, webhook_id, delivery_id)
     check_etag("Webhook delivery", if_match, etag(row))
     now = now_ms()

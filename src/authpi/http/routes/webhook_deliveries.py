@@ -21,6 +21,7 @@ from authpi.http.schemas.webhook_deliveries import (
 )
 from authpi.outbound.webhook_sender import WebhookSender, wake_all
 from authpi.services import webhook_deliveries as deliveries
+from authpi.services import webhooks
 from authpi.services.principal import Principal
 from authpi.storage.after_commit import after_commit
 from authpi.storage.tables.webhooks import WebhookDelivery
@@ -55,7 +56,7 @@ async def list_deliveries(
     after: Millis = None,
     before: Millis = None,
 ) -> Response:
-    await deliveries.get_webhook(session, account_id, webhook_id)
+    await webhooks.get_webhook(session, account_id, webhook_id)
     where = deliveries.Filters(event_type, status, after, before)
     found = await keyset(session, deliveries.list_statement(webhook_id, where), WebhookDelivery.id, paging)
     return page([WebhookDeliveryOut.of(row[0]) for row in found.rows], found.has_more, found.next_cursor)
@@ -107,7 +108,7 @@ async def redeliver_failed(
 ) -> Response:
     """Makes the failed deliveries created in (after, before), or those listed, owed again with a
     fresh attempt budget: at most 10,000 per call, oldest first (``has_more``: call again)."""
-    webhook = await deliveries.get_webhook(session, account_id, webhook_id)
+    webhook = await webhooks.get_webhook(session, account_id, webhook_id)
     done = await deliveries.redeliver_failed(
         session, webhook, after=body.after, before=body.before, delivery_ids=body.delivery_ids
     )
