@@ -73,6 +73,7 @@ class WebhookSender:
         self._wake = asyncio.Event()
         self._attempts: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
+        self._claims_failing = False
 
     # --- running ---------------------------------------------------------------------------------
 
@@ -108,11 +109,13 @@ class WebhookSender:
                 try:
                     async with self._sessions() as session:
                         leases = await outbox.claim_due(session, self.owner, self.lease_ms, min(free, BATCH))
+                    self._claims_failing = False
                 except Exception as exc:  # the loop must survive a database outage
-                    if is_transient(exc):
-                        log.warning("webhook deliveries not claimed: the database is busy or unreachable")
-                    else:
+                    if not is_transient(exc):
                         log.exception("claiming webhook deliveries failed")
+                    elif not self._claims_failing:  # once per outage (health logs the outage itself)
+                        log.warning("webhook deliveries wait: the database is busy or unreachable")
+                    self._claims_failing = True
             for lease in leases:
                 task = asyncio.create_task(self._attempt(lease))
                 self._attempts.add(task)
