@@ -27,6 +27,7 @@ from authpi.http.routes import (
     sessions,
     tokens,
     users,
+    webhook_deliveries,
     webhooks,
 )
 from authpi.memory import freeze_startup_objects, tune_allocator
@@ -35,6 +36,7 @@ from authpi.observability import metrics
 from authpi.observability.asgi import ObserveRequests
 from authpi.oidc.app import create_idp_app
 from authpi.oidc.errors import NO_STORE
+from authpi.outbound.webhook_sender import WebhookSender
 from authpi.request_limits import BodyLimit, client_gone
 from authpi.runtime import Runtime
 from authpi.services import events as event_log
@@ -126,6 +128,9 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         runtime.machine_tokens.start()
         keeper = housekeeping.Housekeeper(runtime.sessions, runtime.secretbox, settings)
         task = asyncio.create_task(_housekeeping(keeper))
+        sender = WebhookSender(runtime.sessions, runtime.secretbox, settings)
+        app.state.webhook_sender = sender
+        sender.start()
         pools_task = (
             asyncio.create_task(metrics.publish_pools(runtime.pools)) if settings.metrics_enabled else None
         )
@@ -136,6 +141,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
                 pools_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await pools_task
+            await sender.stop()
             await _stop_housekeeping(task, keeper)
             # After the requests in flight: every token they issued is written out.
             await runtime.machine_tokens.close()
@@ -165,6 +171,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         events,
         notes,
         webhooks,
+        webhook_deliveries,
     ):
         # Services never commit: a route outside the unit of work would lose its writes.
         assert all(isinstance(route, unit_of_work.UnitOfWork) for route in module.router.routes)

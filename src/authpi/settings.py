@@ -150,6 +150,24 @@ class Settings(BaseSettings):
         description="How long cached issuer and client rows and signing keys may serve protocol "
         "requests while the database is unreachable.",
     )
+    allow_private_networks: bool = Field(
+        default=False,
+        description="Let outbound requests (webhooks) reach private, loopback and link-local addresses. "
+        "Only for tests and single-machine setups.",
+    )
+    webhook_timeout: float = Field(
+        default=10.0, gt=0, le=120, description="Seconds one webhook delivery attempt may take in all."
+    )
+    webhook_concurrency: int = Field(
+        default=8, ge=1, le=256, description="Webhook deliveries one worker process attempts at once."
+    )
+    webhook_poll_interval: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="Seconds between a worker's looks for due webhook deliveries (retries, and rows "
+        "written by other processes); its own new deliveries go out at once.",
+    )
     log_level: str = Field(default="info", description="Log level for the server.")
     fault_injection: bool = Field(
         default=False,
@@ -163,10 +181,6 @@ class Settings(BaseSettings):
     metrics_token: str | None = Field(
         default=None,
         description="When set, `/metrics` requires `Authorization: Bearer <token>`.",
-    )
-    allow_private_networks: bool = Field(
-        default=False,
-        description="Let outbound requests (webhooks) reach private, loopback and link-local addresses.",
     )
 
     # Every value is checked when the settings load, so a mistake stops the server at start with a

@@ -122,6 +122,14 @@ PURGES: Sequence[Purge] = (
     Purge(SigningKey, lambda c: SigningKey.unpublish_at <= c.now),
     # The event log keeps AUTHPI_EVENT_RETENTION of history.
     Purge(Event, lambda c: Event.timestamp < c.events_before),
+    # Finished webhook deliveries go with their events; owed ones stay until they end.
+    Purge(
+        WebhookDelivery,
+        lambda c: (
+            WebhookDelivery.status.in_(("succeeded", "failed"))
+            & (WebhookDelivery.created_at < c.events_before)
+        ),
+    ),
     # Sessions stay visible (sessions API, audit) for the retention after they ended.
     Purge(Session, lambda c: Session.expires_at <= c.ended_before),
     Purge(Session, lambda c: Session.status.in_(ENDED) & (Session.status_at <= c.ended_before)),

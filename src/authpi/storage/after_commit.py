@@ -21,6 +21,14 @@ def after_commit(session: AsyncSession, action: Callable[[], None]) -> None:
     session.sync_session.info.setdefault(_KEY, []).append(action)
 
 
+def on_commit(session: Session, action: Callable[[], None]) -> None:
+    """``after_commit`` from inside SQLAlchemy's synchronous hooks (e.g. a mapper event); an action
+    already registered for this transaction is not added twice."""
+    actions = session.info.setdefault(_KEY, [])
+    if action not in actions:
+        actions.append(action)
+
+
 @event.listens_for(Session, "after_commit")
 def _run(session: Session) -> None:
     for action in session.info.pop(_KEY, []):

@@ -62,6 +62,14 @@ class WebhookDelivery(Base):
         Index("ix_webhook_deliveries_webhook_id_status_id", "webhook_id", "status", "id"),
         Index("ix_webhook_deliveries_webhook_id_event_type_id", "webhook_id", "event_type", "id"),
         Index("ix_webhook_deliveries_webhook_id_subject_key_id", "webhook_id", "subject_key", "id"),
+        # The sender's order check: is an earlier event of this subject still owed to this webhook?
+        Index(
+            "ix_webhook_deliveries_webhook_id_subject_key_status_event_id",
+            "webhook_id",
+            "subject_key",
+            "status",
+            "event_id",
+        ),
         Index("ix_webhook_deliveries_next_attempt_at", "next_attempt_at"),
         Index("ix_webhook_deliveries_created_at", "created_at"),
     )

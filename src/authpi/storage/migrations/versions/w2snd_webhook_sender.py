@@ -1,0 +1,30 @@
+"""the webhook sender's per-subject order index
+
+Revision ID: w2snd
+Revises: 0007
+Create Date: 2026-11-29 18:00:00.000000
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from alembic import op
+
+revision: str = "w2snd"
+down_revision: str | None = "0007"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_index(
+        "ix_webhook_deliveries_webhook_id_subject_key_status_event_id",
+        "webhook_deliveries",
+        ["webhook_id", "subject_key", "status", "event_id"],
+        unique=False,
+    )
+
+
+def downgrade() -> None:
+    op.drop_index("ix_webhook_deliveries_webhook_id_subject_key_status_event_id", "webhook_deliveries")
