@@ -1,7 +1,7 @@
 """the webhook sender's per-subject order index
 
-Revision ID: w2snd
-Revises: 0007
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-11-29 18:00:00.000000
 """
 
@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "w2snd"
-down_revision: str | None = "0007"
+revision: str = "0011"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
