@@ -359,6 +359,20 @@ async def test_max_age_and_prompt_login_reauthenticate_with_both_factors(
         assert claims["amr"] == ["pwd", "otp", "mfa"] and claims["acr"] == MFA_ACR
 
 
+async def test_the_mfa_page_never_skips_a_required_login(realm: Realm, browser: Browser) -> None:
+    """A request that needs the whole sign-in (prompt=login) cannot be finished at /mfa with the
+    browser's existing session, nor can one that asks for no second factor."""
+    await second_factor_methods(realm)
+    await realm.user(EMAIL)
+    client = await realm.client()
+    await browser.sign_in(realm.request(client.id).url, EMAIL)
+    for extra in ({"prompt": "login", "acr_values": MFA_ACR}, {"prompt": "login"}):
+        login = await browser.get(realm.request(client.id, **extra).url)
+        assert login.url.path.endswith("/login"), describe(login)
+        shortcut = await browser.get(str(login.url).replace("/login?", "/mfa?"))
+        assert shortcut.status_code == 400 and heading(shortcut) == "Sign-in expired", describe(shortcut)
+
+
 # --- lockout and browser binding ---------------------------------------------------------------------
 
 

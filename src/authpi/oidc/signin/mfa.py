@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
 
+from authpi.oidc import acr, authorization
 from authpi.oidc.context import runtime
 from authpi.oidc.pages import proceed, redirect
 from authpi.oidc.routes import Routes
@@ -30,11 +31,16 @@ STEPS = {Decision.SECOND_FACTOR: Step.SECOND_FACTOR, Decision.ENROLL: Step.ENROL
 
 async def _step_up(request: Request, flow: Flow) -> User | None:
     """Seed an empty progress from the browser's live session (its first factor), so a request
-    asking for more than the session proved only asks for the second factor."""
+    asking for a multi-factor sign-in (``acr_values``) only asks for the second factor. Only for
+    such a request, and only when the session may stand for it (no ``prompt=login``, ``max_age``
+    passed): anything else starts at ``/login``."""
     signed_in = await current_sign_in(request, flow.session, flow.issuer)
-    if signed_in is None:
+    if signed_in is None or not acr.asks_mfa(flow.params.acr_values):
         return None
     op, user = signed_in
+    if authorization.needs_login(flow.params, op):
+        # prompt=login, max_age or another user's id_token_hint: the whole sign-in, from /login.
+        return None
     authentication = op.authentication or {}
     flow.progress = Progress(
         user.id,
