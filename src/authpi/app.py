@@ -27,6 +27,7 @@ from authpi.http.routes import (
     sessions,
     tokens,
     users,
+    verifiers,
     webhook_deliveries,
     webhooks,
 )
@@ -166,6 +167,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         auth_methods,
         clients,
         users,
+        verifiers,
         sessions,
         tokens,
         events,

@@ -117,6 +117,7 @@ async def test_expired_rows_of_every_table_are_purged_after_the_retention(fast: 
             user.id: await sign_in(realm, client, name) for user, name in zip(users, names, strict=True)
         }
         await failed_sign_in(realm, client, "ghost@example.com")
+        enrollment = await realm.api.user(users[3].id).verifiers.create({"type": "totp"})
         revoked = await realm.post("revoke", {"token": tokens[users[0].id]["access_token"]}, basic(client))
         assert revoked.status_code == 200, describe(revoked)
         key = f"hk-{uuid.uuid4().hex}"
@@ -145,6 +146,7 @@ async def test_expired_rows_of_every_table_are_purged_after_the_retention(fast: 
     await rows(fast, "UPDATE revoked_tokens SET expires_at = ?", past)
     await rows(fast, "UPDATE idempotency_records SET expires_at = ? WHERE key = ?", past, key)
     await rows(fast, "UPDATE credential_lockouts SET expires_at = ? WHERE issuer_id = ?", past, realm.id)
+    await rows(fast, "UPDATE verifiers SET expires_at = ? WHERE id = ?", past, enrollment.enrollment_id)
 
     leftovers = {
         "expired sessions": ("sessions", "user_id = ?", e),
@@ -156,6 +158,7 @@ async def test_expired_rows_of_every_table_are_purged_after_the_retention(fast: 
         "revoked token records": ("revoked_tokens", "1 = 1", None),
         "idempotency records": ("idempotency_records", "key = ?", key),
         "lockouts": ("credential_lockouts", "issuer_id = ?", realm.id),
+        "unconfirmed TOTP enrollments": ("verifiers", "id = ?", enrollment.enrollment_id),
     }
 
     async def remaining() -> dict[str, int]:

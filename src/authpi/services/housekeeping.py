@@ -46,6 +46,7 @@ from authpi.storage.tables.oauth import (
 from authpi.storage.tables.sessions import Session, idle_deadline
 from authpi.storage.tables.signing_keys import SigningKey
 from authpi.storage.tables.users import User
+from authpi.storage.tables.verifiers import Verifier
 from authpi.storage.tables.webhooks import Webhook, WebhookDelivery
 
 log = logging.getLogger("authpi.housekeeping")
@@ -119,6 +120,8 @@ PURGES: Sequence[Purge] = (
     Purge(RevokedToken, lambda c: RevokedToken.expires_at <= c.now),
     Purge(IdempotencyRecord, lambda c: IdempotencyRecord.expires_at <= c.now),
     Purge(CredentialLockout, lambda c: CredentialLockout.expires_at <= c.now),
+    # TOTP enrollments never confirmed (active verifiers have no expiry).
+    Purge(Verifier, lambda c: (Verifier.status == "pending") & (Verifier.expires_at <= c.now)),
     Purge(SigningKey, lambda c: SigningKey.unpublish_at <= c.now),
     # The event log keeps AUTHPI_EVENT_RETENTION of history.
     Purge(Event, lambda c: Event.timestamp < c.events_before),
