@@ -11,6 +11,7 @@ from authpi.storage.tables import (  # noqa: F401
     leases,
     lockouts,
     oauth,
+    passkey_challenges,
     sessions,
     signing_keys,
     system,
