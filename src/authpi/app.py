@@ -26,6 +26,7 @@ from authpi.http.routes import (
     sessions,
     tokens,
     users,
+    verifiers,
 )
 from authpi.memory import freeze_startup_objects, tune_allocator
 from authpi.observability import endpoint as metrics_endpoint
@@ -147,7 +148,19 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     )
     errors.install(app)
     middleware.install(app)
-    for module in (me, accounts, api_keys, issuers, auth_methods, clients, users, sessions, tokens, events):
+    for module in (
+        me,
+        accounts,
+        api_keys,
+        issuers,
+        auth_methods,
+        clients,
+        users,
+        verifiers,
+        sessions,
+        tokens,
+        events,
+    ):
         # Services never commit: a route outside the unit of work would lose its writes.
         assert all(isinstance(route, unit_of_work.UnitOfWork) for route in module.router.routes)
         app.include_router(module.router)

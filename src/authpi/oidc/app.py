@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse, Response
 
 from authpi.oidc.errors import NO_STORE, OAuthError, oauth_error_response
 from authpi.oidc.routes import authorize, discovery, hosted, logout, revocation, token, userinfo
+from authpi.oidc.signin import mfa as second_factor_pages
 from authpi.oidc.signin import pages as sign_in_pages
 from authpi.oidc.signin import registry as sign_in_methods
 from authpi.storage.errors import is_transient
@@ -49,7 +50,17 @@ async def _unhandled(_: Request, exc: Exception) -> Response:
 
 def create_idp_app() -> Starlette:
     routes = []
-    for module in (discovery, authorize, sign_in_pages, hosted, token, userinfo, revocation, logout):
+    for module in (
+        discovery,
+        authorize,
+        sign_in_pages,
+        second_factor_pages,
+        hosted,
+        token,
+        userinfo,
+        revocation,
+        logout,
+    ):
         routes.extend(module.router.routes)
     routes.extend(sign_in_methods.routes())
     return Starlette(

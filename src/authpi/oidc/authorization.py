@@ -47,6 +47,7 @@ MAX_LENGTHS = {
     "prompt": 64,
     "max_age": 10,
     "login_hint": 320,
+    "acr_values": 512,
     "org": 64,
     "resource": 512,
 }
@@ -87,6 +88,8 @@ class AuthorizeParams:
     login_hint: str | None
     org: str | None
     resources: list[str] = field(default_factory=list)
+    # Requested authentication context classes, in order of preference (OIDC Core §3.1.2.1).
+    acr_values: list[str] = field(default_factory=list)
     # The ``sub`` of a verified id_token_hint: only that user may be signed in (OIDC Core §3.1.2.1).
     hinted_sub: str | None = None
 
@@ -161,6 +164,7 @@ async def validate(
         max_age_param = _one(query, "max_age")
         login_hint = _one(query, "login_hint")
         org = _one(query, "org")
+        acr_param = _one(query, "acr_values") or ""
     except ValueError as exc:
         raise fail("invalid_request", str(exc)) from exc
     if response_type != "code":
@@ -205,6 +209,7 @@ async def validate(
         login_hint=login_hint,
         org=org,
         resources=list(dict.fromkeys(resources)),
+        acr_values=list(dict.fromkeys(acr_param.split()))[:10],
     )
     if stored_size(params) > MAX_STORED_BYTES:
         raise fail("invalid_request", "The authorization request is too large")

@@ -141,6 +141,7 @@ async def _user_tokens(
             profile_claims=tokens.profile_claims(user.profile, user.username, user.username_type, scopes),
             organizations=organizations,
             org_id=org_id,
+            amr=list((rp.authentication or {}).get("amr") or []),
         )
     refresh_value = None
     now = now_ms()

@@ -15,6 +15,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 
 from authpi.clock import now_s
+from authpi.oidc import acr
 from authpi.oidc.keys import ALGORITHMS, IssuerKeys
 
 ACCESS_TYP = "at+jwt"
@@ -120,7 +121,10 @@ def id_token(
     profile_claims: dict[str, Any],
     organizations: list[dict[str, Any]],
     org_id: str | None = None,
+    amr: list[str] | None = None,
 ) -> str:
+    """``amr`` (RFC 8176) lists how the user authenticated; ``acr`` says whether that was one factor
+    or several."""
     now = now_s()
     claims: dict[str, Any] = {
         "iss": iss,
@@ -140,6 +144,9 @@ def id_token(
         claims["at_hash"] = token_hash(access, alg)
     if org_id:
         claims["org_id"] = org_id
+    if amr:
+        claims["amr"] = list(amr)
+        claims["acr"] = acr.of(amr)
     return _sign(keys, alg, claims)
 
 

@@ -21,6 +21,8 @@ DEFAULTS: dict[str, Any] = {
     "security": {
         "tokens": {"access_token_ttl": 1800, "id_token_ttl": 3600, "refresh_token_ttl": 604800},
         "lockout": {"max_failures": 5, "duration": 900},
+        # Decision 29: ``required`` asks every user for a second factor (enrolling one if needed).
+        "mfa": {"required": False, "trusted_device_days": 30},
     },
 }
 
@@ -34,6 +36,7 @@ _BOUNDS: tuple[tuple[tuple[str, ...], int, int], ...] = (
     (("security", "tokens", "refresh_token_ttl"), 60, MAX_TOKEN_TTL),
     (("security", "lockout", "max_failures"), 1, 100),
     (("security", "lockout", "duration"), 1, 86400),
+    (("security", "mfa", "trusted_device_days"), 1, 365),
 )
 
 
@@ -43,6 +46,11 @@ PORTALS = ("login", "signup", "account")
 def portal_enabled(settings: dict[str, Any], portal: str) -> bool:
     """Whether the hosted ``portal`` (one of ``PORTALS``) is switched on (the default)."""
     return bool(_lookup(settings, ("portals", portal, "enabled")) is not False)
+
+
+def mfa_required(settings: dict[str, Any]) -> bool:
+    """Whether the issuer asks every user for a second factor (decision 29)."""
+    return _lookup(settings, ("security", "mfa", "required")) is True
 
 
 def deep_merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
@@ -80,6 +88,12 @@ def validate(settings: dict[str, Any]) -> dict[str, Any]:
         if node is not None and not (isinstance(node, dict) and isinstance(node.get("enabled", True), bool)):
             field = f"settings.portals.{portal}.enabled"
             raise InvalidInput.on(field, "invalid_type", f"{field} must be a boolean")
+    if not isinstance(_lookup(settings, ("security", "mfa", "required")), bool):
+        raise InvalidInput.on(
+            "settings.security.mfa.required",
+            "invalid_type",
+            "settings.security.mfa.required must be a boolean",
+        )
     mode = settings["access"].get("mode")
     if mode not in ACCESS_MODES:
         raise InvalidInput.on(

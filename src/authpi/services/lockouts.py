@@ -28,6 +28,8 @@ from authpi.storage.tables.lockouts import CredentialLockout
 
 # Credential kinds sharing the rule; the subject is what identifies the credential within the kind.
 PASSWORD = "password"
+TOTP = "totp"  # subject: the user ID (all of a user's authenticator apps together)
+BACKUP_CODE = "backup_code"  # subject: the user ID
 
 
 @dataclass(frozen=True)
@@ -58,11 +60,13 @@ def subject_digest(subject: str) -> str:
 
 
 async def count_attempt(
-    session: AsyncSession, issuer_id: str, kind: str, subject: str, policy: Policy
+    session: AsyncSession, issuer_id: str, kind: str, subject: str, policy: Policy, *, commit: bool = True
 ) -> Attempt:
     """Count one attempt against ``(issuer_id, kind, subject)`` and say whether it may proceed.
 
-    Commits at once, so the row is not held while the (slow) verification runs.
+    Commits at once, so the row is not held while the (slow) verification runs. A Core API request
+    (one transaction per request, and a fast check) passes ``commit=False``: the count then commits
+    with the request, which answers 2xx for a wrong code too, so the count is never rolled back.
     """
     now = now_ms()
     table = CredentialLockout.__table__
@@ -87,7 +91,8 @@ async def count_attempt(
         },
     ).returning(table.c.attempts, table.c.expires_at)
     attempts, expires_at = (await session.execute(statement)).one()
-    await session.commit()
+    if commit:
+        await session.commit()
     # A concurrent attempt may have set the clock a moment after ``now``: never say more than the rule.
     locked_for = min(policy.duration_s * 1000, max(1, expires_at - now))
     return Attempt(attempts, locked_for if attempts > policy.max_failures else 0)

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
 
-from authpi.oidc import authorization
+from authpi.oidc import acr, authorization
 from authpi.oidc.authorization import PageError, RedirectError
 from authpi.oidc.browser import SESSION_COOKIE
 from authpi.oidc.context import issuer_url, load_issuer, parse_form, runtime
@@ -70,6 +70,8 @@ async def _authorize(request: Request, issuer_id: str, query: dict[str, list[str
         if "none" in params.prompt:
             if signed_in is None or authorization.needs_login(params, op):
                 return fail("login_required", "The user is not signed in")
+            if not acr.satisfied(params.acr_values, (signed_in[0].authentication or {}).get("amr") or []):
+                return fail("interaction_required", "The request needs a second factor")
             if await authorization.needs_consent(session, client, signed_in[1].id, params):
                 return fail("consent_required", "The user has not consented to this client")
         login_needed = signed_in is None or authorization.needs_login(params, op)
@@ -80,6 +82,10 @@ async def _authorize(request: Request, issuer_id: str, query: dict[str, list[str
         if login_needed or signed_in is None:
             hint = f"&{urlencode({'login_hint': params.login_hint})}" if params.login_hint else ""
             return redirect(page_url(issuer, "login", request_id) + hint)
+        if not acr.satisfied(params.acr_values, (signed_in[0].authentication or {}).get("amr") or []):
+            # Step-up: the session proved one factor and the request asks for more; /mfa asks only
+            # for the second one (or lets the session stand when the user can give none).
+            return redirect(page_url(issuer, "mfa", request_id))
         if "select_account" in params.prompt:
             return redirect(page_url(issuer, "select-account", request_id))
         return await proceed(request, rt, session, issuer, client, params, request_id, *signed_in)

@@ -8,6 +8,7 @@ from pathlib import Path
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
+from authpi.oidc import acr
 from authpi.oidc.context import ensure_issuer, issuer_url, runtime
 from authpi.oidc.cors import Cors
 from authpi.oidc.keys import ALGORITHMS
@@ -24,7 +25,7 @@ _AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 
 
 def discovery_document(iss: str) -> dict[str, object]:
-    claims = ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "sid", "azp", "at_hash"]
+    claims = ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "sid", "azp", "at_hash", "amr", "acr"]
     for names in SUPPORTED_SCOPE_CLAIMS.values():
         claims.extend(names)
     return {
@@ -48,6 +49,7 @@ def discovery_document(iss: str) -> dict[str, object]:
         "token_endpoint_auth_methods_supported": _AUTH_METHODS,
         "revocation_endpoint_auth_methods_supported": _AUTH_METHODS,
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "acr_values_supported": list(acr.SUPPORTED),
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "authorization_response_iss_parameter_supported": True,
         "claims_parameter_supported": False,

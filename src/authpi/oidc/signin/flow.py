@@ -22,7 +22,7 @@ from authpi.oidc import authorization
 from authpi.oidc.authorization import AuthorizeParams
 from authpi.oidc.browser import SESSION_COOKIE, Csrf
 from authpi.oidc.context import load_client, load_issuer, parse_form, runtime
-from authpi.oidc.pages import EXPIRED, message, page_url, proceed, render
+from authpi.oidc.pages import EXPIRED, message, page_url, proceed, redirect, render
 from authpi.oidc.signin.steps import Factor
 from authpi.runtime import Runtime
 from authpi.services import sessions as session_service
@@ -74,6 +74,8 @@ class Flow:
     csrf: Csrf
     form: dict[str, str]
     progress: Progress
+    # On a second-factor or enrollment page: where the user can pick another way, if there is one.
+    others_url: str | None = None
 
     def render(self, request: Request, template: str, status: int = 200, **context: Any) -> Response:
         """A hosted page of this flow: branded, with the CSRF token and the request it continues."""
@@ -99,13 +101,45 @@ class Flow:
 
     async def passed(self, request: Request, user: User, factor: Factor) -> Response:
         """``factor`` of ``user`` is proven: go on to the next step, or finish the sign-in."""
+        self.prove(user, factor)
+        return await self.advance(request, user)
+
+    async def pending_user(self) -> User | None:
+        """The user who proved the factors so far in this browser, while they may still sign in
+        (the pages of a second factor or an enrollment continue only for them)."""
+        if not self.progress.factors or self.progress.user_id is None:
+            return None
+        user = await self.session.get(User, self.progress.user_id)
+        if user is None or user.issuer_id != self.issuer.id or user.status != "active":
+            return None
+        return user
+
+    def expired(self, request: Request) -> Response:
+        return self.message(request, "Sign-in expired", EXPIRED)
+
+    def prove(self, user: User, factor: Factor) -> None:
+        """Add ``factor`` of ``user`` to the progress (saved with ``save``; ``advance`` goes on)."""
         if self.progress.user_id not in (None, user.id):
             # A factor of someone else than the user who proved the earlier ones: start over.
             self.progress = Progress()
         self.progress.user_id = user.id
         self.progress.browser = self.browser()
         self.progress.factors.append(factor.as_dict())
-        return await self.finish(request, user)
+
+    async def advance(self, request: Request, user: User) -> Response:
+        """What the issuer's policy asks after the factors proven so far: a second factor (the
+        progress is kept for ``/mfa``, in this browser only), enrolling one, or nothing more."""
+        from authpi.oidc.signin import policy  # the policy asks the strategies, which import this
+
+        decision = await policy.decide(self, user)
+        if decision is policy.Decision.DONE:
+            return await self.finish(request, user)
+        if decision is policy.Decision.UNAVAILABLE:
+            await self.session.commit()
+            return self.message(request, SIGN_IN_UNAVAILABLE, policy.UNAVAILABLE_TEXT, 403)
+        await self.save()
+        await self.session.commit()
+        return redirect(self.page_url(policy.PAGES[decision]))
 
     async def save(self) -> None:
         """Keep the progress on the pending request, for the next step (in this browser only)."""

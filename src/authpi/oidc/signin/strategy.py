@@ -30,6 +30,9 @@ class Strategy:
     amr: ClassVar[tuple[str, ...]]
     router: ClassVar[Routes]
     templates: ClassVar[Path | None] = None
+    # A stand-in for the other second factors (backup codes): offered after them, and never on its
+    # own a reason to ask for a second factor.
+    fallback: ClassVar[bool] = False
 
     async def offer(
         self,
@@ -50,7 +53,9 @@ class Strategy:
     async def start(
         self, request: Request, flow: Flow, method: AuthMethod, *, identifier: str | None = None
     ) -> Response:
-        """The first page of this method once the user picked it."""
+        """The first page of this method once the user picked it. On ``/mfa`` and ``/mfa/enroll``
+        the user is ``flow.progress.user_id`` and ``flow.others_url`` (if set) lists the other
+        choices."""
         raise NotImplementedError(f"{self.method} does not start from a picker")
 
     async def enrolled(self, flow: Flow, method: AuthMethod, user: User) -> bool:

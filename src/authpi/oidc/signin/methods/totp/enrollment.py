@@ -1,0 +1,121 @@
+"""Setting an authenticator app up at sign-in (``/mfa/enroll``): a QR code of the ``otpauth://``
+URI and the secret as text, then the first code confirms it (``POST /{issuer_id}/mfa/enroll/totp``).
+
+The pending verifier is reused while it lives, so reloading the page shows the same secret. The
+first code is also this sign-in's second factor; the user's first second factor comes with backup
+codes, shown once before the sign-in continues.
+"""
+
+from __future__ import annotations
+
+import segno
+from sqlalchemy import select
+from starlette.requests import Request
+from starlette.responses import Response
+
+from authpi.clock import now_ms
+from authpi.oidc.context import runtime
+from authpi.oidc.pages import rate_limited
+from authpi.oidc.routes import Routes
+from authpi.oidc.signin import flow as flows
+from authpi.oidc.signin.flow import SIGN_IN_UNAVAILABLE, Flow
+from authpi.oidc.signin.methods.totp.login import AMR, TOO_MANY, WRONG_CODE, locked_text, method_row
+from authpi.services import totp, verifiers
+from authpi.services.errors import ServiceError
+from authpi.storage.tables.users import User
+from authpi.storage.tables.verifiers import Verifier
+
+router = Routes()
+ORIGIN = "signin"  # marks enrollments started on these pages (the Core API starts its own)
+EXPIRED_ENROLLMENT = "This setup has expired. Scan the new code below."
+
+
+def action(flow: Flow) -> str:
+    return f"/{flow.issuer.id}/mfa/enroll/totp"
+
+
+async def _pending(flow: Flow, user: User) -> tuple[Verifier, str, str]:
+    """The user's live enrollment started here, or a new one: (verifier, secret, otpauth URI)."""
+    box = flow.rt.secretbox
+    found = await flow.session.scalars(
+        select(Verifier)
+        .where(
+            Verifier.user_id == user.id,
+            Verifier.type == verifiers.TOTP,
+            Verifier.status == "pending",
+            Verifier.expires_at > now_ms() + 60_000,  # at least a minute left to type a code
+        )
+        .order_by(Verifier.id.desc())
+    )
+    for row in found:
+        if (row.metadata_ or {}).get("origin") == ORIGIN:
+            secret = verifiers.open_secret(box, row)
+            uri = await verifiers.provisioning_uri(flow.session, flow.issuer, user, row, secret)
+            return row, secret, uri
+    enrollment = await verifiers.start_totp(flow.session, box, flow.issuer, user, origin=ORIGIN)
+    await flow.session.commit()
+    return enrollment.verifier, enrollment.secret, enrollment.provisioning_uri
+
+
+async def enrollment_page(
+    request: Request, flow: Flow, user: User, *, error: str | None = None, status: int = 200
+) -> Response:
+    try:
+        row, secret, uri = await _pending(flow, user)
+    except ServiceError as exc:  # e.g. the user already has as many verifiers as allowed
+        return flow.message(request, SIGN_IN_UNAVAILABLE, exc.description, 409)
+    return flow.render(
+        request,
+        "totp/enroll.html",
+        status,
+        action=action(flow),
+        others_url=flow.others_url,
+        qr_svg=segno.make(uri, error="m").svg_inline(scale=5, title="QR code for your authenticator app"),
+        secret=totp.grouped(secret),
+        enrollment_id=row.id,
+        error=error,
+    )
+
+
+@router.post("/{issuer_id}/mfa/enroll/totp")
+async def confirm(issuer_id: str, request: Request) -> Response:
+    from authpi.oidc.signin import policy  # imports the registry, which imports this package
+
+    async with runtime(request).sessions() as session:
+        flow = await flows.load(request, session, issuer_id, post=True)
+        if isinstance(flow, Response):
+            return flow
+        user = await flow.pending_user()
+        if user is None or await policy.decide(flow, user) is not policy.Decision.ENROLL:
+            return flow.expired(request)
+        method = await method_row(flow)
+        if method is None:
+            return flow.message(request, SIGN_IN_UNAVAILABLE, "This sign-in method is switched off.")
+        limited = await rate_limited(request, flow.rt, flow.issuer, "login", TOO_MANY)
+        if limited is not None:
+            return limited
+        enrollment_id = flow.form.get("enrollment", "")[:64]
+        try:
+            check = await verifiers.complete_totp(
+                session, flow.rt.secretbox, flow.issuer, user, enrollment_id, flow.form.get("code", "")
+            )
+        except ServiceError:
+            await session.rollback()
+            return await enrollment_page(request, flow, user, error=EXPIRED_ENROLLMENT, status=400)
+        if not check.success:
+            await session.commit()
+            text = {verifiers.LOCKED: locked_text(check.locked_for_ms), verifiers.EXPIRED: EXPIRED_ENROLLMENT}
+            return await enrollment_page(
+                request, flow, user, error=text.get(check.error or "", WRONG_CODE), status=400
+            )
+        flow.prove(user, flows.factor(method.method, method.id, AMR))
+        if not check.backup_codes:
+            return await flow.advance(request, user)
+        await flow.save()
+        await session.commit()
+        return flow.render(
+            request,
+            "totp/backup_codes.html",
+            continue_action=f"/{flow.issuer.id}/mfa/continue",
+            codes=check.backup_codes,
+        )
