@@ -5,6 +5,7 @@ a challenge replayed or presented by another browser, a passkey of someone else.
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import re
@@ -26,6 +27,7 @@ from tests.oidc.helpers import (
     form,
     heading,
     is_page,
+    unverified_claims,
 )
 from tests.oidc.soft_passkey import SoftPasskey
 
@@ -35,6 +37,10 @@ EMAIL = "ada@example.com"
 NOT_VERIFIED = "That passkey could not be verified. Try again, or use another way to sign in."
 UNKNOWN = "This passkey is not registered for this application. Use another way to sign in."
 EXPIRED = "This passkey request expired or was already used. Start again."
+
+
+def urlsafe(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).rstrip(b"=").decode()
 
 
 def options_of(page: httpx.Response) -> dict[str, Any]:
@@ -407,3 +413,85 @@ async def test_a_second_factor_method_is_not_offered_before_the_first(
         entry = form(login, f"/{realm.id}/login").hidden
         refused = await browser.http.post(f"{server.url}/{realm.id}/passkey/login", data=entry)
         assert refused.status_code == 400 and "not enabled" in refused.text
+
+
+# --- a second factor ---------------------------------------------------------------------------------
+
+
+async def id_token_amr(realm: Realm, client: Any, done: httpx.Response, auth: AuthRequest) -> list[str]:
+    tokens = await realm.exchange(client, callback_params(done)["code"], auth)
+    assert tokens.status_code == 200, describe(tokens)
+    amr: list[str] = unverified_claims(tokens.json()["id_token"])["amr"]
+    return amr
+
+
+async def test_required_mfa_enrolls_a_passkey_then_asks_for_it_after_the_password(
+    realm: Realm, server: RunningServer
+) -> None:
+    await enable_passkeys(realm, first_factor_only=False)
+    await realm.api.update({"settings": {"security": {"mfa": {"required": True}}}})
+    user = await realm.user(EMAIL)
+    client = await realm.client()
+    key = SoftPasskey()
+
+    auth = realm.request(client.id)
+    async with Browser(server.url) as browser:
+        page = await browser.sign_in(auth.url, EMAIL)
+        assert page.url.path.endswith("/mfa/enroll") and heading(page) == "Add a passkey", describe(page)
+        options = options_of(page)
+        assert options["user"]["id"] == urlsafe(user.id) and options["excludeCredentials"] == []
+        codes = await browser.submit(page, {"credential": key.create(options, server.url)})
+        assert heading(codes) == "Save your backup codes", describe(codes)
+        assert len(re.findall(r"<li><code>([a-z0-9-]+)</code></li>", codes.text)) == 10
+        done = await browser.submit(codes, {}, action_suffix="/mfa/continue")
+        assert await id_token_amr(realm, client, done, auth) == ["pwd", "hwk", "user", "mfa"]
+    created = await rows(server, "SELECT type FROM events WHERE user_id = ? ORDER BY id", user.id)
+    assert ("user.mfa.factor-created",) in created
+
+    # Next time: password, then the passkey (the user's own credentials are asked for).
+    auth = realm.request(client.id)
+    async with Browser(server.url) as browser:
+        page = await browser.sign_in(auth.url, EMAIL)
+        assert page.url.path.endswith("/mfa") and heading(page) == "Confirm it's you", describe(page)
+        assert [c["id"] for c in options_of(page)["allowCredentials"]] == [key.id]
+        stranger = SoftPasskey()
+        stranger.credential_id = key.credential_id  # the same id, another key: the signature fails
+        stranger.user_handle = user.id.encode()
+        page = await browser.submit(page, {"credential": stranger.get(options_of(page), server.url)})
+        assert page.status_code == 400 and error_text(page) == NOT_VERIFIED
+        done = await browser.submit(page, {"credential": key.get(options_of(page), server.url)})
+        assert await id_token_amr(realm, client, done, auth) == ["pwd", "hwk", "user", "mfa"]
+    kinds = await rows(
+        server, "SELECT type FROM events WHERE user_id = ? AND type LIKE 'user.mfa.verification.%'", user.id
+    )
+    assert sorted(kinds) == [("user.mfa.verification.failed",), ("user.mfa.verification.succeeded",)]
+    listed = (await realm.api.user(user.id).verifiers.list()).data
+    assert sorted(v.model_extra["type"] for v in listed) == ["backup_codes", "passkey", "password"]
+
+
+async def test_a_second_factor_passkey_is_only_the_signed_in_users_own(
+    realm: Realm, server: RunningServer
+) -> None:
+    await enable_passkeys(realm, first_factor_only=False)
+    await realm.api.update({"settings": {"security": {"mfa": {"required": True}}}})
+    await realm.user(EMAIL)
+    await realm.user("grace@example.com")
+    client = await realm.client()
+    keys = {EMAIL: SoftPasskey(), "grace@example.com": SoftPasskey()}
+    for email, key in keys.items():
+        async with Browser(server.url) as browser:
+            page = await browser.sign_in(realm.request(client.id).url, email)
+            codes = await browser.submit(page, {"credential": key.create(options_of(page), server.url)})
+            assert heading(codes) == "Save your backup codes", describe(codes)
+    async with Browser(server.url) as browser:
+        page = await browser.sign_in(realm.request(client.id).url, EMAIL)
+        grace = keys["grace@example.com"]
+        forged = {**options_of(page), "allowCredentials": []}
+        refused = await browser.submit(page, {"credential": grace.get(forged, server.url)})
+        assert refused.status_code == 400 and error_text(refused) == NOT_VERIFIED
+        # With no pending first factor the second-factor ceremony is not available.
+    async with Browser(server.url) as browser:
+        login = await browser.get(realm.request(client.id).url)
+        entry = form(login, f"/{realm.id}/login").hidden
+        answer = await browser.http.post(f"{server.url}/{realm.id}/passkey/second-factor", data=entry)
+        assert answer.status_code == 400 and heading(answer) == "Sign-in expired"

@@ -67,6 +67,12 @@ class Passkey(Strategy):
     async def start(
         self, request: Request, flow: Flow, method: AuthMethod, *, identifier: str | None = None
     ) -> Response:
+        # Without an identifier the flow is on /mfa or /mfa/enroll, for the user signing in.
+        user = await flow.pending_user() if identifier is None else None
+        if user is not None:
+            if await self.enrolled(flow, method, user):
+                return await login.ceremony_page(request, flow, method, Step.SECOND_FACTOR, user=user)
+            return await registration.enrollment_page(request, flow, method, user)
         return await login.ceremony_page(
             request, flow, method, Step.FIRST_FACTOR, identifier=identifier or ""
         )

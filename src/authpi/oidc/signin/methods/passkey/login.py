@@ -117,7 +117,7 @@ async def ceremony_page(
         ceremony=ceremony,
         action=f"/{flow.issuer.id}/passkey/verify",
         script_url=script_url(flow),
-        restart_url=flow.page_url("login"),
+        restart_url=flow.others_url or flow.page_url("login"),
         username=identifier,
         error=error,
         notice=notice,
@@ -178,18 +178,10 @@ async def passkey_second_factor(issuer_id: str, request: Request) -> Response:
         if isinstance(flow, Response):
             return flow
         method = await credentials.passkey_method(session, flow.issuer.id)
-        user = await signing_in(flow)
+        user = await flow.pending_user()
         if user is None or not serves(method, Step.SECOND_FACTOR) or method is None:
             return flow.message(request, "Sign-in expired", SIGN_IN_EXPIRED)
         return await ceremony_page(request, flow, method, Step.SECOND_FACTOR, user=user)
-
-
-async def signing_in(flow: Flow) -> User | None:
-    """The user who proved a first factor in this browser, when there is one."""
-    if flow.progress.user_id is None or not flow.progress.factors:
-        return None
-    user = await flow.session.get(User, flow.progress.user_id)
-    return user if user is not None and user.status == "active" else None
 
 
 async def _check(
@@ -248,7 +240,7 @@ async def passkey_verify(issuer_id: str, request: Request) -> Response:
             return flow.message(request, "Passkey request expired", EXPIRED)
         step = Step(ceremony.step)
         method = await credentials.passkey_method(session, flow.issuer.id)
-        current = await signing_in(flow) if step is Step.SECOND_FACTOR else None
+        current = await flow.pending_user() if step is Step.SECOND_FACTOR else None
         if method is None or not serves(method, step) or (step is Step.SECOND_FACTOR and current is None):
             await session.commit()
             return flow.message(request, SIGN_IN_UNAVAILABLE, "Passkey sign-in is not enabled.")

@@ -29,7 +29,7 @@ from authpi.oidc.signin.flow import Flow
 from authpi.oidc.signin.methods.passkey import ceremonies, challenges, credentials, login
 from authpi.oidc.signin.methods.passkey.ceremonies import CeremonyFailed, NewCredential
 from authpi.oidc.signin.steps import Step
-from authpi.services import events, users
+from authpi.services import events, users, verifiers
 from authpi.services.errors import InvalidInput
 from authpi.services.issuer_settings import portal_enabled
 from authpi.storage.tables.auth_methods import AuthMethod
@@ -120,7 +120,7 @@ async def _create_page(
         ceremony=ceremony,
         action=f"/{flow.issuer.id}/passkey/register",
         script_url=login.script_url(flow),
-        restart_url=flow.page_url("login"),
+        restart_url=flow.others_url or flow.page_url("login"),
         username="",
         error=error,
     )
@@ -185,6 +185,28 @@ async def passkey_signup(issuer_id: str, request: Request) -> Response:
         )
 
 
+async def enrollment_page(request: Request, flow: Flow, method: AuthMethod, user: User) -> Response:
+    """The ceremony that adds a passkey for the user signing in (from ``/mfa/enroll``)."""
+    display = str(user.profile.get("name") or user.username)
+    return await _create_page(
+        request,
+        flow,
+        method,
+        Step.ENROLLMENT,
+        handle=user.id,
+        user_name=user.username,
+        display_name=display,
+        user_id=user.id,
+    )
+
+
+async def _enrolling(flow: Flow, user: User | None) -> bool:
+    """Whether this sign-in is at its enrollment step (the policy asks for a second factor)."""
+    from authpi.oidc.signin import policy  # imports the registry, which imports this package
+
+    return user is not None and await policy.decide(flow, user) is policy.Decision.ENROLL
+
+
 @router.post("/{issuer_id}/passkey/enroll")
 async def passkey_enroll(issuer_id: str, request: Request) -> Response:
     """Add a passkey as a second factor for the user signing in (offered on ``/mfa/enroll``)."""
@@ -196,20 +218,12 @@ async def passkey_enroll(issuer_id: str, request: Request) -> Response:
         if limited is not None:
             return limited
         method = await credentials.passkey_method(session, flow.issuer.id)
-        user = await login.signing_in(flow)
+        user = await flow.pending_user()
         if method is None or user is None or not login.serves(method, Step.ENROLLMENT):
             return flow.message(request, "Sign-in expired", SIGN_IN_EXPIRED)
-        display = str(user.profile.get("name") or user.username)
-        return await _create_page(
-            request,
-            flow,
-            method,
-            Step.ENROLLMENT,
-            handle=user.id,
-            user_name=user.username,
-            display_name=display,
-            user_id=user.id,
-        )
+        if not await _enrolling(flow, user):
+            return flow.expired(request)
+        return await enrollment_page(request, flow, method, user)
 
 
 async def _new_account(session: Any, issuer: Issuer, ceremony: PasskeyChallenge) -> User:
@@ -281,11 +295,16 @@ async def passkey_register(issuer_id: str, request: Request) -> Response:
             return flow.message(request, "Passkey request expired", login.EXPIRED)
         step = Step(ceremony.step)
         method = await credentials.passkey_method(session, flow.issuer.id)
-        user = await login.signing_in(flow) if step is Step.ENROLLMENT else None
+        user = await flow.pending_user() if step is Step.ENROLLMENT else None
         if step is Step.REGISTRATION:
             allowed = signup_open(flow, method)
         else:
-            allowed = user is not None and user.id == ceremony.user_id and login.serves(method, step)
+            allowed = (
+                user is not None
+                and user.id == ceremony.user_id
+                and login.serves(method, step)
+                and await _enrolling(flow, user)
+            )
         if method is None or not allowed:
             return flow.message(request, "Passkey request expired", login.EXPIRED)
         try:
@@ -316,5 +335,16 @@ async def passkey_register(issuer_id: str, request: Request) -> Response:
         if await credentials.by_credential(session, flow.issuer.id, new.credential_id) is not None:
             return flow.message(request, "Passkey already registered", "This passkey is already registered.")
         await credentials.add(session, flow.issuer, user, new, second_factor=True)
-        factor = flows.factor(credentials.TYPE, method.id, credentials.amr(new))
-        return await flow.passed(request, user, factor)
+        # The new passkey proves this sign-in's second factor, as a first TOTP code does.
+        flow.prove(user, flows.factor(credentials.TYPE, method.id, credentials.amr(new)))
+        codes = await verifiers.first_backup_codes(session, flow.rt.secretbox, flow.issuer, user)
+        if not codes:
+            return await flow.advance(request, user)
+        await flow.save()
+        await session.commit()
+        return flow.render(
+            request,
+            "passkey/backup_codes.html",
+            continue_action=f"/{flow.issuer.id}/mfa/continue",
+            codes=codes,
+        )
