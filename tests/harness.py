@@ -102,14 +102,16 @@ def database(backend: str, data_dir: Path) -> Iterator[str | None]:
 
 @contextmanager
 def run_server(
-    backend: str, extra_env: dict[str, str] | None = None, workers: int = 1
+    backend: str, extra_env: dict[str, str] | None = None, workers: int = 1, host: str = "127.0.0.1"
 ) -> Iterator[RunningServer]:
+    """``host`` is the name the server is published and reached under (``localhost`` for browser
+    features that refuse IP addresses, such as WebAuthn); it listens on 127.0.0.1 either way."""
     with tempfile.TemporaryDirectory(prefix="authpi-test-") as tmp, database(backend, Path(tmp)) as db_url:
         port = free_port()
         env = {
             **os.environ,
             "AUTHPI_DATA_DIR": str(Path(tmp) / "data"),
-            "AUTHPI_PUBLIC_URL": f"http://127.0.0.1:{port}",
+            "AUTHPI_PUBLIC_URL": f"http://{host}:{port}",
             "AUTHPI_RATE_LIMITS_ENABLED": "false",
             "AUTHPI_LOG_LEVEL": "warning",
         }
@@ -135,7 +137,7 @@ def run_server(
                 stderr=subprocess.STDOUT,
             )
         try:
-            url = f"http://127.0.0.1:{port}"
+            url = f"http://{host}:{port}"
             deadline = time.monotonic() + 90
             while True:
                 try:

@@ -43,6 +43,7 @@ from authpi.storage.tables.oauth import (
     RefreshToken,
     RevokedToken,
 )
+from authpi.storage.tables.passkey_challenges import PasskeyChallenge
 from authpi.storage.tables.sessions import Session, idle_deadline
 from authpi.storage.tables.signing_keys import SigningKey
 from authpi.storage.tables.users import User
@@ -122,6 +123,7 @@ PURGES: Sequence[Purge] = (
     Purge(CredentialLockout, lambda c: CredentialLockout.expires_at <= c.now),
     # TOTP enrollments never confirmed (active verifiers have no expiry).
     Purge(Verifier, lambda c: (Verifier.status == "pending") & (Verifier.expires_at <= c.now)),
+    Purge(PasskeyChallenge, lambda c: PasskeyChallenge.expires_at <= c.now),
     Purge(SigningKey, lambda c: SigningKey.unpublish_at <= c.now),
     # The event log keeps AUTHPI_EVENT_RETENTION of history.
     Purge(Event, lambda c: Event.timestamp < c.events_before),

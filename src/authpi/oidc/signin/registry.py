@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.routing import Route
 
 from authpi.oidc.signin.methods.backup_codes import BACKUP_CODES
+from authpi.oidc.signin.methods.passkey import PASSKEY
 from authpi.oidc.signin.methods.password import PASSWORD
 from authpi.oidc.signin.methods.totp import TOTP
 from authpi.oidc.signin.steps import Step
@@ -17,7 +18,9 @@ from authpi.oidc.signin.strategy import Strategy
 from authpi.services.auth_method_types import TYPES
 from authpi.storage.tables.auth_methods import AuthMethod
 
-STRATEGIES: dict[str, Strategy] = {strategy.method: strategy for strategy in (PASSWORD, TOTP, BACKUP_CODES)}
+STRATEGIES: dict[str, Strategy] = {
+    strategy.method: strategy for strategy in (PASSWORD, PASSKEY, TOTP, BACKUP_CODES)
+}
 assert set(STRATEGIES) <= set(TYPES), "every strategy implements a known auth-method type"
 
 

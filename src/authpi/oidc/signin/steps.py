@@ -19,13 +19,17 @@ class Offer:
     """One way forward a method offers on a page: a button or link with its label.
 
     ``action`` is where the button POSTs (with the request and CSRF fields) or, for ``link``
-    offers, the URL the link opens."""
+    offers, the URL the link opens. An entry may bring a ``script`` (served under the issuer,
+    allowed by the pages' CSP) that enhances its form, and an ``autocomplete`` token the
+    identifier field adds (e.g. for credential autofill)."""
 
     label: str
     action: str
     method_id: str
     featured: bool = False
     link: bool = False
+    script: str | None = None
+    autocomplete: str | None = None
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from authpi.storage.tables import (  # noqa: F401
     lockouts,
     notes,
     oauth,
+    passkey_challenges,
     sessions,
     signing_keys,
     system,

@@ -1,0 +1,350 @@
+"""Creating passkeys: at sign-up (``GET|POST /{issuer_id}/passkey/signup``, then the ceremony) and
+as a second factor on the enrollment page (``POST /{issuer_id}/passkey/enroll``); both ceremonies
+answer at ``POST /{issuer_id}/passkey/register``.
+
+Sign-up asks for an email and a name, then the browser creates the passkey; the account and its
+passkey are stored together. As with a password sign-up, the answer is the same whether the
+address was free or already taken (a taken address's account is left untouched and the new
+passkey is discarded), so sign-up tells nobody which addresses have accounts: the visitor then
+signs in with the new passkey, which only works if it was kept.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from starlette.requests import Request
+from starlette.responses import Response
+
+from authpi import ids
+from authpi.clock import now_ms
+from authpi.crypto import hashing
+from authpi.oidc.context import runtime
+from authpi.oidc.pages import EXPIRED as SIGN_IN_EXPIRED
+from authpi.oidc.pages import rate_limited
+from authpi.oidc.routes import Routes
+from authpi.oidc.signin import flow as flows
+from authpi.oidc.signin.flow import Flow
+from authpi.oidc.signin.methods.passkey import ceremonies, challenges, credentials, login
+from authpi.oidc.signin.methods.passkey.ceremonies import CeremonyFailed, NewCredential
+from authpi.oidc.signin.steps import Step
+from authpi.services import events, users, verifiers
+from authpi.services.errors import InvalidInput
+from authpi.services.issuer_settings import portal_enabled
+from authpi.storage.tables.auth_methods import AuthMethod
+from authpi.storage.tables.issuers import Issuer
+from authpi.storage.tables.passkey_challenges import PasskeyChallenge
+from authpi.storage.tables.users import User
+
+router = Routes()
+NOT_CREATED = "The passkey could not be created. Try again."
+SIGNUP_CLOSED = "This application does not accept sign-ups."
+_HEADINGS = {Step.REGISTRATION: "Create your passkey", Step.ENROLLMENT: "Add a passkey"}
+_INSTRUCTIONS = {
+    Step.REGISTRATION: "Your device saves a passkey for {who}: you sign in with it from now on.",
+    Step.ENROLLMENT: "Your device saves a passkey for {who}: you confirm your sign-ins with it.",
+}
+
+
+def signup_open(flow: Flow, method: AuthMethod | None) -> bool:
+    """Sign-up with a passkey: its portal and the login portal are on, the method accepts sign-ups
+    and signs in on its own (a first factor), and the access mode lets anyone ask."""
+    settings = flow.issuer.settings
+    return (
+        method is not None
+        and login.serves(method, Step.FIRST_FACTOR)
+        and method.enabled_signup
+        and portal_enabled(settings, "signup")
+        and portal_enabled(settings, "login")
+        and settings["access"]["mode"] in ("open", "approval")
+    )
+
+
+def signup_url(flow: Flow) -> str:
+    return flow.page_url("passkey/signup")
+
+
+def enroll_action(flow: Flow) -> str:
+    return f"/{flow.issuer.id}/passkey/enroll"
+
+
+async def _create_page(
+    request: Request,
+    flow: Flow,
+    method: AuthMethod,
+    step: Step,
+    *,
+    handle: str,
+    user_name: str,
+    display_name: str,
+    user_id: str | None = None,
+    data: dict[str, Any] | None = None,
+    error: str | None = None,
+    status: int = 200,
+) -> Response:
+    """A registration ceremony for the account ``handle`` (its user id) and its page."""
+    exclude = []
+    if user_id is not None:
+        exclude = credentials.descriptors(await credentials.of_user(flow.session, flow.issuer.id, user_id))
+    row = await challenges.begin(
+        flow.session,
+        flow,
+        challenges.REGISTER,
+        step,
+        user_id=user_id,
+        data={**(data or {}), "handle": handle},
+    )
+    settings = credentials.settings(method)
+    options = ceremonies.registration_options(
+        credentials.relying_party(flow.rt, flow.issuer, method),
+        challenge=row.challenge,
+        user_handle=handle,
+        user_name=user_name,
+        display_name=display_name,
+        user_verification=str(settings["user_verification"]),
+        resident_key=str(settings["resident_key"]),
+        exclude=exclude,
+    )
+    ceremony = row.id
+    await flow.session.commit()
+    return flow.render(
+        request,
+        "passkey/ceremony.html",
+        status,
+        heading=_HEADINGS[step],
+        instructions=_INSTRUCTIONS[step].format(who=user_name),
+        button="Create a passkey",
+        mode="create",
+        options=options,
+        ceremony=ceremony,
+        action=f"/{flow.issuer.id}/passkey/register",
+        script_url=login.script_url(flow),
+        restart_url=flow.others_url or flow.page_url("login"),
+        username="",
+        error=error,
+    )
+
+
+def _signup_form(request: Request, flow: Flow, error: str | None = None, status: int = 200) -> Response:
+    return flow.render(
+        request,
+        "passkey/signup.html",
+        status,
+        action=f"/{flow.issuer.id}/passkey/signup",
+        login_url=flow.page_url("login"),
+        email=flow.form.get("email", "")[:320],
+        name=flow.form.get("name", "")[:200],
+        error=error,
+    )
+
+
+def _signup_problem(issuer: Issuer, email: str) -> tuple[str, str] | str:
+    """The normalised (username, key) of a sign-up address, or what is wrong with it."""
+    try:
+        username = users.normalize_username("email", email)
+    except InvalidInput:
+        return "Enter a valid email address."
+    domains = [d.lower() for d in issuer.settings["access"].get("allowed_email_domains") or []]
+    if domains and username.key.rsplit("@", 1)[-1] not in domains:
+        return "Sign-up is not open to this email domain."
+    return username.value, username.key
+
+
+@router.get("/{issuer_id}/passkey/signup")
+@router.post("/{issuer_id}/passkey/signup")
+async def passkey_signup(issuer_id: str, request: Request) -> Response:
+    post = request.method == "POST"
+    async with runtime(request).sessions() as session:
+        flow = await flows.load(request, session, issuer_id, post=post)
+        if isinstance(flow, Response):
+            return flow
+        method = await credentials.passkey_method(session, flow.issuer.id)
+        if method is None or not signup_open(flow, method):
+            return flow.message(request, "Sign-up closed", SIGNUP_CLOSED, 403)
+        if not post:
+            return _signup_form(request, flow)
+        limited = await rate_limited(request, flow.rt, flow.issuer, "login", login.RATE_LIMITED)
+        if limited is not None:
+            return limited
+        checked = _signup_problem(flow.issuer, flow.form.get("email", "").strip()[:320])
+        if isinstance(checked, str):
+            return _signup_form(request, flow, checked, 400)
+        email, key = checked
+        name = flow.form.get("name", "").strip()[:200]
+        handle = ids.user_id()  # the account's id if it is created: the credential's user handle
+        return await _create_page(
+            request,
+            flow,
+            method,
+            Step.REGISTRATION,
+            handle=handle,
+            user_name=email,
+            display_name=name or email,
+            data={"email": email, "key": key, "name": name},
+        )
+
+
+async def enrollment_page(request: Request, flow: Flow, method: AuthMethod, user: User) -> Response:
+    """The ceremony that adds a passkey for the user signing in (from ``/mfa/enroll``)."""
+    display = str(user.profile.get("name") or user.username)
+    return await _create_page(
+        request,
+        flow,
+        method,
+        Step.ENROLLMENT,
+        handle=user.id,
+        user_name=user.username,
+        display_name=display,
+        user_id=user.id,
+    )
+
+
+async def _enrolling(flow: Flow, user: User | None) -> bool:
+    """Whether this sign-in is at its enrollment step (the policy asks for a second factor)."""
+    from authpi.oidc.signin import policy  # imports the registry, which imports this package
+
+    return user is not None and await policy.decide(flow, user) is policy.Decision.ENROLL
+
+
+@router.post("/{issuer_id}/passkey/enroll")
+async def passkey_enroll(issuer_id: str, request: Request) -> Response:
+    """Add a passkey as a second factor for the user signing in (offered on ``/mfa/enroll``)."""
+    async with runtime(request).sessions() as session:
+        flow = await flows.load(request, session, issuer_id, post=True)
+        if isinstance(flow, Response):
+            return flow
+        limited = await rate_limited(request, flow.rt, flow.issuer, "login", login.RATE_LIMITED)
+        if limited is not None:
+            return limited
+        method = await credentials.passkey_method(session, flow.issuer.id)
+        user = await flow.pending_user()
+        if method is None or user is None or not login.serves(method, Step.ENROLLMENT):
+            return flow.message(request, "Sign-in expired", SIGN_IN_EXPIRED)
+        if not await _enrolling(flow, user):
+            return flow.expired(request)
+        return await enrollment_page(request, flow, method, user)
+
+
+async def _new_account(session: Any, issuer: Issuer, ceremony: PasskeyChallenge) -> User:
+    """The account a passkey sign-up creates (added, not committed), with ``user.created``."""
+    now = now_ms()
+    profile: dict[str, Any] = {"email_verified": False}
+    if ceremony.data.get("name"):
+        profile["name"] = str(ceremony.data["name"])[:200]
+    key = str(ceremony.data["key"])
+    user = User(
+        id=str(ceremony.data["handle"]),
+        issuer_id=issuer.id,
+        username_type="email",
+        username=str(ceremony.data["email"]),
+        username_key=key,
+        username_hash=hashing.digest(key),
+        status="pending_approval" if issuer.settings["access"]["mode"] == "approval" else "active",
+        status_at=now,
+        profile=profile,
+        metadata_={},
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(user)
+    await events.emit_for(
+        session,
+        "user.created",
+        user,
+        "user",
+        account_id=issuer.account_id,
+        issuer_id=issuer.id,
+        user_id=user.id,
+    )
+    return user
+
+
+async def _signed_up(
+    request: Request, flow: Flow, method: AuthMethod, ceremony: PasskeyChallenge, new: NewCredential
+) -> Response:
+    """Store the account with its passkey unless the address is taken; one answer either way."""
+    try:
+        user = await _new_account(flow.session, flow.issuer, ceremony)
+        # The unique (issuer, username key) decides, also between concurrent sign-ups.
+        await flow.session.flush()
+        await credentials.add(flow.session, flow.issuer, user, new, second_factor=False)
+        await flow.session.commit()
+    except IntegrityError:
+        await flow.session.rollback()
+    method = await credentials.passkey_method(flow.session, flow.issuer.id) or method  # reloaded
+    if flow.issuer.settings["access"]["mode"] == "approval":
+        text = "Your request has been received. You can sign in once it has been approved."
+        return flow.message(request, "Thanks for signing up", text, 200)
+    notice = "Thanks for signing up. Use your new passkey once more to sign in."
+    return await login.ceremony_page(request, flow, method, Step.FIRST_FACTOR, notice=notice)
+
+
+@router.post("/{issuer_id}/passkey/register")
+async def passkey_register(issuer_id: str, request: Request) -> Response:
+    async with runtime(request).sessions() as session:
+        flow = await flows.load(request, session, issuer_id, post=True)
+        if isinstance(flow, Response):
+            return flow
+        limited = await rate_limited(request, flow.rt, flow.issuer, "login", login.RATE_LIMITED)
+        if limited is not None:
+            return limited
+        ceremony = await challenges.spend(session, flow, flow.form.get("ceremony", ""), challenges.REGISTER)
+        await session.commit()  # spent, whatever follows
+        if ceremony is None:
+            return flow.message(request, "Passkey request expired", login.EXPIRED)
+        step = Step(ceremony.step)
+        method = await credentials.passkey_method(session, flow.issuer.id)
+        user = await flow.pending_user() if step is Step.ENROLLMENT else None
+        if step is Step.REGISTRATION:
+            allowed = signup_open(flow, method)
+        else:
+            allowed = (
+                user is not None
+                and user.id == ceremony.user_id
+                and login.serves(method, step)
+                and await _enrolling(flow, user)
+            )
+        if method is None or not allowed:
+            return flow.message(request, "Passkey request expired", login.EXPIRED)
+        try:
+            new = ceremonies.verify_registration(
+                credentials.relying_party(flow.rt, flow.issuer, method),
+                flow.form.get("credential", ""),
+                challenge=ceremony.challenge,
+                require_user_verification=credentials.requires_user_verification(method),
+            )
+        except CeremonyFailed:
+            data = {k: v for k, v in ceremony.data.items() if k != "handle"}
+            return await _create_page(
+                request,
+                flow,
+                method,
+                step,
+                handle=str(ceremony.data["handle"]),
+                user_name=str(ceremony.data.get("email") or (user.username if user else "")),
+                display_name=str(ceremony.data.get("name") or ceremony.data.get("email") or ""),
+                user_id=ceremony.user_id,
+                data=data,
+                error=NOT_CREATED,
+                status=400,
+            )
+        if step is Step.REGISTRATION:
+            return await _signed_up(request, flow, method, ceremony, new)
+        assert user is not None
+        if await credentials.by_credential(session, flow.issuer.id, new.credential_id) is not None:
+            return flow.message(request, "Passkey already registered", "This passkey is already registered.")
+        await credentials.add(session, flow.issuer, user, new, second_factor=True)
+        # The new passkey proves this sign-in's second factor, as a first TOTP code does.
+        flow.prove(user, flows.factor(credentials.TYPE, method.id, credentials.amr(new)))
+        codes = await verifiers.first_backup_codes(session, flow.rt.secretbox, flow.issuer, user)
+        if not codes:
+            return await flow.advance(request, user)
+        await flow.save()
+        await session.commit()
+        return flow.render(
+            request,
+            "passkey/backup_codes.html",
+            continue_action=f"/{flow.issuer.id}/mfa/continue",
+            codes=codes,
+        )
