@@ -151,7 +151,10 @@ async def emit(
     if type not in LOGGED_EVENT_TYPES:
         raise ValueError(f"not a catalogue event type: {type}")
     actor = actor or current_actor()
-    account = account_id or actor.account_id or await _account_of(session, issuer_id)
+    # Emitting only adds rows: its reads must not flush the caller's pending changes, or a constraint
+    # the caller means to meet at its own commit (a taken sign-up address) would fail in here.
+    with session.no_autoflush:
+        account = account_id or actor.account_id or await _account_of(session, issuer_id)
     at = at or now_ms()
     row = Event(
         id=ids.ulid(ID_PREFIX, at),
@@ -168,9 +171,10 @@ async def emit(
         subject=scrub(dict(subject)),
         data=scrub(dict(data)) if data is not None else None,
     )
-    session.add(row)
     # Deliveries join the same transaction: the outbox and the log never disagree.
-    await webhook_fanout.enqueue(session, row)
+    with session.no_autoflush:
+        session.add(row)
+        await webhook_fanout.enqueue(session, row)
     return row
 
 
