@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pyotp
 import pytest
 from authpi_admin import AuthPIAdmin
 from authpi_admin.generated.models import Event
@@ -295,12 +296,26 @@ EMITTED = {
     "auth.flow.rate-limited": "/authorize past AUTHPI_RATE_LIMIT_AUTHORIZE",
     "auth.flow.expired": "a sign-in page opened after its pending request expired",
     "auth.flow.replay-attempt": "an authorization code exchanged twice",
+    "user.verifier.created": "Core API TOTP enrollment completed",
+    "user.verifier.updated": "Core API PATCH of a verifier's name",
+    "user.verifier.deleted": "Core API DELETE of a verifier",
+    "user.mfa.factor-created": "the user's first second factor (TOTP) enrolled",
+    "user.mfa.factor-deleted": "the user's TOTP deleted",
+    "user.mfa.backup-codes.regenerated": "Core API regenerate",
+    "user.mfa.backup-codes.low": "backup codes spent down to two",
+    "user.mfa.verification.succeeded": "Core API verify with the right code",
+    "user.mfa.verification.failed": "Core API verify with a wrong code",
+    "webhook.created": "Core API create",
+    "webhook.updated": "Core API PATCH",
+    "webhook.deleted": "Core API DELETE",
+    "webhook.paused": "Core API PATCH status disabled",
+    "webhook.resumed": "Core API PATCH status back to active",
+    "auth.flow.device-mismatch": "a pending second-factor step opened in another browser",
 }
 # Every other type, with why nothing emits it yet: the feature it reports does not exist.
 _NO_ORGS = "organizations are not built"
 _NO_AGENTS = "agents are not built"
 _NO_EMAIL = "no e-mail delivery exists"
-_NO_MFA = "multi-factor authentication is not built"
 ABSENT = {
     "user.verification.succeeded": "identity verification is not built",
     "user.verification.failed": "identity verification is not built",
@@ -308,20 +323,11 @@ ABSENT = {
     "user.password.reset": f"no password reset flow: {_NO_EMAIL}",
     "user.login-link.requested": f"no login links: {_NO_EMAIL}",
     "user.login-link.consumed": f"no login links: {_NO_EMAIL}",
-    "user.verifier.created": "the user verifiers API is not built",
-    "user.verifier.updated": "the user verifiers API is not built",
-    "user.verifier.deleted": "the user verifiers API is not built",
     "user.email.change-requested": f"no e-mail change flow: {_NO_EMAIL}",
     "user.email.changed": f"no e-mail change flow: {_NO_EMAIL}",
     "user.email.verified": f"no e-mail verification: {_NO_EMAIL}",
     "user.approval.approved": "the approvals API is not built (a pending user cannot be approved)",
     "user.approval.rejected": "the approvals API is not built (a pending user cannot be rejected)",
-    "user.mfa.factor-created": _NO_MFA,
-    "user.mfa.factor-deleted": _NO_MFA,
-    "user.mfa.backup-codes.regenerated": _NO_MFA,
-    "user.mfa.backup-codes.low": _NO_MFA,
-    "user.mfa.verification.succeeded": _NO_MFA,
-    "user.mfa.verification.failed": _NO_MFA,
     "user.consent.revoked": "neither API can revoke a consent yet",
     "user.sso.provisioned": "sign-in through external providers is not built",
     "user.sso.linked": "sign-in through external providers is not built",
@@ -365,14 +371,8 @@ ABSENT = {
     "account.domain.removed": "account domains are not built",
     "account.credits.depleted": "never: billing is ungated (spec D.2)",
     "account.credits.updated": "never: billing is ungated (spec D.2)",
-    "webhook.created": "webhooks are not built",
-    "webhook.updated": "webhooks are not built",
-    "webhook.deleted": "webhooks are not built",
-    "webhook.paused": "webhooks are not built",
-    "webhook.resumed": "webhooks are not built",
     "email.sent": _NO_EMAIL,
     "email.failed": _NO_EMAIL,
-    "auth.flow.device-mismatch": "a pending flow is not bound to the browser that started it",
 }
 
 
@@ -489,6 +489,51 @@ async def test_every_existing_catalogue_type_is_emitted_by_a_real_action(walk_se
             approving, (await approving.client()).id, "new@example.com", "a sign-up passphrase 1"
         )
         assert signed_up.status_code == 200, describe(signed_up)
+
+        # Webhooks: create, change, pause, resume, delete.
+        hook = await admin.webhooks.create(
+            {
+                "name": "walk",
+                "url": "https://hooks.example.com/walk",
+                "auth": {"type": "signature"},
+                "events": ["user.created"],
+            }
+        )
+        await admin.webhook(hook.id).update({"description": "walked"})
+        await admin.webhook(hook.id).update({"status": "disabled"})
+        await admin.webhook(hook.id).update({"status": "active"})
+        await admin.webhook(hook.id).delete()
+
+        # A second factor through the Core API: enroll TOTP, verify, rename, spend and regenerate the
+        # backup codes, delete.
+        await api.auth_methods.create({"name": "Authenticator", "method": "totp", "first_factor_only": False})
+        factor_user = await realm.user("factor@example.com")
+        verifiers = api.user(factor_user.id).verifiers
+        started = await verifiers.create({"type": "totp"})
+        app = pyotp.TOTP(started.secret)
+        done = await verifiers.complete_enrollment(
+            {"enrollment_id": started.enrollment_id, "code": app.now()}
+        )
+        assert done.success and done.verifier_id and done.backup_codes, done
+        wrong = "000000" if app.now() != "000000" and app.at(time.time() + 30) != "000000" else "111111"
+        assert not (await verifiers.verify(done.verifier_id, {"code": wrong})).success
+        assert (await verifiers.verify(done.verifier_id, {"code": app.at(time.time() + 30)})).success
+        await verifiers.update(done.verifier_id, {"name": "Phone"})
+        [backup] = [
+            v for v in (await verifiers.list()).data if (v.model_extra or {}).get("type") == "backup_codes"
+        ]
+        for code in done.backup_codes[:8]:
+            assert (await verifiers.verify(backup.id, {"code": code})).success
+        await verifiers.regenerate(backup.id)
+
+        # That user's pending second factor, opened in another browser than the one that proved the
+        # password.
+        async with Browser(server.url) as browser, Browser(server.url) as elsewhere:
+            page = await browser.sign_in(realm.request(web.id).url, "factor@example.com")
+            assert page.url.path.endswith("/mfa"), describe(page)
+            stolen = await elsewhere.get(str(page.url))
+            assert stolen.status_code == 400, describe(stolen)
+        await verifiers.delete(done.verifier_id)
 
         key = await admin.api_keys.create({"name": "walk", "restrictions": {"scopes": ["events:read"]}})
         await admin.api_keys.block(key.id)

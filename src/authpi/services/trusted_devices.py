@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from authpi import ids
 from authpi.clock import now_ms
@@ -103,7 +104,7 @@ async def touch(session: AsyncSession, row: TrustedDevice) -> None:
         .values(last_used_at=now)
         .execution_options(synchronize_session=False)
     )
-    row.last_used_at = now
+    set_committed_value(row, "last_used_at", now)  # already written: no second UPDATE at flush
 
 
 # --- events -----------------------------------------------------------------------------------------

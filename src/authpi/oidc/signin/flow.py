@@ -30,8 +30,8 @@ from authpi.oidc.context import load_client, load_issuer, parse_form, runtime
 from authpi.oidc.pages import EXPIRED, message, page_url, proceed, redirect, render
 from authpi.oidc.signin.steps import Factor
 from authpi.runtime import Runtime
+from authpi.services import events, trusted_devices
 from authpi.services import sessions as session_service
-from authpi.services import trusted_devices
 from authpi.services.issuer_settings import portal_enabled
 from authpi.storage.tables.clients import Client
 from authpi.storage.tables.issuers import Issuer
@@ -268,5 +268,24 @@ async def load(request: Request, session: AsyncSession, issuer_id: str, *, post:
         device_cookie=request.cookies.get(DEVICE_COOKIE),
     )
     if progress.browser is not None and progress.browser != flow.browser():
+        await _record_device_mismatch(session, issuer, pending.client_id, progress)
         return message(request, rt, issuer, "Sign-in expired", EXPIRED)
     return flow
+
+
+async def _record_device_mismatch(
+    session: AsyncSession, issuer: Issuer, client_id: str, progress: Progress
+) -> None:
+    """``auth.flow.device-mismatch``: another browser presented a flow whose first factor was proven
+    elsewhere (a leaked or shared sign-in link). The request ID stays out: it is the flow's handle."""
+    await events.emit(
+        session,
+        "auth.flow.device-mismatch",
+        subject={"type": "issuer", "id": issuer.id},
+        data={"client_id": client_id, "factors": [factor["method"] for factor in progress.factors]},
+        account_id=issuer.account_id,
+        issuer_id=issuer.id,
+        user_id=progress.user_id,
+        client_id=client_id,
+    )
+    await session.commit()
