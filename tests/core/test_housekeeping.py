@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -118,6 +119,10 @@ async def test_expired_rows_of_every_table_are_purged_after_the_retention(fast: 
         }
         await failed_sign_in(realm, client, "ghost@example.com")
         enrollment = await realm.api.user(users[3].id).verifiers.create({"type": "totp"})
+        devices = realm.api.user(users[3].id).trusted_devices
+        stale_device, live_device = [
+            await devices.create({"fingerprint": secrets.token_hex(32)}) for _ in range(2)
+        ]
         revoked = await realm.post("revoke", {"token": tokens[users[0].id]["access_token"]}, basic(client))
         assert revoked.status_code == 200, describe(revoked)
         key = f"hk-{uuid.uuid4().hex}"
@@ -147,6 +152,7 @@ async def test_expired_rows_of_every_table_are_purged_after_the_retention(fast: 
     await rows(fast, "UPDATE idempotency_records SET expires_at = ? WHERE key = ?", past, key)
     await rows(fast, "UPDATE credential_lockouts SET expires_at = ? WHERE issuer_id = ?", past, realm.id)
     await rows(fast, "UPDATE verifiers SET expires_at = ? WHERE id = ?", past, enrollment.enrollment_id)
+    await rows(fast, "UPDATE trusted_devices SET expires_at = ? WHERE id = ?", past, stale_device.device_id)
 
     leftovers = {
         "expired sessions": ("sessions", "user_id = ?", e),
@@ -159,6 +165,7 @@ async def test_expired_rows_of_every_table_are_purged_after_the_retention(fast: 
         "idempotency records": ("idempotency_records", "key = ?", key),
         "lockouts": ("credential_lockouts", "issuer_id = ?", realm.id),
         "unconfirmed TOTP enrollments": ("verifiers", "id = ?", enrollment.enrollment_id),
+        "expired trusted devices": ("trusted_devices", "id = ?", stale_device.device_id),
     }
 
     async def remaining() -> dict[str, int]:
@@ -174,6 +181,7 @@ async def test_expired_rows_of_every_table_are_purged_after_the_retention(fast: 
     # What has not ended stays.
     assert await sessions_of(fast, live_user) == 2
     assert await count(fast, "refresh_tokens", "user_id = ?", live_user) == 1
+    assert await count(fast, "trusted_devices", "id = ?", live_device.device_id) == 1
 
 
 # --- soft-deleted resources --------------------------------------------------------------------

@@ -270,6 +270,8 @@ EMITTED = {
     "user.blocked": "Core API PATCH status suspended",
     "user.unblocked": "Core API PATCH status back to active",
     "user.password.changed": "Core API PATCH password",
+    "user.device.trusted": "Core API create of a trusted device",
+    "user.device.revoked": "Core API delete of a trusted device",
     "user.approval.requested": "sign-up to an issuer in approval mode",
     "user.consent.granted": "Allow on the consent page",
     "client.created": "Core API create",
@@ -326,8 +328,6 @@ ABSENT = {
     "user.email.verified": f"no e-mail verification: {_NO_EMAIL}",
     "user.approval.approved": "the approvals API is not built (a pending user cannot be approved)",
     "user.approval.rejected": "the approvals API is not built (a pending user cannot be rejected)",
-    "user.device.trusted": "trusted devices are not built",
-    "user.device.revoked": "trusted devices are not built",
     "user.consent.revoked": "neither API can revoke a consent yet",
     "user.sso.provisioned": "sign-in through external providers is not built",
     "user.sso.linked": "sign-in through external providers is not built",
@@ -458,6 +458,8 @@ async def test_every_existing_catalogue_type_is_emitted_by_a_real_action(walk_se
         await api.sessions.reactivate(sid)
         await api.sessions.revoke(sid)
         await realm.tokens(web, EMAIL)
+        device = await api.user(user.id).trusted_devices.create({"fingerprint": "ab" * 32})
+        await api.user(user.id).trusted_devices.delete(device.device_id)
         await api.users.update(user.id, {"password": "a brand new passphrase 42"})
 
         # A session past its max age: housekeeping records it.

@@ -14,6 +14,8 @@ from authpi.runtime import Runtime
 
 SESSION_COOKIE = "authpi_session"
 CSRF_COOKIE = "authpi_csrf"
+# A trusted device's secret (services/trusted_devices): skips the second factor of its user.
+DEVICE_COOKIE = "authpi_device"
 
 
 def cookie_path(issuer_id: str) -> str:

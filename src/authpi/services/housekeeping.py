@@ -47,7 +47,7 @@ from authpi.storage.tables.passkey_challenges import PasskeyChallenge
 from authpi.storage.tables.sessions import Session, idle_deadline
 from authpi.storage.tables.signing_keys import SigningKey
 from authpi.storage.tables.users import User
-from authpi.storage.tables.verifiers import Verifier
+from authpi.storage.tables.verifiers import TrustedDevice, Verifier
 from authpi.storage.tables.webhooks import Webhook, WebhookDelivery
 
 log = logging.getLogger("authpi.housekeeping")
@@ -124,6 +124,8 @@ PURGES: Sequence[Purge] = (
     # TOTP enrollments never confirmed (active verifiers have no expiry).
     Purge(Verifier, lambda c: (Verifier.status == "pending") & (Verifier.expires_at <= c.now)),
     Purge(PasskeyChallenge, lambda c: PasskeyChallenge.expires_at <= c.now),
+    # Trusted devices past their trust period (revoked ones are deleted at once).
+    Purge(TrustedDevice, lambda c: TrustedDevice.expires_at <= c.now),
     Purge(SigningKey, lambda c: SigningKey.unpublish_at <= c.now),
     # The event log keeps AUTHPI_EVENT_RETENTION of history.
     Purge(Event, lambda c: Event.timestamp < c.events_before),

@@ -21,7 +21,8 @@ DEFAULTS: dict[str, Any] = {
     "security": {
         "tokens": {"access_token_ttl": 1800, "id_token_ttl": 3600, "refresh_token_ttl": 604800},
         "lockout": {"max_failures": 5, "duration": 900},
-        # Decision 29: ``required`` asks every user for a second factor (enrolling one if needed).
+        # Decision 29: ``required`` asks every user for a second factor (enrolling one if needed);
+        # ``trusted_device_days`` is how long a browser the user trusts skips it (0: never).
         "mfa": {"required": False, "trusted_device_days": 30},
     },
 }
@@ -36,7 +37,7 @@ _BOUNDS: tuple[tuple[tuple[str, ...], int, int], ...] = (
     (("security", "tokens", "refresh_token_ttl"), 60, MAX_TOKEN_TTL),
     (("security", "lockout", "max_failures"), 1, 100),
     (("security", "lockout", "duration"), 1, 86400),
-    (("security", "mfa", "trusted_device_days"), 1, 365),
+    (("security", "mfa", "trusted_device_days"), 0, 365),
 )
 
 
@@ -51,6 +52,14 @@ def portal_enabled(settings: dict[str, Any], portal: str) -> bool:
 def mfa_required(settings: dict[str, Any]) -> bool:
     """Whether the issuer asks every user for a second factor (decision 29)."""
     return _lookup(settings, ("security", "mfa", "required")) is True
+
+
+def trusted_device_days(settings: dict[str, Any]) -> int:
+    """How many days a trusted device skips the second factor (decision 29); 0 switches it off."""
+    value = _lookup(settings, ("security", "mfa", "trusted_device_days"))
+    if isinstance(value, bool) or not isinstance(value, int):
+        return int(DEFAULTS["security"]["mfa"]["trusted_device_days"])
+    return max(value, 0)
 
 
 def deep_merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:

@@ -56,10 +56,13 @@ async def create_op_session(
     amr: list[str],
     device: dict[str, Any] | None,
     replaces: str | None = None,
+    trusted_device_id: str | None = None,
 ) -> tuple[Session, str]:
     """A new browser session; returns it with the cookie secret (only its digest is stored).
 
     ``replaces`` is the cookie secret the browser presented, if any: that sign-in is superseded.
+    ``trusted_device_id``: the trusted device that stood in for the second factor, recorded in the
+    session's ``authentication`` (its ``amr`` stays what was actually proven).
     """
     limits = _limits(issuer)
     # Sign-ins of one user take turns from here to the commit, so each one's cap check counts the
@@ -74,7 +77,12 @@ async def create_op_session(
         type="op",
         status="active",
         status_at=now,
-        authentication={"method": method, "amr": amr, "authenticated_at": now},
+        authentication={
+            "method": method,
+            "amr": amr,
+            "authenticated_at": now,
+            **({"trusted_device_id": trusted_device_id} if trusted_device_id else {}),
+        },
         device=device,
         ttl=limits["max_age"],
         idle_timeout=limits["idle_timeout"],

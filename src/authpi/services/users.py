@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from authpi import ids
 from authpi.clock import now_ms
 from authpi.crypto import hashing, passwords
-from authpi.services import events, lockouts, sessions, versions
+from authpi.services import events, lockouts, sessions, trusted_devices, versions
 from authpi.services.auth_method_types import TYPES as METHOD_TYPES
 from authpi.services.clients import scope_names
 from authpi.services.errors import Conflict, FieldProblem, InvalidInput, NotFound
@@ -357,6 +357,9 @@ async def update_user(
         await sessions.revoke_all(
             session, issuer_id, user_id=user.id, reason=f"user_{user.status}", by=user.status_by
         )
+    if "password" in changes:
+        # Trust given with the old password ends with it: the next sign-in asks the second factor.
+        await trusted_devices.revoke_all(session, user.id, reason=trusted_devices.PASSWORD_CHANGED)
     if replaced:
         # A reset password is usually a compromised one: every sign-in made with it ends.
         reason = "password_changed" if user.password_hash is not None else "password_removed"

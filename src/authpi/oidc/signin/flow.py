@@ -5,6 +5,11 @@ once a factor is proven, to the browser that proved it: progress is stored on th
 the digest of that browser's CSRF cookie, so a later step presented by another browser finds no
 usable flow. When the factors proven satisfy the issuer's policy the flow ends in a browser session
 and continues the authorization request.
+
+Trusted devices: any second factor's form may carry the ``trust_device`` checkbox (the shared
+``trust_device.html``); proving a second factor with it ticked marks the progress, and the sign-in
+that ends with several factors then trusts this browser (a device cookie). At a later sign-in the
+policy may let that cookie stand in for the second factor (``trusted_device``).
 """
 
 from __future__ import annotations
@@ -20,19 +25,21 @@ from authpi.clock import now_ms
 from authpi.crypto import hashing
 from authpi.oidc import authorization
 from authpi.oidc.authorization import AuthorizeParams
-from authpi.oidc.browser import SESSION_COOKIE, Csrf
+from authpi.oidc.browser import DEVICE_COOKIE, SESSION_COOKIE, Csrf, set_cookie
 from authpi.oidc.context import load_client, load_issuer, parse_form, runtime
 from authpi.oidc.pages import EXPIRED, message, page_url, proceed, redirect, render
 from authpi.oidc.signin.steps import Factor
 from authpi.runtime import Runtime
-from authpi.services import events
+from authpi.services import events, trusted_devices
 from authpi.services import sessions as session_service
 from authpi.services.issuer_settings import portal_enabled
 from authpi.storage.tables.clients import Client
 from authpi.storage.tables.issuers import Issuer
 from authpi.storage.tables.users import User
+from authpi.storage.tables.verifiers import TrustedDevice
 
 FORM_LIMIT = 32 * 1024
+TRUST_FIELD = "trust_device"  # the checkbox of trust_device.html
 SIGN_IN_UNAVAILABLE = "Sign-in unavailable"
 
 
@@ -43,14 +50,26 @@ class Progress:
     user_id: str | None = None
     browser: str | None = None
     factors: list[dict[str, Any]] = field(default_factory=list)
+    # The user asked to trust this browser when proving a second factor.
+    trust_device: bool = False
 
     @classmethod
     def of(cls, raw: dict[str, Any] | None) -> Progress:
         raw = raw or {}
-        return cls(raw.get("user_id"), raw.get("browser"), list(raw.get("factors") or []))
+        return cls(
+            raw.get("user_id"),
+            raw.get("browser"),
+            list(raw.get("factors") or []),
+            raw.get("trust_device") is True,
+        )
 
     def as_dict(self) -> dict[str, Any]:
-        return {"user_id": self.user_id, "browser": self.browser, "factors": self.factors}
+        return {
+            "user_id": self.user_id,
+            "browser": self.browser,
+            "factors": self.factors,
+            "trust_device": self.trust_device,
+        }
 
     def amr(self) -> list[str]:
         """RFC 8176 ``amr`` of the factors proven, with ``mfa`` once two different methods are."""
@@ -77,12 +96,28 @@ class Flow:
     progress: Progress
     # On a second-factor or enrollment page: where the user can pick another way, if there is one.
     others_url: str | None = None
+    # The browser's device cookie, and the trusted device it stands for once the policy found it.
+    device_cookie: str | None = None
+    trusted_device: TrustedDevice | None = None
 
     def render(self, request: Request, template: str, status: int = 200, **context: Any) -> Response:
         """A hosted page of this flow: branded, with the CSRF token and the request it continues."""
         return render(
-            request, self.rt, self.issuer, self.csrf, template, status, request_id=self.request_id, **context
+            request,
+            self.rt,
+            self.issuer,
+            self.csrf,
+            template,
+            status,
+            request_id=self.request_id,
+            trust_device_days=self.trust_device_days(),
+            **context,
         )
+
+    def trust_device_days(self) -> int:
+        """For the ``trust_device`` checkbox: the days a trust lasts, on the pages that follow a
+        first factor (second factors, enrollment); 0 elsewhere and while the issuer has it off."""
+        return trusted_devices.days(self.issuer) if self.progress.factors else 0
 
     def message(self, request: Request, heading: str, text: str, status: int = 400) -> Response:
         return message(request, self.rt, self.issuer, heading, text, status)
@@ -123,6 +158,8 @@ class Flow:
         if self.progress.user_id not in (None, user.id):
             # A factor of someone else than the user who proved the earlier ones: start over.
             self.progress = Progress()
+        if self.progress.factors and self.form.get(TRUST_FIELD):
+            self.progress.trust_device = True  # a factor after the first one, with the box ticked
         self.progress.user_id = user.id
         self.progress.browser = self.browser()
         self.progress.factors.append(factor.as_dict())
@@ -153,17 +190,27 @@ class Flow:
             "user_agent": request.headers.get("user-agent", "")[:500],
             "ip": request.client.host if request.client else None,
         }
+        amr = self.progress.amr()
+        trusted_by = self.trusted_device if self.trusted_device and "mfa" not in amr else None
         # Signing in again in this browser supersedes its previous sign-in, whoever it was.
         op, cookie = await session_service.create_op_session(
             self.session,
             self.issuer,
             user.id,
             method=first["method"],
-            amr=self.progress.amr(),
+            amr=amr,
             device=device,
             replaces=request.cookies.get(SESSION_COOKIE),
+            trusted_device_id=trusted_by.id if trusted_by else None,
         )
-        return await proceed(
+        if trusted_by is not None:
+            await trusted_devices.touch(self.session, trusted_by)
+        trusted = None
+        if self.progress.trust_device and "mfa" in amr:
+            trusted = await trusted_devices.trust_browser(
+                self.session, self.issuer, user.id, user_agent=device["user_agent"] or None
+            )
+        response = await proceed(
             request,
             self.rt,
             self.session,
@@ -175,6 +222,11 @@ class Flow:
             user,
             new_cookie=cookie,
         )
+        if trusted is not None and response.status_code in (302, 303):
+            # Only once the sign-in (and the device with it) is committed: the redirect onwards.
+            max_age = max(0, (trusted.device.expires_at - now_ms()) // 1000)
+            set_cookie(response, self.rt, self.issuer.id, DEVICE_COOKIE, trusted.secret, max_age)
+        return response
 
 
 def factor(method: str, method_id: str, amr: tuple[str, ...]) -> Factor:
@@ -204,7 +256,16 @@ async def load(request: Request, session: AsyncSession, issuer_id: str, *, post:
         return message(request, rt, issuer, "Sign-in expired", EXPIRED)
     progress = Progress.of(pending.sign_in)
     flow = Flow(
-        rt, session, issuer, client, AuthorizeParams(**pending.params), request_id, csrf, form, progress
+        rt,
+        session,
+        issuer,
+        client,
+        AuthorizeParams(**pending.params),
+        request_id,
+        csrf,
+        form,
+        progress,
+        device_cookie=request.cookies.get(DEVICE_COOKIE),
     )
     if progress.browser is not None and progress.browser != flow.browser():
         await _record_device_mismatch(session, issuer, pending.client_id, progress)

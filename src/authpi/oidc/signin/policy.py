@@ -10,6 +10,12 @@ The second factors are what the enabled strategies serving ``Step.SECOND_FACTOR`
 user, except fallbacks (backup codes), which stand in for another factor but never cause the
 question on their own, and except methods already used in this sign-in (two proofs of one method
 are not two factors). Nothing here names a method.
+
+A trusted device (``services/trusted_devices``) stands in for the second factor of its user: the
+browser's device cookie matching a live device of that user skips the question, unless the request
+itself asks for a multi-factor sign-in (``acr_values``: then only a second factor will do) or the
+user has no second factor any more (a required one is then enrolled as for anyone). The sign-in
+stays single-factor in ``amr``/``acr``; the session records the device instead.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from authpi.oidc import acr
 from authpi.oidc.signin import registry
 from authpi.oidc.signin.steps import Offer, Step
 from authpi.oidc.signin.strategy import Strategy
+from authpi.services import trusted_devices
 from authpi.services.issuer_settings import mfa_required
 from authpi.storage.tables.auth_methods import AuthMethod
 from authpi.storage.tables.users import User
@@ -67,6 +74,17 @@ async def choices(flow: Flow, user: User, step: Step) -> list[Choice]:
     return sorted(found, key=lambda choice: choice.strategy.fallback)
 
 
+async def trusted_device(flow: Flow, user: User) -> bool:
+    """Whether this browser is a live trusted device of ``user`` (kept on the flow for ``finish``)."""
+    if flow.trusted_device is None or flow.trusted_device.user_id != user.id:
+        flow.trusted_device = None
+        if trusted_devices.days(flow.issuer) > 0:
+            flow.trusted_device = await trusted_devices.find(
+                flow.session, flow.issuer.id, user.id, flow.device_cookie
+            )
+    return flow.trusted_device is not None
+
+
 def multi_factor(flow: Flow) -> bool:
     return "mfa" in flow.progress.amr()
 
@@ -78,6 +96,8 @@ async def decide(flow: Flow, user: User) -> Decision:
     requested = acr.asks_mfa(flow.params.acr_values)
     second = [c for c in await choices(flow, user, Step.SECOND_FACTOR) if not c.strategy.fallback]
     if second:
+        if not requested and await trusted_device(flow, user):
+            return Decision.DONE
         return Decision.SECOND_FACTOR
     if not (required or requested):
         return Decision.DONE
