@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
@@ -27,12 +28,13 @@ from authpi.oidc import authorization
 from authpi.oidc.authorization import AuthorizeParams
 from authpi.oidc.browser import DEVICE_COOKIE, SESSION_COOKIE, Csrf, set_cookie
 from authpi.oidc.context import load_client, load_issuer, parse_form, runtime
-from authpi.oidc.pages import EXPIRED, message, page_url, proceed, redirect, render
+from authpi.oidc.pages import EXPIRED, message, page_url, proceed, rate_limited, redirect, render
 from authpi.oidc.signin.steps import Factor
 from authpi.runtime import Runtime
 from authpi.services import events, trusted_devices
 from authpi.services import sessions as session_service
 from authpi.services.issuer_settings import portal_enabled
+from authpi.storage.tables.auth_methods import AuthMethod
 from authpi.storage.tables.clients import Client
 from authpi.storage.tables.issuers import Issuer
 from authpi.storage.tables.users import User
@@ -41,6 +43,13 @@ from authpi.storage.tables.verifiers import TrustedDevice
 FORM_LIMIT = 32 * 1024
 TRUST_FIELD = "trust_device"  # the checkbox of trust_device.html
 SIGN_IN_UNAVAILABLE = "Sign-in unavailable"
+TOO_MANY = "Too many attempts. Wait and retry."
+
+
+def locked_text(locked_for_ms: int) -> str:
+    """What a locked credential tells the user (decision 20)."""
+    minutes = -(-locked_for_ms // 60_000)  # rounded up: "1 minute" until the very end
+    return f"Too many failed attempts. Try again in {minutes} minute{'s' if minutes != 1 else ''}."
 
 
 @dataclass
@@ -152,6 +161,33 @@ class Flow:
 
     def expired(self, request: Request) -> Response:
         return self.message(request, "Sign-in expired", EXPIRED)
+
+    async def method_of_type(self, method_type: str) -> AuthMethod | None:
+        """The issuer's method of ``method_type``, while it is switched on for sign-in."""
+        row: AuthMethod | None = await self.session.scalar(
+            select(AuthMethod).where(AuthMethod.issuer_id == self.issuer.id, AuthMethod.method == method_type)
+        )
+        return row if row is not None and row.enabled_login else None
+
+    async def second_factor(
+        self, request: Request, method_type: str, *, enrolling: bool = False
+    ) -> tuple[User, AuthMethod] | Response:
+        """What every check of a second factor (or of one being enrolled) starts with: the user this
+        browser proved a first factor for, still owing that step, the method switched on, and the
+        attempt within the rate limit; or the page to answer with."""
+        from authpi.oidc.signin import policy  # imports the registry, which imports the methods
+
+        owed = policy.Decision.ENROLL if enrolling else policy.Decision.SECOND_FACTOR
+        user = await self.pending_user()
+        if user is None or await policy.decide(self, user) is not owed:
+            return self.expired(request)
+        method = await self.method_of_type(method_type)
+        if method is None:
+            return self.message(request, SIGN_IN_UNAVAILABLE, "This sign-in method is switched off.")
+        limited = await rate_limited(request, self.rt, self.issuer, "login", TOO_MANY)
+        if limited is not None:
+            return limited
+        return user, method
 
     def prove(self, user: User, factor: Factor) -> None:
         """Add ``factor`` of ``user`` to the progress (saved with ``save``; ``advance`` goes on)."""

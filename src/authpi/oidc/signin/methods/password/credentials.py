@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from authpi import ids
 from authpi.clock import now_ms
 from authpi.crypto import hashing, passwords
+from authpi.oidc.signin.flow import locked_text
 from authpi.services import events, lockouts, users
 from authpi.services.auth_method_types import TYPES
 from authpi.services.errors import InvalidInput
@@ -41,11 +42,6 @@ async def password_method(session: AsyncSession, issuer_id: str) -> AuthMethod |
     return row
 
 
-def _locked_message(locked_for_ms: int) -> str:
-    minutes = -(-locked_for_ms // 60_000)  # rounded up: "1 minute" until the very end
-    return f"Too many failed attempts. Try again in {minutes} minute{'s' if minutes != 1 else ''}."
-
-
 def account_key(issuer: Issuer, identifier: str) -> str:
     """What counts attempts on one account of ``issuer``: the digest of the identifier's normalised
     key (the lockout's subject), the same for identifiers with and without an account, and never
@@ -64,7 +60,7 @@ async def verify(session: AsyncSession, issuer: Issuer, identifier: str, passwor
     policy = lockouts.Policy.of(issuer)
     attempt = await lockouts.count_attempt(session, issuer.id, lockouts.PASSWORD, subject, policy)
     if not attempt.allowed:
-        return Outcome(None, _locked_message(attempt.locked_for_ms), "locked")
+        return Outcome(None, locked_text(attempt.locked_for_ms), "locked")
     found = await users.find_by_username(session, issuer.id, identifier)
     checked = found.password_hash if found else None
     verified = await passwords.verify_password(checked, password)

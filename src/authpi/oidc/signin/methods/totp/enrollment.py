@@ -15,11 +15,10 @@ from starlette.responses import Response
 
 from authpi.clock import now_ms
 from authpi.oidc.context import runtime
-from authpi.oidc.pages import rate_limited
 from authpi.oidc.routes import Routes
 from authpi.oidc.signin import flow as flows
 from authpi.oidc.signin.flow import SIGN_IN_UNAVAILABLE, Flow
-from authpi.oidc.signin.methods.totp.login import AMR, TOO_MANY, WRONG_CODE, locked_text, method_row
+from authpi.oidc.signin.methods.totp.login import AMR, WRONG_CODE
 from authpi.services import totp, verifiers
 from authpi.services.errors import ServiceError
 from authpi.storage.tables.users import User
@@ -79,21 +78,14 @@ async def enrollment_page(
 
 @router.post("/{issuer_id}/mfa/enroll/totp")
 async def confirm(issuer_id: str, request: Request) -> Response:
-    from authpi.oidc.signin import policy  # imports the registry, which imports this package
-
     async with runtime(request).sessions() as session:
         flow = await flows.load(request, session, issuer_id, post=True)
         if isinstance(flow, Response):
             return flow
-        user = await flow.pending_user()
-        if user is None or await policy.decide(flow, user) is not policy.Decision.ENROLL:
-            return flow.expired(request)
-        method = await method_row(flow)
-        if method is None:
-            return flow.message(request, SIGN_IN_UNAVAILABLE, "This sign-in method is switched off.")
-        limited = await rate_limited(request, flow.rt, flow.issuer, "login", TOO_MANY)
-        if limited is not None:
-            return limited
+        owed = await flow.second_factor(request, verifiers.TOTP, enrolling=True)
+        if isinstance(owed, Response):
+            return owed
+        user, method = owed
         enrollment_id = flow.form.get("enrollment", "")[:64]
         try:
             check = await verifiers.complete_totp(
@@ -104,7 +96,10 @@ async def confirm(issuer_id: str, request: Request) -> Response:
             return await enrollment_page(request, flow, user, error=EXPIRED_ENROLLMENT, status=400)
         if not check.success:
             await session.commit()
-            text = {verifiers.LOCKED: locked_text(check.locked_for_ms), verifiers.EXPIRED: EXPIRED_ENROLLMENT}
+            text = {
+                verifiers.LOCKED: flows.locked_text(check.locked_for_ms),
+                verifiers.EXPIRED: EXPIRED_ENROLLMENT,
+            }
             return await enrollment_page(
                 request, flow, user, error=text.get(check.error or "", WRONG_CODE), status=400
             )
