@@ -18,6 +18,7 @@ import hashlib
 import json
 import sqlite3
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -553,7 +554,7 @@ def _json(value: object) -> str | None:
     return None if value is None else json.dumps(value)
 
 
-def _sqlite_events(db_path: Path, chunks: list[list[dict[str, object]]]) -> None:
+def _sqlite_events(db_path: Path, chunks: Iterable[list[dict[str, object]]]) -> None:
     conn = sqlite3.connect(db_path, timeout=60)
     try:
         conn.execute("PRAGMA busy_timeout=60000")
@@ -572,7 +573,7 @@ def _sqlite_events(db_path: Path, chunks: list[list[dict[str, object]]]) -> None
         conn.close()
 
 
-async def _pg_events(url: str, chunks: list[list[dict[str, object]]]) -> None:
+async def _pg_events(url: str, chunks: Iterable[list[dict[str, object]]]) -> None:
     import asyncpg
 
     conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
@@ -659,17 +660,19 @@ async def seed_events(server: AuthPI, seeded: Seeded, count: int = EVENTS) -> Ev
     issuers += [ids.issuer_id() for _ in range(6)]  # the account's other issuers
     factory = _EventFactory(templates, issuers, users=max(100, count // 50))
     log = EventLog(count=count, templates=sorted({str(t["type"]) for t in templates}))
-    chunks: list[list[dict[str, object]]] = []
-    for start in range(0, count, 20_000):
-        chunk = [factory.row() for _ in range(min(20_000, count - start))]
-        for e in chunk:
-            log.types[str(e["type"])] = log.types.get(str(e["type"]), 0) + 1
-        chunks.append(chunk)
+
+    def chunks() -> Iterator[list[dict[str, object]]]:  # made as they are written: 1M rows are ~2 GB
+        for start in range(0, count, 20_000):
+            chunk = [factory.row() for _ in range(min(20_000, count - start))]
+            for e in chunk:
+                log.types[str(e["type"])] = log.types.get(str(e["type"]), 0) + 1
+            yield chunk
+
     if server.backend == "sqlite":
-        await asyncio.to_thread(_sqlite_events, server.data_dir / "authpi.db", chunks)
+        await asyncio.to_thread(_sqlite_events, server.data_dir / "authpi.db", chunks())
     else:
         assert server.database_url
-        await _pg_events(server.database_url, chunks)
+        await _pg_events(server.database_url, chunks())
     log.seconds = time.monotonic() - started
     total = count + len(templates)
     log.deep_page = min(EVENTS_DEEP_PAGE, total // PAGE_SIZE)
