@@ -509,10 +509,17 @@ class _EventFactory:
         self.now = int(time.time() * 1000) - 60_000
         self.span = EVENTS_DAYS * 86_400_000
 
-    def row(self) -> dict[str, object]:
+    def rows(self, count: int) -> Iterator[dict[str, object]]:
+        """``count`` rows, oldest first: inserted in ID order, the primary key and the ``…, id``
+        indexes grow at their ends instead of splitting pages all over a 1.5 GB file (SQLite took
+        minutes for a random order)."""
+        step = self.span / max(count, 1)
+        for i in range(count):
+            yield self.row(self.now - self.span + int((i + self.random.random()) * step))
+
+    def row(self, at: int) -> dict[str, object]:
         r = self.random
         template = r.choice(self.by_type[r.choices(self.kinds, self.weights)[0]])
-        at = self.now - int(r.random() * self.span)
         issuer = self.issuers[min(int(r.random() ** 2 * len(self.issuers)), len(self.issuers) - 1)]
         user = self.users[min(int(r.random() ** 3 * len(self.users)), len(self.users) - 1)]
         client = r.choice(self.clients[issuer])
@@ -558,6 +565,7 @@ def _sqlite_events(db_path: Path, chunks: Iterable[list[dict[str, object]]]) -> 
     conn = sqlite3.connect(db_path, timeout=60)
     try:
         conn.execute("PRAGMA busy_timeout=60000")
+        conn.execute("PRAGMA cache_size=-262144")  # 256 MB for this connection: six indexes grow at once
         sql = f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) VALUES ({','.join('?' * len(_EVENT_COLUMNS))})"
         for chunk in chunks:
             with conn:
@@ -662,8 +670,9 @@ async def seed_events(server: AuthPI, seeded: Seeded, count: int = EVENTS) -> Ev
     log = EventLog(count=count, templates=sorted({str(t["type"]) for t in templates}))
 
     def chunks() -> Iterator[list[dict[str, object]]]:  # made as they are written: 1M rows are ~2 GB
+        made = factory.rows(count)
         for start in range(0, count, 20_000):
-            chunk = [factory.row() for _ in range(min(20_000, count - start))]
+            chunk = [next(made) for _ in range(min(20_000, count - start))]
             for e in chunk:
                 log.types[str(e["type"])] = log.types.get(str(e["type"]), 0) + 1
             yield chunk
