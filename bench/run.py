@@ -30,6 +30,7 @@ from bench.procs import (
     Server,
     authpi_server,
     busy_cpu_seconds,
+    free_port,
     own_children_cpu_seconds,
     peer_server,
     pg_admin_url,
@@ -46,8 +47,11 @@ from bench.seed import (
     check_pool,
     minted_refresh_pool,
     refresh_pool,
+    EventLog,
     seed_core,
     seed_directory,
+    seed_events,
+    seed_webhooks,
 )
 from bench.wrk import WrkResult, run_wrk
 
@@ -56,6 +60,7 @@ RESULTS = ROOT / "bench" / "results"
 
 
 DIRECTORY_SCENARIOS = {"core_get_user", "core_list_p1", "core_list_p2000"}
+EVENT_SCENARIOS = {"core_events_p1", "core_events_deep", "core_events_filtered_deep"}
 
 
 def log(message: str) -> None:
@@ -395,7 +400,7 @@ def measure_spike(
 # --- one backend ----------------------------------------------------------------------------------
 
 
-def _scenarios(server: AuthPI, seeded: Seeded) -> list[Scenario]:
+def _scenarios(server: AuthPI, seeded: Seeded, event_log: EventLog | None = None) -> list[Scenario]:
     iu = seeded.issuer_url
     core = f"{server.url}/v1/accounts/{server.account_id}/issuers"
     api = {"BENCH_AUTH": basic_header(server.key_id, server.key_secret)}
@@ -425,6 +430,21 @@ def _scenarios(server: AuthPI, seeded: Seeded) -> list[Scenario]:
             "post_user.lua",
             {**api, "BENCH_RUN": secrets.token_hex(3)},
         ),
+        *(_event_scenarios(server, event_log, api) if event_log else []),
+    ]
+
+
+def _event_scenarios(server: AuthPI, log: EventLog, api: dict[str, str]) -> list[Scenario]:
+    events = f"{server.url}/v1/accounts/{server.account_id}/events?limit={PAGE_SIZE}"
+    return [
+        Scenario("core_events_p1", events, "get.lua", api),
+        Scenario("core_events_deep", f"{events}&cursor={log.deep_cursor}", "get.lua", api),
+        Scenario(
+            "core_events_filtered_deep",
+            f"{events}&event_types={log.filtered_type}&cursor={log.filtered_cursor}",
+            "get.lua",
+            api,
+        ),
     ]
 
 
@@ -439,15 +459,34 @@ def run_backend(backend: str, args: argparse.Namespace, results: Results, work: 
         seeded = asyncio.run(seed_core(server))
         if not args.only or args.only & DIRECTORY_SCENARIOS:
             asyncio.run(seed_directory(server, seeded, args.directory_users))
+        event_log = None
+        if not args.only or args.only & EVENT_SCENARIOS:
+            event_log = asyncio.run(seed_events(server, seeded, args.events))
+            log(
+                f"  seeded: {event_log.count:,} events by SQL ({event_log.seconds:.1f} s); deep cursor = page "
+                f"{event_log.deep_page:,}, {event_log.filtered_type} page {event_log.filtered_page:,}"
+            )
+            log(f"  event mix: {event_log.types}")
+        if args.webhooks:
+            asyncio.run(seed_webhooks(server, args.webhooks, args.webhook_url))
+            log(f"  {args.webhooks} webhooks on user.created + session.token-refreshed -> {args.webhook_url}")
         results.seeding[backend] = {
             "src_fingerprint": machine.src_fingerprint(),
             "core_api_seconds": round(time.monotonic() - started - seeded.directory_seconds, 1),
             "directory_users": args.directory_users,
             "directory_sql_seconds": round(seeded.directory_seconds, 1),
         }
+        if event_log:
+            results.seeding[backend] |= {
+                "events": event_log.count,
+                "events_sql_seconds": round(event_log.seconds, 1),
+                "events_deep_page": event_log.deep_page,
+                "events_filtered": f"event_types={event_log.filtered_type}, page {event_log.filtered_page:,}",
+                "event_types": event_log.types,
+            }
         log(f"  seeded: core API + {args.directory_users} directory users by SQL ({seeded.directory_seconds:.1f} s)")
         pg = server.database_url.rsplit("/", 1)[1] if server.database_url else None
-        scenarios = _scenarios(server, seeded)
+        scenarios = _scenarios(server, seeded, event_log)
         selected = [s for s in scenarios if not args.only or s.key in args.only]
         for sc in selected:
             results.rows.append(measure(server, sc, backend, args, pg_database=pg))
@@ -645,6 +684,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="connection counts of the write-heavy mixed scenario (`--only mixed` runs it alone)",
     )
     parser.add_argument("--directory-users", type=int, default=100_000)
+    parser.add_argument(
+        "--events", type=int, default=1_000_000, help="events bulk-inserted for the core_events_* scenarios"
+    )
+    parser.add_argument(
+        "--webhooks",
+        type=int,
+        default=0,
+        help="subscribe this many webhooks to user.created and session.token-refreshed before measuring "
+        "(delivered to --webhook-url; start the server with AUTHPI_ALLOW_PRIVATE_NETWORKS=true for a local one)",
+    )
+    parser.add_argument("--webhook-url", default="", help="receiver of --webhooks (default: a local bench.receiver)")
     parser.add_argument("--refresh-pool", type=int, default=3000, help="smallest measured refresh pool")
     parser.add_argument("--refresh-pool-max", type=int, default=100_000, help="largest refresh pool")
     parser.add_argument("--refresh-pool-mode", choices=("mint", "http"), default="mint")
@@ -677,6 +727,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.warmup, args.directory_users, args.profile_seconds = 3.0, 1.0, 20_000, 3.0
+        args.events = 100_000
         args.refresh_pool = 1000
     args.server_env = dict(item.split("=", 1) for item in args.server_env)
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
@@ -685,6 +736,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.profile_backends = {s.strip() for s in args.profile_backends.split(",") if s.strip()}
     args.profile_scenarios = {s.strip() for s in args.profile_scenarios.split(",") if s.strip()}
     return args
+
+
+def _received(url: str) -> int | None:
+    import httpx
+
+    try:
+        return int(httpx.get(url.rsplit("/", 1)[0] + "/count", timeout=5).text)
+    except (httpx.HTTPError, ValueError):
+        return None
 
 
 def _stop_on_sigterm() -> None:
@@ -713,6 +773,8 @@ def main(argv: list[str] | None = None) -> int:
         "wrk_threads": 2,
         "connections": 32,
         "directory_users": args.directory_users,
+        "events": args.events,
+        "webhooks": args.webhooks,
         "login_concurrency": args.login_concurrency,
         "server_env": args.server_env,
     }
@@ -738,6 +800,12 @@ def main(argv: list[str] | None = None) -> int:
     results.argon2_ms = machine.argon2_verify_cost() * 1000
     log(f"  argon2id verify: {results.argon2_ms:.1f} ms median -> limit {(os.cpu_count() or 1) * 1000 / results.argon2_ms:.1f} logins/s on {os.cpu_count()} cores")
     work = Path(tempfile.mkdtemp(prefix="authpi-bench-work-"))
+    receiver = None
+    if args.webhooks and not args.webhook_url:
+        port = free_port()
+        receiver = subprocess.Popen([sys.executable, "-m", "bench.receiver", "--port", str(port)], cwd=ROOT)
+        args.webhook_url = f"http://127.0.0.1:{port}/hook"
+        args.server_env.setdefault("AUTHPI_ALLOW_PRIVATE_NETWORKS", "true")
     try:
         for backend in args.backends:
             run_backend(backend, args, results, work)
@@ -748,6 +816,11 @@ def main(argv: list[str] | None = None) -> int:
                 results.notes.append("oidc-provider not installed (run scripts/bench): peer skipped")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        if receiver is not None:
+            results.config["webhook_deliveries_received"] = _received(args.webhook_url)
+            log(f"the webhook receiver got {results.config['webhook_deliveries_received']} deliveries")
+            receiver.terminate()
+            receiver.wait(timeout=10)
         if machine.src_fingerprint() != results.machine.get("src/ fingerprint"):
             results.notes.append(
                 "src/ changed while the run was in progress (fingerprint at the end: "

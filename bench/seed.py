@@ -18,6 +18,7 @@ import hashlib
 import json
 import sqlite3
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -404,3 +405,322 @@ async def check_pool(seeded: Seeded, line: str) -> None:
         )
     if r.status_code != 200 or "refresh_token" not in r.json():
         raise RuntimeError(f"pool token rejected: {r.status_code} {r.text[:300]}")
+
+
+# --- the 1,000,000-event log ----------------------------------------------------------------------
+
+EVENTS = 1_000_000
+EVENTS_DEEP_PAGE = 20_000
+EVENTS_DAYS = 30  # well inside the default retention (90 days), so the purge leaves them alone
+# Real traffic is mostly sign-ins and token refreshes, a little account administration.
+EVENT_WEIGHTS = {
+    "session.token-refreshed": 40,
+    "session.created": 15,
+    "user.signed-in": 10,
+    "auth.flow.succeeded": 5,
+    "user.updated": 6,
+    "user.created": 5,
+    "session.terminated": 4,
+    "user.password.changed": 1,
+    "user.deleted": 1,
+}
+EVENTS_FILTER_TYPE = "session.token-refreshed"  # core_events_filtered_deep: event_types=<this>
+_EVENT_COLUMNS = (
+    "id", "account_id", "type", "issuer_id", "user_id", "client_id", "timestamp", "trace", "source",
+    "trigger", "auth", "subject", "data",
+)
+
+
+@dataclass
+class EventLog:
+    count: int = 0
+    seconds: float = 0.0
+    types: dict[str, int] = field(default_factory=dict)  # generated rows per type
+    deep_cursor: str = ""  # last ID of page EVENTS_DEEP_PAGE - 1 (all events)
+    deep_page: int = 0
+    filtered_cursor: str = ""  # the same, within event_types=EVENTS_FILTER_TYPE
+    filtered_page: int = 0
+    filtered_type: str = EVENTS_FILTER_TYPE
+    templates: list[str] = field(default_factory=list)  # the types the seeding emitted (cloned)
+
+
+async def _event_templates(server: AuthPI) -> list[dict[str, object]]:
+    """The events the Core API seeding and the login just wrote, as stored (JSON decoded)."""
+    sql = f"SELECT {', '.join(_EVENT_COLUMNS)} FROM events WHERE account_id = {{p}}"
+    if server.backend == "sqlite":
+        conn = sqlite3.connect(server.data_dir / "authpi.db")
+        try:
+            rows = [tuple(r) for r in conn.execute(sql.format(p="?"), (server.account_id,))]
+        finally:
+            conn.close()
+    else:
+        import asyncpg
+
+        assert server.database_url
+        pg = await asyncpg.connect(server.database_url)
+        try:
+            rows = [tuple(r) for r in await pg.fetch(sql.format(p="$1"), server.account_id)]
+        finally:
+            await pg.close()
+    out = []
+    for row in rows:
+        event = dict(zip(_EVENT_COLUMNS, row, strict=True))
+        for key in ("auth", "subject", "data"):
+            if isinstance(event[key], str):
+                event[key] = json.loads(event[key])
+        out.append(event)
+    return out
+
+
+def _replace_ids(value: object, swap: dict[str, str]) -> object:
+    """``value`` with every string ID of the template swapped for the generated row's."""
+    if isinstance(value, dict):
+        return {k: _replace_ids(v, swap) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replace_ids(v, swap) for v in value]
+    if isinstance(value, str):
+        return swap.get(value, value)
+    return value
+
+
+class _EventFactory:
+    """Rows as ``events.emit`` writes them, cloned from real templates of each type and spread over
+    issuers, users, clients and the last ``EVENTS_DAYS`` days like real traffic: a few issuers, a
+    skewed user population (some users sign in far more than others), IDs and traces fresh per row."""
+
+    def __init__(self, templates: list[dict[str, object]], issuers: list[str], users: int, seed: int = 7) -> None:
+        import random
+
+        from authpi import ids
+
+        self.random = random.Random(seed)
+        by_type: dict[str, list[dict[str, object]]] = {}
+        for t in templates:
+            by_type.setdefault(str(t["type"]), []).append(t)
+        weighted = {k: w for k, w in EVENT_WEIGHTS.items() if k in by_type}
+        for kind in by_type:  # every other type the seeding emitted (issuer.created, ...) is rare
+            weighted.setdefault(kind, 0.2)
+        self.kinds, self.weights = list(weighted), list(weighted.values())
+        self.by_type = by_type
+        self.issuers = issuers
+        self.clients = {iss: [ids.client_id() for _ in range(3)] for iss in issuers}
+        self.users = [ids.user_id() for _ in range(users)]
+        self.ids = ids
+        self.now = int(time.time() * 1000) - 60_000
+        self.span = EVENTS_DAYS * 86_400_000
+
+    def rows(self, count: int) -> Iterator[dict[str, object]]:
+        """``count`` rows, oldest first: inserted in ID order, the primary key and the ``…, id``
+        indexes grow at their ends instead of splitting pages all over a 1.5 GB file (SQLite took
+        minutes for a random order)."""
+        step = self.span / max(count, 1)
+        for i in range(count):
+            yield self.row(self.now - self.span + int((i + self.random.random()) * step))
+
+    def row(self, at: int) -> dict[str, object]:
+        r = self.random
+        template = r.choice(self.by_type[r.choices(self.kinds, self.weights)[0]])
+        issuer = self.issuers[min(int(r.random() ** 2 * len(self.issuers)), len(self.issuers) - 1)]
+        user = self.users[min(int(r.random() ** 3 * len(self.users)), len(self.users) - 1)]
+        client = r.choice(self.clients[issuer])
+        swap: dict[str, str] = {}
+        if template["issuer_id"]:
+            swap[str(template["issuer_id"])] = issuer
+        if template["user_id"]:
+            swap[str(template["user_id"])] = user
+        if template["client_id"]:
+            swap[str(template["client_id"])] = client
+        subject = template["subject"]
+        if isinstance(subject, dict) and subject.get("id") and str(subject["id"]) not in swap:
+            swap[str(subject["id"])] = f"{str(subject['id']).split('_')[0]}_{secrets_hex(10)}"
+        return {
+            "id": self.ids.ulid("evt_", at),
+            "account_id": template["account_id"],
+            "type": template["type"],
+            "issuer_id": issuer if template["issuer_id"] else None,
+            "user_id": user if template["user_id"] else None,
+            "client_id": client if template["client_id"] else None,
+            "timestamp": at,
+            "trace": secrets_hex(12),
+            "source": template["source"],
+            "trigger": template["trigger"],
+            "auth": _replace_ids(template["auth"], swap),
+            "subject": _replace_ids(subject, swap),
+            "data": _replace_ids(template["data"], swap),
+        }
+
+
+def secrets_hex(n: int) -> str:
+    import secrets
+
+    return secrets.token_hex(n)
+
+
+def _json(value: object) -> str | None:
+    # SQLAlchemy's JSON type stores json.dumps(value) with the default separators.
+    return None if value is None else json.dumps(value)
+
+
+def _sqlite_events(db_path: Path, chunks: Iterable[list[dict[str, object]]]) -> None:
+    conn = sqlite3.connect(db_path, timeout=60)
+    try:
+        conn.execute("PRAGMA busy_timeout=60000")
+        conn.execute("PRAGMA cache_size=-262144")  # 256 MB for this connection: six indexes grow at once
+        sql = f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) VALUES ({','.join('?' * len(_EVENT_COLUMNS))})"
+        for chunk in chunks:
+            with conn:
+                conn.executemany(
+                    sql,
+                    [
+                        tuple(_json(e[c]) if c in ("auth", "subject", "data") else e[c] for c in _EVENT_COLUMNS)
+                        for e in chunk
+                    ],
+                )
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+
+
+async def _pg_events(url: str, chunks: Iterable[list[dict[str, object]]]) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        for chunk in chunks:
+            await conn.copy_records_to_table(
+                "events",
+                records=[
+                    tuple(_json(e[c]) if c in ("auth", "subject", "data") else e[c] for c in _EVENT_COLUMNS)
+                    for e in chunk
+                ],
+                columns=list(_EVENT_COLUMNS),
+            )
+        await conn.execute("ANALYZE events")
+    finally:
+        await conn.close()
+
+
+async def _refresh_once(seeded: Seeded) -> None:
+    browser = Browser(seeded.web)
+    try:
+        code, verifier = await browser.login(seeded.login_users[-1], LOGIN_PASSWORD)
+        token = (await browser.exchange(code, verifier)).refresh_token
+    finally:
+        await browser.aclose()
+    await check_pool(seeded, f"{seeded.web.client_id} {seeded.web.client_secret} {token}")
+
+
+async def _event_cursor(server: AuthPI, page: int, event_type: str | None) -> str:
+    """Cursor of page ``page`` (1-based) of the events list = ID of the last event of page
+    ``page - 1``, newest first, exactly as the route encodes it (the last ID returned)."""
+    offset = (page - 1) * PAGE_SIZE - 1
+    typed = " AND type = {p2}" if event_type else ""
+    sql = f"SELECT id FROM events WHERE account_id = {{p}}{typed} ORDER BY id DESC LIMIT 1 OFFSET {offset}"
+    params: tuple[str, ...] = (server.account_id, event_type) if event_type else (server.account_id,)
+    if server.backend == "sqlite":
+        conn = sqlite3.connect(server.data_dir / "authpi.db")
+        try:
+            row = conn.execute(sql.format(p="?", p2="?"), params).fetchone()
+        finally:
+            conn.close()
+        return str(row[0])
+    import asyncpg
+
+    assert server.database_url
+    pg = await asyncpg.connect(server.database_url)
+    try:
+        return str(await pg.fetchval(sql.format(p="$1", p2="$2"), *params))
+    finally:
+        await pg.close()
+
+
+async def _count_events(server: AuthPI, event_type: str) -> int:
+    sql = "SELECT count(*) FROM events WHERE account_id = {p} AND type = {p2}"
+    if server.backend == "sqlite":
+        conn = sqlite3.connect(server.data_dir / "authpi.db")
+        try:
+            return int(conn.execute(sql.format(p="?", p2="?"), (server.account_id, event_type)).fetchone()[0])
+        finally:
+            conn.close()
+    import asyncpg
+
+    assert server.database_url
+    pg = await asyncpg.connect(server.database_url)
+    try:
+        return int(await pg.fetchval(sql.format(p="$1", p2="$2"), server.account_id, event_type))
+    finally:
+        await pg.close()
+
+
+async def seed_events(server: AuthPI, seeded: Seeded, count: int = EVENTS) -> EventLog:
+    """``count`` events for the bench account, bulk-inserted with SQL (through the API they would
+    take hours: each is the by-product of a write or a sign-in), cloned from the real events the
+    Core API seeding and the login above emitted. The deep cursors are computed with SQL, then
+    checked through the API (the page they open must come back full, after the right event)."""
+    await _refresh_once(seeded)  # so that session.token-refreshed has a real template too
+    templates = await _event_templates(server)
+    if not templates:
+        raise RuntimeError("the seeding emitted no events to clone")
+    started = time.monotonic()
+    issuers = [seeded.issuer_id, seeded.write_issuer_id]
+    from authpi import ids
+
+    issuers += [ids.issuer_id() for _ in range(6)]  # the account's other issuers
+    factory = _EventFactory(templates, issuers, users=max(100, count // 50))
+    log = EventLog(count=count, templates=sorted({str(t["type"]) for t in templates}))
+
+    def chunks() -> Iterator[list[dict[str, object]]]:  # made as they are written: 1M rows are ~2 GB
+        made = factory.rows(count)
+        for start in range(0, count, 20_000):
+            chunk = [next(made) for _ in range(min(20_000, count - start))]
+            for e in chunk:
+                log.types[str(e["type"])] = log.types.get(str(e["type"]), 0) + 1
+            yield chunk
+
+    if server.backend == "sqlite":
+        await asyncio.to_thread(_sqlite_events, server.data_dir / "authpi.db", chunks())
+    else:
+        assert server.database_url
+        await _pg_events(server.database_url, chunks())
+    log.seconds = time.monotonic() - started
+    total = count + len(templates)
+    log.deep_page = min(EVENTS_DEEP_PAGE, total // PAGE_SIZE)
+    log.deep_cursor = await _event_cursor(server, log.deep_page, None)
+    filtered = await _count_events(server, EVENTS_FILTER_TYPE)
+    log.filtered_page = max(2, min(EVENTS_DEEP_PAGE, filtered // PAGE_SIZE))
+    log.filtered_cursor = await _event_cursor(server, log.filtered_page, EVENTS_FILTER_TYPE)
+    base = f"{server.url}/v1/accounts/{server.account_id}/events"
+    auth = {"Authorization": basic_header(server.key_id, server.key_secret)}
+    async with httpx.AsyncClient(timeout=60, headers=auth) as http:
+        for cursor, kind, page in (
+            (log.deep_cursor, None, log.deep_page),
+            (log.filtered_cursor, EVENTS_FILTER_TYPE, log.filtered_page),
+        ):
+            params = {"limit": PAGE_SIZE, "cursor": cursor, **({"event_types": kind} if kind else {})}
+            r = await http.get(base, params=params)
+            r.raise_for_status()
+            data = r.json()["data"]
+            if len(data) != PAGE_SIZE or not all(e["id"] < cursor for e in data):
+                raise RuntimeError(f"events page {page} ({kind or 'all'}) has {len(data)} events")
+            if kind and any(e["type"] != kind for e in data):
+                raise RuntimeError("the filtered page holds other types")
+    return log
+
+
+# --- webhooks (the cost of fan-out) ----------------------------------------------------------------
+
+WEBHOOK_EVENTS = ["user.created", "session.token-refreshed"]  # what core_post_user and refresh emit
+
+
+async def seed_webhooks(server: AuthPI, count: int, url: str) -> None:
+    """``count`` active webhooks subscribed to the events the write and refresh scenarios emit, so
+    each of their requests adds ``count`` delivery rows (and ``count`` deliveries to ``url``)."""
+    core = Core(server)
+    try:
+        for i in range(count):
+            await core.post(
+                "/webhooks",
+                {"name": f"bench-{i}", "url": url, "auth": {"type": "signature"}, "events": WEBHOOK_EVENTS},
+            )
+    finally:
+        await core.aclose()
