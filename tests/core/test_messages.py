@@ -5,6 +5,9 @@ messages owed, and the development path (nothing configured: ``authpi outbox``).
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -226,3 +229,28 @@ def test_messages_survive_a_kill_9_of_the_server(backend: str) -> None:
 async def _statuses(env: dict[str, str], ids: list[str]) -> set[str]:
     probe = RunningServer("", "", "", "", "", env)
     return {str((await rows(probe, "SELECT status FROM messages WHERE id = ?", i))[0][0]) for i in ids}
+
+
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        ({"AUTHPI_SMTP_URL": "http://u:secretpw@mail.example"}, "AUTHPI_SMTP_URL: must be an smtp:// or"),
+        ({"AUTHPI_SMTP_URL": "smtp://mail.example?tls=1"}, "AUTHPI_SMTP_URL: has unknown parameters: tls"),
+        ({"AUTHPI_SMTP_URL": "smtps://h?starttls=true"}, "starttls=true is for smtp://"),
+        ({"AUTHPI_SMTP_URL": "smtp://h:25"}, "AUTHPI_EMAIL_FROM is required with AUTHPI_SMTP_URL"),
+        ({"AUTHPI_SMS_WEBHOOK_URL": "https://sms.example.com"}, "AUTHPI_SMS_WEBHOOK_SECRET is required"),
+        ({"AUTHPI_EMAIL_FROM": "not an address"}, "AUTHPI_EMAIL_FROM: must be an email address"),
+    ],
+)
+def test_a_delivery_setting_that_cannot_work_stops_the_command(
+    env: dict[str, str], problem: str, tmp_path: Path
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "authpi", "migrate"],
+        env={**os.environ, "AUTHPI_DATA_DIR": str(tmp_path), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1 and problem in result.stderr, result.stderr
+    assert "secretpw" not in result.stderr  # values are never repeated (they may hold passwords)
