@@ -254,3 +254,31 @@ def test_a_delivery_setting_that_cannot_work_stops_the_command(
     )
     assert result.returncode == 1 and problem in result.stderr, result.stderr
     assert "secretpw" not in result.stderr  # values are never repeated (they may hold passwords)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_housekeeping_purges_finished_messages_after_the_retention(backend: str) -> None:
+    skip_without_postgres(backend)
+    with smtp_server() as (mailbox, port):
+        env = {
+            **FAST,
+            "AUTHPI_SMTP_URL": f"smtp://127.0.0.1:{port}",
+            "AUTHPI_MESSAGE_MAX_ATTEMPTS": "100",
+            "AUTHPI_HOUSEKEEPING_INTERVAL": "1",
+            "AUTHPI_EXPIRED_RETENTION": "2",
+        }
+        mailbox.refuse_to.add("owed@example.com")
+        with run_server(backend, env) as server:
+            asyncio.run(_sent_go_owed_stay(server, mailbox))
+
+
+async def _sent_go_owed_stay(server: RunningServer, mailbox: Mailbox) -> None:
+    sent_id, owed_id = await enqueue(server.env, server.account_id, ["done@example.com", "owed@example.com"])
+
+    async def purged() -> bool:
+        return not await rows(server, "SELECT id FROM messages WHERE id = ?", sent_id)
+
+    await eventually(purged, timeout=30)
+    assert mailbox.to("done@example.com")
+    status, attempts, _, _ = await _status(server, owed_id)
+    assert status in ("pending", "sending") and attempts >= 3  # owed: kept while retried
