@@ -5,11 +5,14 @@ the server's own database (no endpoint exists just for tests; features enqueue t
 from __future__ import annotations
 
 import asyncio
+import datetime
 import email
 import email.policy
 import hashlib
 import hmac
+import ipaddress
 import json
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from authpi.crypto.secretbox import SecretBox, load_master_key
 from authpi.services import messages
@@ -60,15 +68,65 @@ class Mailbox:
 
 
 @contextmanager
-def smtp_server() -> Iterator[tuple[Mailbox, int]]:
+def smtp_server(**options: Any) -> Iterator[tuple[Mailbox, int]]:
+    """``options`` go to aiosmtpd (``ssl_context`` for implicit TLS, ``tls_context`` and
+    ``require_starttls`` for STARTTLS, ``authenticator`` and ``auth_required``)."""
     box = Mailbox()
     port = free_port()
-    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller = Controller(box, hostname="127.0.0.1", port=port, **options)
     controller.start()
     try:
         yield box, port
     finally:
         controller.stop()
+
+
+def self_signed(directory: Path) -> tuple[ssl.SSLContext, Path]:
+    """A server TLS context for 127.0.0.1 and the certificate file a client must trust for it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "smtp-cert.pem", directory / "smtp-key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_path, key_path)
+    return context, cert_path
+
+
+@dataclass
+class Credentials:
+    """An aiosmtpd authenticator that accepts one login and records every try."""
+
+    login: str
+    password: str
+    tries: list[str] = field(default_factory=list)
+
+    def __call__(self, _server: Any, _session: Any, _envelope: Any, _mechanism: str, data: Any) -> AuthResult:
+        self.tries.append(data.login.decode())
+        ok = isinstance(data, LoginPassword) and (data.login.decode(), data.password.decode()) == (
+            self.login,
+            self.password,
+        )
+        return AuthResult(success=ok)
 
 
 @dataclass

@@ -18,7 +18,15 @@ import httpx
 import pytest
 
 from tests.conftest import BACKENDS, skip_without_postgres
-from tests.core.message_outbox import Mailbox, SmsGateway, enqueue, sms_gateway, smtp_server
+from tests.core.message_outbox import (
+    Credentials,
+    Mailbox,
+    SmsGateway,
+    enqueue,
+    self_signed,
+    sms_gateway,
+    smtp_server,
+)
 from tests.core.test_idempotency_crash import Server
 from tests.core.test_webhook_durability import shared
 from tests.core.webhook_receiver import eventually
@@ -282,3 +290,39 @@ async def _sent_go_owed_stay(server: RunningServer, mailbox: Mailbox) -> None:
     assert mailbox.to("done@example.com")
     status, attempts, _, _ = await _status(server, owed_id)
     assert status in ("pending", "sending") and attempts >= 3  # owed: kept while retried
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("mode", ["starttls", "smtps"])
+def test_email_goes_over_tls_with_the_credentials_of_the_url(backend: str, mode: str, tmp_path: Path) -> None:
+    """STARTTLS (``?starttls=true``) and implicit TLS (``smtps://``) against a server that refuses
+    mail without TLS and without a login; the user name and password come percent-decoded from the URL."""
+    skip_without_postgres(backend)
+    context, cert = self_signed(tmp_path)
+    login = Credentials("mailer@acme.example", "p@ss word")
+    tls: dict[str, Any] = (
+        {"tls_context": context, "require_starttls": True}
+        if mode == "starttls"
+        # aiosmtpd cannot tell an implicit-TLS connection is TLS (it offers AUTH only after STARTTLS):
+        # here the connection is TLS from the first byte or nothing.
+        else {"ssl_context": context, "auth_require_tls": False}
+    )
+    with smtp_server(**tls, authenticator=login, auth_required=True) as (mailbox, port):
+        url = (
+            f"smtp://mailer%40acme.example:p%40ss%20word@127.0.0.1:{port}?starttls=true"
+            if mode == "starttls"
+            else f"smtps://mailer%40acme.example:p%40ss%20word@127.0.0.1:{port}"
+        )
+        # The server trusts the test's certificate authority (OpenSSL's SSL_CERT_FILE), nothing else.
+        env = {**FAST, "AUTHPI_SMTP_URL": url, "SSL_CERT_FILE": str(cert)}
+        with run_server(backend, env) as server:
+            [message_id] = asyncio.run(enqueue(server.env, server.account_id, ["tls@example.com"]))
+            deadline = time.monotonic() + 30
+            while not mailbox.to("tls@example.com"):
+                assert time.monotonic() < deadline, server.log_path and server.log_path.read_text()[-2000:]
+                time.sleep(0.1)
+            assert login.tries == ["mailer@acme.example"]
+            while asyncio.run(_status(server, message_id))[0] != "sent":
+                assert time.monotonic() < deadline, "the message was not recorded as sent"
+                time.sleep(0.1)
+            assert asyncio.run(_status(server, message_id))[1:3] == (1, None)
