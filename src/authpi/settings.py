@@ -44,7 +44,8 @@ class Settings(BaseSettings):
     expired_retention: int = Field(
         default=7 * 86400,
         ge=0,
-        description="Seconds expired or revoked sessions, codes and refresh tokens are kept before deletion.",
+        description="Seconds expired or revoked sessions, codes, refresh tokens and finished messages are "
+        "kept before deletion.",
     )
     event_retention: int = Field(
         default=90 * 86400, ge=0, description="Seconds events are kept in the event log before deletion."
