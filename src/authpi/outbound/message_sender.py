@@ -10,43 +10,27 @@ loses nothing: the lease runs out and the message is sent again (at most one ext
 from __future__ import annotations
 
 import logging
-import weakref
-from typing import Any
 
 import aiosmtplib
-from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import object_session
 
 from authpi.crypto.secretbox import SecretBox
 from authpi.messages import Content
 from authpi.outbound import smtp
-from authpi.outbound.outbox_sender import OutboxSender
+from authpi.outbound.outbox_sender import OutboxSender, Waker
 from authpi.outbound.sms import SmsProvider, WebhookSmsProvider
 from authpi.services import messages, outbox
 from authpi.services.messages import MessageLease, RetryPolicy
 from authpi.services.outbox import Outcome
 from authpi.settings import Settings
-from authpi.storage.after_commit import on_commit
 from authpi.storage.tables.messages import Message
 
 log = logging.getLogger("authpi.messages")
 
 CONCURRENCY = 4
 
-_senders: weakref.WeakSet[MessageSender] = weakref.WeakSet()
-
-
-def wake_all() -> None:
-    for sender in list(_senders):
-        sender.wake()
-
-
-@sa_event.listens_for(Message, "after_insert")
-def _message_created(_mapper: Any, _connection: Any, target: Message) -> None:
-    session = object_session(target)
-    if session is not None:
-        on_commit(session, wake_all)
+waker = Waker(Message)
+wake_all = waker.wake_all
 
 
 def channels(settings: Settings) -> tuple[str, ...]:
@@ -81,7 +65,11 @@ class MessageSender(OutboxSender[MessageLease]):
         self, sessions: async_sessionmaker[AsyncSession], box: SecretBox, settings: Settings
     ) -> None:
         super().__init__(
-            sessions, concurrency=CONCURRENCY, poll_interval=settings.message_poll_interval, log=log
+            sessions,
+            concurrency=CONCURRENCY,
+            poll_interval=settings.message_poll_interval,
+            log=log,
+            waker=waker,
         )
         self._box = box
         self.channels = channels(settings)
@@ -100,14 +88,6 @@ class MessageSender(OutboxSender[MessageLease]):
                 allow_private=settings.allow_private_networks,
                 timeout=self.timeout,
             )
-
-    def start(self) -> None:
-        _senders.add(self)
-        super().start()
-
-    async def stop(self) -> None:
-        _senders.discard(self)
-        await super().stop()
 
     async def claim(self, session: AsyncSession, limit: int) -> list[MessageLease]:
         return await messages.claim_due(session, self.owner, self.lease_ms, limit, self.channels)

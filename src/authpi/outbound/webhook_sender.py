@@ -9,21 +9,16 @@ that subject may now go), and every AUTHPI_WEBHOOK_POLL_INTERVAL.
 from __future__ import annotations
 
 import logging
-import weakref
-from typing import Any
 
-from sqlalchemy import event as sa_event
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import object_session
 
 from authpi.crypto.secretbox import SecretBox
 from authpi.outbound import guard, webhooks
-from authpi.outbound.outbox_sender import OutboxSender
+from authpi.outbound.outbox_sender import OutboxSender, Waker
 from authpi.services import webhook_deliveries as outbox
 from authpi.services.webhook_deliveries import Lease, Outcome
 from authpi.settings import Settings
-from authpi.storage.after_commit import on_commit
 from authpi.storage.tables.events import Event
 from authpi.storage.tables.webhooks import Webhook, WebhookDelivery
 
@@ -32,19 +27,8 @@ log = logging.getLogger("authpi.webhooks")
 SENDABLE = ("active", "failing")
 
 # The senders of this process (one per running app), woken after a commit that created deliveries.
-_senders: weakref.WeakSet[WebhookSender] = weakref.WeakSet()
-
-
-def wake_all() -> None:
-    for sender in list(_senders):
-        sender.wake()
-
-
-@sa_event.listens_for(WebhookDelivery, "after_insert")
-def _delivery_created(_mapper: Any, _connection: Any, target: WebhookDelivery) -> None:
-    session = object_session(target)
-    if session is not None:
-        on_commit(session, wake_all)
+waker = Waker(WebhookDelivery)
+wake_all = waker.wake_all
 
 
 class WebhookSender(OutboxSender[Lease]):
@@ -58,6 +42,7 @@ class WebhookSender(OutboxSender[Lease]):
             concurrency=settings.webhook_concurrency,
             poll_interval=settings.webhook_poll_interval,
             log=log,
+            waker=waker,
         )
         self._box = box
         self.timeout = settings.webhook_timeout
@@ -67,14 +52,6 @@ class WebhookSender(OutboxSender[Lease]):
             timeout=self.timeout,
             max_connections=self.concurrency * 2,
         )
-
-    def start(self) -> None:
-        _senders.add(self)
-        super().start()
-
-    async def stop(self) -> None:
-        _senders.discard(self)
-        await super().stop()
 
     async def claim(self, session: AsyncSession, limit: int) -> list[Lease]:
         return await outbox.claim_due(session, self.owner, self.lease_ms, limit)
