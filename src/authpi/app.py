@@ -38,6 +38,7 @@ from authpi.observability import metrics
 from authpi.observability.asgi import ObserveRequests
 from authpi.oidc.app import create_idp_app
 from authpi.oidc.errors import NO_STORE
+from authpi.outbound import message_sender
 from authpi.outbound.webhook_sender import WebhookSender
 from authpi.request_limits import BodyLimit, client_gone
 from authpi.runtime import Runtime
@@ -115,6 +116,17 @@ def _user_agent(scope: Scope) -> str | None:
     return None
 
 
+def _start_message_sender(runtime: Runtime, settings: Settings) -> message_sender.MessageSender | None:
+    """The message sender when email or SMS is configured; what is not is said once at start."""
+    for warning in message_sender.unconfigured_warnings(settings):
+        log.warning(warning)
+    if not message_sender.channels(settings):
+        return None
+    messenger = message_sender.MessageSender(runtime.sessions, runtime.secretbox, settings)
+    messenger.start()
+    return messenger
+
+
 def create_app(settings: Settings | None = None) -> ASGIApp:
     settings = settings or get_settings()
     idp = create_idp_app()
@@ -133,6 +145,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         sender = WebhookSender(runtime.sessions, runtime.secretbox, settings)
         app.state.webhook_sender = sender
         sender.start()
+        messenger = _start_message_sender(runtime, settings)
         pools_task = (
             asyncio.create_task(metrics.publish_pools(runtime.pools)) if settings.metrics_enabled else None
         )
@@ -144,6 +157,8 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
                 with contextlib.suppress(asyncio.CancelledError):
                     await pools_task
             await sender.stop()
+            if messenger is not None:
+                await messenger.stop()
             await _stop_housekeeping(task, keeper)
             # After the requests in flight: every token they issued is written out.
             await runtime.machine_tokens.close()

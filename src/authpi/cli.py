@@ -1,4 +1,4 @@
-"""The ``authpi`` command: serve, migrate, bootstrap, accounts create, version."""
+"""The ``authpi`` command: serve, migrate, bootstrap, accounts create, keys rotate, outbox, version."""
 
 from __future__ import annotations
 
@@ -125,6 +125,83 @@ def keys_rotate() -> None:
     settings = _ready()
     created = asyncio.run(_rotate_keys(settings))
     click.echo(json.dumps({"created": created}))
+
+
+@main.group()
+def outbox() -> None:
+    """Email and SMS waiting in the outbox (where they stay when SMTP or SMS is not configured)."""
+
+
+async def _outbox_list(settings: Settings, status: str | None, limit: int) -> list[dict[str, Any]]:
+    from authpi.runtime import Runtime
+    from authpi.services import messages
+
+    runtime = Runtime.build(settings)
+    try:
+        async with runtime.sessions() as session:
+            return [messages.describe(row) for row in await messages.recent(session, status, limit)]
+    finally:
+        await runtime.close()
+
+
+async def _outbox_show(settings: Settings, message_id: str) -> dict[str, Any] | None:
+    from authpi.runtime import Runtime
+    from authpi.services import messages
+
+    runtime = Runtime.build(settings)
+    try:
+        async with runtime.sessions() as session:
+            row = await messages.get(session, message_id)
+            if row is None:
+                return None
+            return {**messages.describe(row), **messages.content_of(row, runtime.secretbox).as_dict()}
+    finally:
+        await runtime.close()
+
+
+@outbox.command("list")
+@click.option(
+    "--status",
+    type=click.Choice(["pending", "sending", "sent", "failed", "all"]),
+    default="all",
+    show_default=True,
+)
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def outbox_list(status: str, limit: int, as_json: bool) -> None:
+    """The newest messages first: ID, status, channel, recipient, template, attempts."""
+    settings = _ready()
+    found = asyncio.run(_outbox_list(settings, None if status == "all" else status, limit))
+    for item in found:
+        if as_json:
+            click.echo(json.dumps(item))
+        else:
+            click.echo(
+                f"{item['id']}  {item['status']:<7}  {item['channel']:<5}  {item['to']}  "
+                f"{item['template']}  attempts={item['attempts']}"
+            )
+    if not found and not as_json:
+        click.echo("the outbox is empty", err=True)
+
+
+@outbox.command("show")
+@click.argument("message_id")
+def outbox_show(message_id: str) -> None:
+    """One message with what it says (subject, text and HTML): the development path, for reading
+    codes and links when no SMTP server or SMS gateway is configured."""
+    settings = _ready()
+    found = asyncio.run(_outbox_show(settings, message_id[:64]))
+    if found is None:
+        click.echo(f"authpi: error: no message {message_id[:64]}", err=True)
+        sys.exit(1)
+    for key in ("id", "status", "channel", "to", "template", "locale", "attempts", "last_error", "subject"):
+        if found.get(key) is not None:
+            click.echo(f"{key}: {found[key]}")
+    click.echo("")
+    click.echo(found["text"].rstrip("\n"))
+    if found.get("html"):
+        click.echo("\n--- HTML ---")
+        click.echo(found["html"].rstrip("\n"))
 
 
 def _publish_public_url(settings: Settings, host: str, port: int) -> Settings:

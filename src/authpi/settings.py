@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from limits import parse_many
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -44,7 +44,8 @@ class Settings(BaseSettings):
     expired_retention: int = Field(
         default=7 * 86400,
         ge=0,
-        description="Seconds expired or revoked sessions, codes and refresh tokens are kept before deletion.",
+        description="Seconds expired or revoked sessions, codes, refresh tokens and finished messages are "
+        "kept before deletion.",
     )
     event_retention: int = Field(
         default=90 * 86400, ge=0, description="Seconds events are kept in the event log before deletion."
@@ -168,6 +169,49 @@ class Settings(BaseSettings):
         description="Seconds between a worker's looks for due webhook deliveries (retries, and rows "
         "written by other processes); its own new deliveries go out at once.",
     )
+    smtp_url: str | None = Field(
+        default=None,
+        description="The SMTP server email goes through: smtp://[user:pass@]host:port, smtps:// for "
+        "implicit TLS, ?starttls=true for STARTTLS. Unset, email stays in the outbox (`authpi outbox`).",
+    )
+    email_from: str | None = Field(
+        default=None,
+        description="The From address of every email, e.g. `AuthPI <noreply@example.com>` (required with "
+        "AUTHPI_SMTP_URL).",
+    )
+    sms_webhook_url: str | None = Field(
+        default=None,
+        description="SMS go to this URL as a signed JSON POST (the SMS provider's gateway). Unset, SMS "
+        "stay in the outbox.",
+    )
+    sms_webhook_secret: str | None = Field(
+        default=None,
+        description="The HMAC-SHA256 key of the SMS webhook's `X-Webhook-Signature` (required with "
+        "AUTHPI_SMS_WEBHOOK_URL).",
+    )
+    message_timeout: float = Field(
+        default=30.0, gt=0, le=300, description="Seconds one email or SMS attempt may take in all."
+    )
+    message_max_attempts: int = Field(
+        default=10, ge=1, le=100, description="Attempts at one email or SMS before it is `failed`."
+    )
+    message_retry_delay: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="Seconds before the first retry of a message; each retry waits up to twice as long "
+        "(with full jitter), at most AUTHPI_MESSAGE_RETRY_MAX_DELAY.",
+    )
+    message_retry_max_delay: float = Field(
+        default=1800.0, gt=0, le=86400, description="The longest wait between two attempts at a message."
+    )
+    message_poll_interval: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="Seconds between a worker's looks for due messages (retries, and messages written by "
+        "other processes); its own new messages go out at once.",
+    )
     log_level: str = Field(default="info", description="Log level for the server.")
     fault_injection: bool = Field(
         default=False,
@@ -271,6 +315,41 @@ class Settings(BaseSettings):
             except ValueError:
                 raise ValueError(f"{item!r} is not an IP address or CIDR network") from None
         return networks
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _check_smtp_url(cls, value: str | None) -> str | None:
+        if value:
+            from authpi.outbound.smtp import parse_url
+
+            parse_url(value)
+        return value or None
+
+    @field_validator("email_from")
+    @classmethod
+    def _check_email_from(cls, value: str | None) -> str | None:
+        if value:
+            from authpi.outbound.smtp import check_address
+
+            check_address(value)
+        return value or None
+
+    @field_validator("sms_webhook_url")
+    @classmethod
+    def _check_sms_webhook_url(cls, value: str | None) -> str | None:
+        if value:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("must be an absolute http(s) URL")
+        return value or None
+
+    @model_validator(mode="after")
+    def _check_delivery_pairs(self) -> Settings:
+        if self.smtp_url and not self.email_from:
+            raise ValueError("AUTHPI_EMAIL_FROM is required with AUTHPI_SMTP_URL")
+        if self.sms_webhook_url and not self.sms_webhook_secret:
+            raise ValueError("AUTHPI_SMS_WEBHOOK_SECRET is required with AUTHPI_SMS_WEBHOOK_URL")
+        return self
 
     @field_validator("log_level")
     @classmethod

@@ -442,9 +442,9 @@ async def test_invalid_input_is_a_clear_error(
 async def test_note_events_are_logged_but_never_delivered(
     admin: AuthPIAdmin, issuer: Issuer, server: RunningServer, unique: str
 ) -> None:
-    # The webhook catalogue stays the 106 types of §C.16; note types are log-only.
+    # The webhook catalogue stays the 106 types of §C.16; note (and SMS) types are log-only.
     assert len(CATALOGUE) == len(EVENT_TYPES) == 106
-    assert {"note.created", "note.updated", "note.deleted"} == LOG_ONLY_EVENT_TYPES
+    assert {"note.created", "note.updated", "note.deleted", "sms.sent", "sms.failed"} == LOG_ONLY_EVENT_TYPES
     assert not LOG_ONLY_EVENT_TYPES & EVENT_TYPES and LOGGED_EVENT_TYPES == EVENT_TYPES | LOG_ONLY_EVENT_TYPES
 
     ann = await make_user(admin, issuer, f"ann-{unique}")

@@ -127,11 +127,14 @@ CATALOGUE: tuple[str, ...] = (
 EVENT_TYPES: frozenset[str] = frozenset(CATALOGUE)
 
 # Recorded in the account's event log but never delivered to webhooks (and not subscribable):
-# notes are the account's own annotations, not changes to identity data (issue 9, item 6).
+# notes are the account's own annotations, not changes to identity data (issue 9, item 6); an SMS
+# sent or given up on has no catalogue type (only email has: email.sent, email.failed).
 LOG_ONLY: tuple[str, ...] = (
     "note.created",
     "note.updated",
     "note.deleted",
+    "sms.sent",
+    "sms.failed",
 )
 LOG_ONLY_EVENT_TYPES: frozenset[str] = frozenset(LOG_ONLY)
 

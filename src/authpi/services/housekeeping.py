@@ -36,6 +36,7 @@ from authpi.storage.tables.idempotency import IdempotencyRecord
 from authpi.storage.tables.issuers import Issuer
 from authpi.storage.tables.leases import Lease
 from authpi.storage.tables.lockouts import CredentialLockout
+from authpi.storage.tables.messages import Message
 from authpi.storage.tables.oauth import (
     AuthorizationCode,
     AuthorizationRequest,
@@ -137,6 +138,9 @@ PURGES: Sequence[Purge] = (
             & (WebhookDelivery.created_at < c.events_before)
         ),
     ),
+    # Sent and failed messages (their sealed codes and links) for the retention after they ended;
+    # owed ones stay until they end.
+    Purge(Message, lambda c: Message.status.in_(("sent", "failed")) & (Message.updated_at <= c.ended_before)),
     # Sessions stay visible (sessions API, audit) for the retention after they ended.
     Purge(Session, lambda c: Session.expires_at <= c.ended_before),
     Purge(Session, lambda c: Session.status.in_(ENDED) & (Session.status_at <= c.ended_before)),

@@ -1,12 +1,8 @@
 """The webhook delivery outbox (§C.12): which deliveries are due, who attempts them, what an attempt
 changes, the circuit breaker, and the deliveries API's reads and redeliveries.
 
-A delivery is attempted by whoever holds its lease (``lease_owner`` = a per-process ID,
-``lease_until`` = the end of the attempt's time plus a margin). Taking leases is one statement that
-the database arbitrates: ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING`` on
-PostgreSQL, the same ``UPDATE … RETURNING`` on SQLite inside its one write transaction at a time
-(``storage.sqlite_writes``). An outcome is recorded only under the exact lease it was attempted
-with, so an attempt that overran its lease (and was taken over) never counts twice.
+Leases, claims and backoff are the ones every outbox shares (``services.outbox``): a delivery is
+attempted by whoever holds its lease, and its outcome recorded only under that exact lease.
 
 Order per subject: a delivery is not due while an earlier event (lower event ID, the order of the
 events API) of the same subject is still owed to the same webhook.
@@ -15,10 +11,6 @@ events API) of the same subject is still owed to the same webhook.
 from __future__ import annotations
 
 import math
-import os
-import random
-import secrets
-import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,14 +21,14 @@ from sqlalchemy.orm import aliased
 
 from authpi import ids
 from authpi.clock import next_version, now_ms
-from authpi.services import events, webhooks
+from authpi.services import events, outbox, webhooks
 from authpi.services.errors import Conflict, InvalidInput, NotFound, check_etag
 from authpi.storage.tables.webhooks import Webhook, WebhookDelivery
 
 OWED = ("pending", "retrying")
 STATUSES = ("pending", "retrying", "succeeded", "failed")
 ID_PREFIX = "dlv_"
-LEASE_MARGIN_MS = 5_000
+LEASE_MARGIN_MS = outbox.LEASE_MARGIN_MS
 MAX_BULK = 10_000  # deliveries one bulk redeliver resets (the answer says whether more are left)
 MAX_BULK_IDS = 1_000
 SYSTEM_BY = "system"
@@ -45,9 +37,7 @@ DEFAULT_RETRY = {"max_attempts": 10, "initial_delay_seconds": 5, "max_delay_seco
 DEFAULT_BREAKER = {"enabled": True, "failure_threshold": 20, "probe_interval_seconds": 60}
 
 
-def new_owner() -> str:
-    """This process's name in ``lease_owner`` (host and pid for operators, plus a random part)."""
-    return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
+new_owner = outbox.new_owner
 
 
 def retry_settings(webhook: Webhook) -> dict[str, int]:
@@ -59,9 +49,7 @@ def breaker_settings(webhook: Webhook) -> dict[str, Any]:
 
 
 def backoff_ms(retry: dict[str, int], attempt: int) -> int:
-    """Exponential backoff with full jitter: uniform in [0, min(max, initial · 2^(attempt-1))]."""
-    ceiling = min(retry["max_delay_seconds"], retry["initial_delay_seconds"] * 2 ** min(attempt - 1, 30))
-    return int(random.uniform(0, ceiling) * 1000)  # noqa: S311 (jitter, not a secret)
+    return outbox.backoff_ms(retry["initial_delay_seconds"], retry["max_delay_seconds"], attempt)
 
 
 @dataclass(frozen=True)
@@ -84,12 +72,7 @@ class DeliveryBusy(Conflict):
     retryable = True
 
 
-@dataclass(frozen=True)
-class Outcome:
-    success: bool
-    status: int | None = None
-    error: str | None = None
-    final: bool = False  # nothing to retry (the event is gone)
+Outcome = outbox.Outcome
 
 
 # --- which deliveries are due ------------------------------------------------------------------------
@@ -114,7 +97,7 @@ def _due(now: int) -> list[ColumnElement[bool]]:
     return [
         WebhookDelivery.next_attempt_at <= now,
         WebhookDelivery.status.in_(OWED),
-        or_(WebhookDelivery.lease_until.is_(None), WebhookDelivery.lease_until <= now),
+        outbox.free(WebhookDelivery, now),
         sendable,
         ~blocked,
     ]
@@ -143,29 +126,23 @@ async def claim_due(session: AsyncSession, owner: str, lease_ms: int, limit: int
         await session.rollback()
         return []
     until = now + lease_ms
-    chosen = _due_ids(now, limit)
-    if session.get_bind().dialect.name == "postgresql":
-        chosen = chosen.with_for_update(of=WebhookDelivery, skip_locked=True)
-    taken = (
-        await session.execute(
-            update(WebhookDelivery)
-            .where(
-                WebhookDelivery.id.in_(chosen.scalar_subquery()),
-                or_(WebhookDelivery.lease_until.is_(None), WebhookDelivery.lease_until <= now),
-            )
-            .values(lease_owner=owner, lease_until=until)
-            .returning(
-                WebhookDelivery.id,
-                WebhookDelivery.webhook_id,
-                WebhookDelivery.event_id,
-                WebhookDelivery.attempt_count,
-                WebhookDelivery.attempt_budget,
-                WebhookDelivery.updated_at,
-                WebhookDelivery.status,
-            )
-            .execution_options(synchronize_session=False)
-        )
-    ).all()
+    taken = await outbox.take_leases(
+        session,
+        WebhookDelivery,
+        _due_ids(now, limit),
+        owner=owner,
+        now=now,
+        until=until,
+        returning=(
+            WebhookDelivery.id,
+            WebhookDelivery.webhook_id,
+            WebhookDelivery.event_id,
+            WebhookDelivery.attempt_count,
+            WebhookDelivery.attempt_budget,
+            WebhookDelivery.updated_at,
+            WebhookDelivery.status,
+        ),
+    )
     leases = [Lease(r[0], r[1], r[2], owner, until, r[3], r[4], r[5], r[6]) for r in taken]
     leases = await _one_probe_per_failing_webhook(session, leases, now)
     await session.commit()
@@ -225,13 +202,7 @@ async def _take_probe(session: AsyncSession, webhook: Webhook, now: int) -> bool
 
 async def release(session: AsyncSession, owner: str) -> None:
     """Give back every lease ``owner`` holds (at shutdown): the deliveries are due again at once."""
-    await session.execute(
-        update(WebhookDelivery)
-        .where(WebhookDelivery.lease_owner == owner, WebhookDelivery.status.in_(OWED))
-        .values(lease_owner=None, lease_until=None)
-        .execution_options(synchronize_session=False)
-    )
-    await session.commit()
+    await outbox.release(session, WebhookDelivery, owner, OWED)
 
 
 async def drop_lease(session: AsyncSession, lease: Lease) -> None:
@@ -246,11 +217,7 @@ async def drop_lease(session: AsyncSession, lease: Lease) -> None:
 
 
 def _held(lease: Lease) -> tuple[ColumnElement[bool], ...]:
-    return (
-        WebhookDelivery.id == lease.delivery_id,
-        WebhookDelivery.lease_owner == lease.owner,
-        WebhookDelivery.lease_until == lease.until,
-    )
+    return outbox.held(WebhookDelivery, lease.delivery_id, lease.owner, lease.until)
 
 
 # --- recording an attempt ----------------------------------------------------------------------------

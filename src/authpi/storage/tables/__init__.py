@@ -10,6 +10,7 @@ from authpi.storage.tables import (  # noqa: F401
     issuers,
     leases,
     lockouts,
+    messages,
     notes,
     oauth,
     passkey_challenges,
