@@ -1,6 +1,6 @@
 """the message outbox (email and SMS)
 
-Revision ID: e1out
+Revision ID: 0013
 Revises: 0012
 Create Date: 2026-11-30 12:00:00.000000
 """
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "e1out"
+revision: str = "0013"
 down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
