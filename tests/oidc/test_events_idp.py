@@ -315,7 +315,7 @@ EMITTED = {
 # Every other type, with why nothing emits it yet: the feature it reports does not exist.
 _NO_ORGS = "organizations are not built"
 _NO_AGENTS = "agents are not built"
-_NO_EMAIL = "no e-mail delivery exists"
+_NO_EMAIL = "no feature sends e-mail yet (the outbox exists)"
 ABSENT = {
     "user.verification.succeeded": "identity verification is not built",
     "user.verification.failed": "identity verification is not built",
