@@ -325,3 +325,15 @@ async def _record_device_mismatch(
         client_id=client_id,
     )
     await session.commit()
+
+
+async def load_sign_in(
+    request: Request, session: AsyncSession, issuer_id: str, *, post: bool
+) -> Flow | Response:
+    """``load``, refused with the closed page while the issuer's login portal is switched off: what
+    every sign-in page (identifier, picker, a method, the second factor) starts with."""
+    flow = await load(request, session, issuer_id, post=post)
+    if isinstance(flow, Response):
+        return flow
+    closed = flow.login_closed(request)
+    return closed if closed is not None else flow

@@ -60,12 +60,9 @@ async def _step_up(request: Request, flow: Flow) -> User | None:
 async def _load(
     request: Request, session: AsyncSession, issuer_id: str, *, post: bool
 ) -> tuple[Flow, User, bool] | Response:
-    flow = await flows.load(request, session, issuer_id, post=post)
+    flow = await flows.load_sign_in(request, session, issuer_id, post=post)
     if isinstance(flow, Response):
         return flow
-    closed = flow.login_closed(request)
-    if closed is not None:
-        return closed
     stepping_up = False
     user = await flow.pending_user()
     if user is None and not flow.progress.factors:

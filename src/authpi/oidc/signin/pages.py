@@ -56,12 +56,9 @@ async def identifier_page(
 @router.get("/{issuer_id}/login")
 async def login_page(issuer_id: str, request: Request) -> Response:
     async with runtime(request).sessions() as session:
-        flow = await flows.load(request, session, issuer_id, post=False)
+        flow = await flows.load_sign_in(request, session, issuer_id, post=False)
         if isinstance(flow, Response):
             return flow
-        closed = flow.login_closed(request)
-        if closed is not None:
-            return closed
         hint = request.query_params.get("login_hint", "")[:MAX_IDENTIFIER]
         return await identifier_page(request, flow, hint)
 
@@ -69,12 +66,9 @@ async def login_page(issuer_id: str, request: Request) -> Response:
 @router.post("/{issuer_id}/login")
 async def login_identifier(issuer_id: str, request: Request) -> Response:
     async with runtime(request).sessions() as session:
-        flow = await flows.load(request, session, issuer_id, post=True)
+        flow = await flows.load_sign_in(request, session, issuer_id, post=True)
         if isinstance(flow, Response):
             return flow
-        closed = flow.login_closed(request)
-        if closed is not None:
-            return closed
         username = flow.form.get("username", "").strip()[:MAX_IDENTIFIER]
         if not username:
             return await identifier_page(request, flow, error="Enter your email or username.", status=400)
@@ -104,12 +98,9 @@ async def login_identifier(issuer_id: str, request: Request) -> Response:
 async def login_choose(issuer_id: str, request: Request) -> Response:
     """The method the user picked for the identifier they entered."""
     async with runtime(request).sessions() as session:
-        flow = await flows.load(request, session, issuer_id, post=True)
+        flow = await flows.load_sign_in(request, session, issuer_id, post=True)
         if isinstance(flow, Response):
             return flow
-        closed = flow.login_closed(request)
-        if closed is not None:
-            return closed
         username = flow.form.get("username", "").strip()[:MAX_IDENTIFIER]
         picked = await registry.method_of(session, flow.issuer.id, flow.form.get("method", ""))
         if not username or picked is None or not picked[0].enabled_login:

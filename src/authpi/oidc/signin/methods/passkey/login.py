@@ -129,12 +129,9 @@ async def _limited(request: Request, flow: Flow) -> Response | None:
 
 
 async def _open(request: Request, issuer_id: str, session: Any) -> Flow | Response:
-    flow = await flows.load(request, session, issuer_id, post=True)
+    flow = await flows.load_sign_in(request, session, issuer_id, post=True)
     if isinstance(flow, Response):
         return flow
-    closed = flow.login_closed(request)
-    if closed is not None:
-        return closed
     limited = await _limited(request, flow)
     return limited if limited is not None else flow
 

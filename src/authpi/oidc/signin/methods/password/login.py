@@ -58,12 +58,9 @@ async def _rate_limited(request: Request, flow: Flow, identifier: str) -> Respon
 @router.post("/{issuer_id}/login/password")
 async def login_password(issuer_id: str, request: Request) -> Response:
     async with runtime(request).sessions() as session:
-        flow = await flows.load(request, session, issuer_id, post=True)
+        flow = await flows.load_sign_in(request, session, issuer_id, post=True)
         if isinstance(flow, Response):
             return flow
-        closed = flow.login_closed(request)
-        if closed is not None:
-            return closed
         username = flow.form.get("username", "")[:320]
         limited = await _rate_limited(request, flow, username)
         if limited is not None:
