@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -533,7 +533,7 @@ async def test_private_addresses_allowed_by_the_setting(private_server: RunningS
 
 async def test_a_webhook_gets_events_of_every_worker_at_once(private_server: RunningServer) -> None:
     """Each round opens new connections, so requests land on either worker: a webhook created by one
-    receives the event another emits right after (no per-process subscription cache)."""
+    receives the event another emits right after."""
     for round_ in range(8):
         async with AuthPIAdmin(api_key=private_server.api_key, base_url=private_server.url) as admin:
             made = await admin.webhooks.create(body(f"w{round_}", events=["issuer.created"]))
@@ -543,3 +543,39 @@ async def test_a_webhook_gets_events_of_every_worker_at_once(private_server: Run
         assert row["subject_key"] == f"issuer:{issuer.id}"
         async with AuthPIAdmin(api_key=private_server.api_key, base_url=private_server.url) as admin:
             await admin.webhook(made.id).update({"status": "disabled"})
+
+
+async def test_subscription_changes_reach_every_worker_at_once(private_server: RunningServer) -> None:
+    """Workers keep the subscriptions they last read and trust them only while the account's
+    subscription version (raised by database triggers) is unchanged: every change below, made
+    through one connection, is obeyed by the next event whichever worker emits it."""
+
+    async def admin_call(action: Callable[[AuthPIAdmin], Awaitable[Any]]) -> Any:
+        async with AuthPIAdmin(api_key=private_server.api_key, base_url=private_server.url) as admin:
+            return await action(admin)
+
+    made = await admin_call(lambda a: a.webhooks.create(body("versioned", events=["issuer.created"])))
+    expected = 0
+
+    async def new_issuer(delivered: bool) -> None:
+        nonlocal expected
+        issuer = await admin_call(lambda a: a.issuers.create({"name": "versioned"}))
+        expected += delivered
+        rows = await deliveries(private_server, made.id)
+        assert len(rows) == expected, (issuer.id, rows)
+        if delivered:
+            assert f"issuer:{issuer.id}" in [row["subject_key"] for row in rows]
+
+    for _ in range(3):
+        for _ in range(2):  # both workers read (and keep) the current subscriptions
+            await new_issuer(True)
+        await admin_call(lambda a: a.webhook(made.id).update({"events": ["user.created"]}))
+        await new_issuer(False)
+        await admin_call(lambda a: a.webhook(made.id).update({"events": ["issuer.created"]}))
+        await new_issuer(True)
+        await admin_call(lambda a: a.webhook(made.id).update({"status": "disabled"}))
+        await new_issuer(False)
+        await admin_call(lambda a: a.webhook(made.id).update({"status": "active"}))
+        await new_issuer(True)
+    await admin_call(lambda a: a.webhook(made.id).delete())
+    await new_issuer(False)

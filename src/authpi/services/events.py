@@ -16,7 +16,7 @@ from contextvars import ContextVar, Token
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, inspect, select
+from sqlalchemy import ColumnElement, Select, Table, func, insert, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authpi import ids
@@ -140,13 +140,15 @@ async def emit(
     actor: Actor | None = None,
     trace: str | None = None,
     at: int | None = None,
+    batched: bool = False,
 ) -> Event:
-    """Records ``type`` about ``subject`` in the caller's transaction (added, not committed).
+    """Records ``type`` about ``subject`` in the caller's transaction (written, not committed).
 
     ``type`` is a webhook catalogue type or a log-only one (``event_types.LOG_ONLY``); only the
     former may ever be delivered (``event_types.deliverable``). ``actor``, ``trace`` and ``at``
     default to the current request's actor and ID and to now; a writer that emits later, outside the
-    request (the machine-token buffer), passes what it captured.
+    request (the machine-token buffer), passes what it captured, and ``batched`` when it emits many
+    events in one transaction. The returned row is not part of the session.
     """
     if type not in LOGGED_EVENT_TYPES:
         raise ValueError(f"not a catalogue event type: {type}")
@@ -155,26 +157,36 @@ async def emit(
     # the caller means to meet at its own commit (a taken sign-up address) would fail in here.
     with session.no_autoflush:
         account = account_id or actor.account_id or await _account_of(session, issuer_id)
-    at = at or now_ms()
-    row = Event(
-        id=ids.ulid(ID_PREFIX, at),
-        account_id=account,
-        type=type,
-        issuer_id=issuer_id,
-        user_id=user_id,
-        client_id=client_id,
-        timestamp=at,
-        trace=trace if trace is not None else request_id.current.get(),
-        source=actor.source,
-        trigger=trigger or actor.trigger,
-        auth=scrub(actor.auth) or None,
-        subject=scrub(dict(subject)),
-        data=scrub(dict(data)) if data is not None else None,
-    )
-    # Deliveries join the same transaction: the outbox and the log never disagree.
-    with session.no_autoflush:
-        session.add(row)
-        await webhook_fanout.enqueue(session, row)
+        at = at or now_ms()
+        row = Event(
+            id=ids.ulid(ID_PREFIX, at),
+            account_id=account,
+            type=type,
+            issuer_id=issuer_id,
+            user_id=user_id,
+            client_id=client_id,
+            timestamp=at,
+            trace=trace if trace is not None else request_id.current.get(),
+            source=actor.source,
+            trigger=trigger or actor.trigger,
+            auth=scrub(actor.auth) or None,
+            subject=scrub(dict(subject)),
+            data=scrub(dict(data)) if data is not None else None,
+        )
+        if batched:
+            # Written with the rest of the batch at the caller's flush (one multi-row INSERT); the
+            # subscription version is read once per transaction.
+            session.add(row)
+            version = await _batch_version(session, account)
+        else:
+            # One statement writes the event and reads the account's subscription version.
+            version = await session.scalar(
+                insert(_EVENTS)
+                .values({column: getattr(row, column) for column in _COLUMNS})
+                .returning(webhook_fanout.version_of(account))
+            )
+        # Deliveries join the same transaction: the outbox and the log never disagree.
+        await webhook_fanout.enqueue(session, row, version)
     return row
 
 
@@ -196,6 +208,22 @@ async def emit_for(
         data=snapshot(row) if data is None else data,
         **ids_,
     )
+
+
+_EVENTS: Table = Event.__table__  # type: ignore[assignment]
+_COLUMNS = tuple(column.key for column in _EVENTS.columns)
+
+
+async def _batch_version(session: AsyncSession, account_id: str) -> int | None:
+    """The account's subscription version, read once per transaction of a batch writer."""
+    transaction = session.sync_session.get_transaction()
+    seen = session.info.get("webhook_subscription_versions")
+    if seen is None or seen[0] is not transaction:
+        seen = session.info["webhook_subscription_versions"] = (transaction, {})
+    versions: dict[str, int | None] = seen[1]
+    if account_id not in versions:
+        versions[account_id] = await webhook_fanout.read_version(session, account_id)
+    return versions[account_id]
 
 
 async def _account_of(session: AsyncSession, issuer_id: str | None) -> str:

@@ -23,10 +23,11 @@ from sqlalchemy import ColumnElement, Select, Table, delete, exists, select, tup
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
+from authpi import ids
 from authpi.clock import now_ms
 from authpi.crypto.secretbox import SecretBox
 from authpi.oidc import keys
-from authpi.services import sessions
+from authpi.services import events, sessions
 from authpi.settings import Settings
 from authpi.storage import dialects
 from authpi.storage.tables.base import Base
@@ -129,7 +130,8 @@ PURGES: Sequence[Purge] = (
     Purge(TrustedDevice, lambda c: TrustedDevice.expires_at <= c.now),
     Purge(SigningKey, lambda c: SigningKey.unpublish_at <= c.now),
     # The event log keeps AUTHPI_EVENT_RETENTION of history.
-    Purge(Event, lambda c: Event.timestamp < c.events_before),
+    # By ID, not timestamp: event IDs are ULIDs of their millisecond, and the primary key serves the range.
+    Purge(Event, lambda c: Event.id < ids.ulid(events.ID_PREFIX, c.events_before, lowest=True)),
     # Finished webhook deliveries go with their events; owed ones stay until they end.
     Purge(
         WebhookDelivery,

@@ -182,6 +182,7 @@ class MachineTokenLog:
                     actor=token.actor,
                     trace=token.trace,
                     at=token.issued_at,
+                    batched=True,
                 )
             await session.commit()
 

@@ -12,8 +12,9 @@ class Event(Base):
     """One entry of an account's event log (§C.12), written in the transaction of its change.
 
     IDs are ULIDs of the event's millisecond, so ``id`` order is time order: every list is one
-    keyset range scan of an ``(account_id, <filter>, id)`` index, and ``after``/``before`` become
-    ``id`` bounds. Issuer, user and client are copied out of the subject for those filters.
+    keyset range scan of an ``(account_id, <filter>, id)`` index, and ``after``/``before`` (and the
+    retention purge) become ``id`` bounds. Issuer, user and client are copied out of the subject for
+    those filters.
     """
 
     __tablename__ = "events"
@@ -24,7 +25,7 @@ class Event(Base):
     issuer_id: Mapped[str | None] = mapped_column(String(64))
     user_id: Mapped[str | None] = mapped_column(String(64))
     client_id: Mapped[str | None] = mapped_column(String(64))
-    timestamp: Mapped[int] = mapped_column(BigInteger, index=True)
+    timestamp: Mapped[int] = mapped_column(BigInteger)
     trace: Mapped[str | None] = mapped_column(String(128))
     source: Mapped[str] = mapped_column(String(200))
     trigger: Mapped[str | None] = mapped_column(String(16))

@@ -92,3 +92,20 @@ class WebhookDelivery(Base):
     lease_until: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class WebhookSubscriptionVersion(Base):
+    """How many times an account's webhook subscriptions changed: a counter that database triggers
+    on ``webhooks`` raise in the transaction of every insert, delete or change of what a webhook
+    receives (migration 0014), whatever code path writes it.
+
+    Emitting an event reads it in the same statement that inserts the event, so a process can keep
+    the subscriptions it last read and trust them while the counter is unchanged: no per-event
+    subscription query, yet a webhook created through one worker is seen by every other worker's
+    next event. An account that never had a webhook has no row. No foreign key: the triggers also
+    fire while an account's webhooks are deleted with it."""
+
+    __tablename__ = "webhook_subscription_versions"
+
+    account_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)
