@@ -8,12 +8,15 @@ codes, shown once before the sign-in continues.
 
 from __future__ import annotations
 
+import logging
+
 import segno
 from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import Response
 
 from authpi.clock import now_ms
+from authpi.i18n import Text, _l
 from authpi.oidc.context import runtime
 from authpi.oidc.routes import Routes
 from authpi.oidc.signin import flow as flows
@@ -25,8 +28,12 @@ from authpi.storage.tables.users import User
 from authpi.storage.tables.verifiers import Verifier
 
 router = Routes()
+log = logging.getLogger(__name__)
 ORIGIN = "signin"  # marks enrollments started on these pages (the Core API starts its own)
-EXPIRED_ENROLLMENT = "This setup has expired. Scan the new code below."
+EXPIRED_ENROLLMENT = _l("This setup has expired. Scan the new code below.")
+NOT_AVAILABLE = _l(
+    "An authenticator app cannot be set up for this account. Contact the application's administrator."
+)
 
 
 def action(flow: Flow) -> str:
@@ -57,12 +64,13 @@ async def _pending(flow: Flow, user: User) -> tuple[Verifier, str, str]:
 
 
 async def enrollment_page(
-    request: Request, flow: Flow, user: User, *, error: str | None = None, status: int = 200
+    request: Request, flow: Flow, user: User, *, error: Text | None = None, status: int = 200
 ) -> Response:
     try:
         row, secret, uri = await _pending(flow, user)
     except ServiceError as exc:  # e.g. the user already has as many verifiers as allowed
-        return flow.message(request, SIGN_IN_UNAVAILABLE, exc.description, 409)
+        log.info("authenticator app enrollment refused: %s", exc.description)
+        return flow.message(request, SIGN_IN_UNAVAILABLE, NOT_AVAILABLE, 409)
     return flow.render(
         request,
         "totp/enroll.html",
