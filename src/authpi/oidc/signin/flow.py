@@ -32,6 +32,7 @@ from authpi.oidc.context import load_client, load_issuer, parse_form, runtime
 from authpi.oidc.pages import (
     EXPIRED,
     SIGN_IN_EXPIRED,
+    locale_for,
     message,
     page_url,
     proceed,
@@ -153,6 +154,11 @@ class Flow:
             trust_device_days=self.trust_device_days(),
             **context,
         )
+
+    def locale(self, request: Request) -> str:
+        """The language of this flow's pages (``ui_locales``, ``Accept-Language``, the issuer's
+        default): what a message sent from it (``services.messages.enqueue``) is written in."""
+        return locale_for(request, self.issuer)
 
     def trust_device_days(self) -> int:
         """For the ``trust_device`` checkbox: the days a trust lasts, on the pages that follow a

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import Response
 
+from authpi import i18n
 from authpi.clock import now_ms
 from authpi.i18n import Text, _l
 from authpi.oidc.context import runtime
@@ -63,6 +64,12 @@ async def _pending(flow: Flow, user: User) -> tuple[Verifier, str, str]:
     return enrollment.verifier, enrollment.secret, enrollment.provisioning_uri
 
 
+def _qr_title(request: Request, flow: Flow) -> str:
+    """The QR code's accessible name, written into the SVG now, so in the page's language now."""
+    with i18n.use(flow.locale(request)):
+        return str(_l("QR code for your authenticator app"))
+
+
 async def enrollment_page(
     request: Request, flow: Flow, user: User, *, error: Text | None = None, status: int = 200
 ) -> Response:
@@ -77,7 +84,7 @@ async def enrollment_page(
         status,
         action=action(flow),
         others_url=flow.others_url,
-        qr_svg=segno.make(uri, error="m").svg_inline(scale=5, title="QR code for your authenticator app"),
+        qr_svg=segno.make(uri, error="m").svg_inline(scale=5, title=_qr_title(request, flow)),
         secret=totp.grouped(secret),
         enrollment_id=row.id,
         error=error,
