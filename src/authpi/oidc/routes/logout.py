@@ -105,7 +105,11 @@ async def logout(issuer_id: str, request: Request) -> Response:
             csrf = Csrf(rt, request)
             if not (await _names_this_browser(session, hint, browser) or _confirmed(request, params, csrf)):
                 user = await session.get(User, browser.user_id)
-                carry = [(k, params[k]) for k in ("post_logout_redirect_uri", "state") if params.get(k)]
+                carry = [
+                    (k, params[k])
+                    for k in ("post_logout_redirect_uri", "state", "ui_locales")
+                    if params.get(k)
+                ]
                 if client is not None:
                     carry.append(("client_id", client.id))
                 return render(
