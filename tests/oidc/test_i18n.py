@@ -96,6 +96,9 @@ async def test_accept_language_chooses_when_the_request_does_not(realm: Realm, b
         page = await browser.get(realm.request(client.id).url)
         assert is_page(page, "login"), describe(page)
         assert (lang(page), heading(page)) == (expected, title), header
+    # Discovery says which languages ui_locales can ask for.
+    meta = (await browser.http.get(f"{realm.url}/.well-known/openid-configuration")).json()
+    assert meta["ui_locales_supported"] == ["en", "de", "fr", "es"]
     # A ui_locales the server cannot serve falls back to the browser's languages.
     browser.http.headers["Accept-Language"] = "es"
     page = await browser.get(realm.request(client.id, ui_locales="ja x-klingon").url)
@@ -235,6 +238,7 @@ async def test_messages_are_written_in_the_language_asked_or_the_issuer_default(
         assert text is not None and html is not None
         assert sentence in text.get_content() and "735190" in text.get_content()
         assert f'<html lang="{languages[key]}">' in html.get_content()
+        assert mail["Content-Language"] == languages[key]
 
 
 # --- a real browser ----------------------------------------------------------------------------------

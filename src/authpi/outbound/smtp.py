@@ -77,8 +77,11 @@ def check_address(value: str) -> str:
     return value
 
 
-def compose(sender: str, recipient: str, content: Content, message_id: str) -> EmailMessage:
-    """A multipart/alternative message (text, then HTML); header values refuse line breaks."""
+def compose(
+    sender: str, recipient: str, content: Content, message_id: str, language: str | None = None
+) -> EmailMessage:
+    """A multipart/alternative message (text, then HTML) in ``language`` (``Content-Language``,
+    RFC 3282); header values refuse line breaks."""
     message = EmailMessage()
     message["From"] = sender
     message["To"] = recipient
@@ -86,6 +89,8 @@ def compose(sender: str, recipient: str, content: Content, message_id: str) -> E
     message["Date"] = formatdate(localtime=False, usegmt=True)
     domain = parseaddr(sender)[1].rpartition("@")[2] or None
     message["Message-ID"] = make_msgid(idstring=message_id, domain=domain)
+    if language:
+        message["Content-Language"] = language
     message.set_content(content.text)
     if content.html:
         message.add_alternative(content.html, subtype="html")
