@@ -161,6 +161,18 @@ def test_the_template_check_catches_unmarked_text(source: str, expected: list[st
     assert unmarked(source) == expected
 
 
+_SENTENCE = re.compile(r"""(["'`])[A-Z][a-z']*\s[^"'`]*\1""")
+
+
+def test_page_scripts_take_their_words_from_the_page() -> None:
+    """A script's messages come translated from the page (data-* attributes), never its own."""
+    scripts = sorted(SOURCES.rglob("static/*.js"))
+    assert scripts
+    found = {str(p.relative_to(ROOT)): _SENTENCE.findall(p.read_text()) for p in scripts}
+    assert {k: v for k, v in found.items() if v} == {}
+    assert _SENTENCE.search('status.textContent = "Waiting for your passkey";')
+
+
 # --- Python strings the pages show --------------------------------------------------------------------
 
 # Keyword arguments that a page shows to the user, and the positions of shown text in calls.
