@@ -242,3 +242,36 @@ rate_limited(request, rt, issuer, "login", _l("Too many."))
         "'Wrong code.'",
         "'Use a passkey'",
     ]
+
+
+# --- choosing a language ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("ui_locales", "accept_language", "default", "expected"),
+    [
+        (["pt-BR", "DE-at", "fr"], "es", "fr", "de"),  # first supported tag, any case, region dropped
+        ([], "fr-CH, fr;q=0.9, en;q=0.8", None, "fr"),
+        ([], "en;q=0.1, es;q=0.5", None, "es"),  # by quality, not by position
+        ([], "de;q=0, es;q=0.2", None, "es"),  # q=0: refused
+        ([], "de;q=abc, fr", None, "fr"),  # a malformed entry is skipped
+        ([], "ja, zh", "es", "es"),  # the issuer's default
+        ([], "ja", "pt", "en"),  # a default without a catalogue is ignored
+        ([], "de" + ", x" * 400, None, "en"),  # an oversized header is not parsed at all
+        (["x-" * 5], None, None, "en"),
+    ],
+)
+def test_choose(
+    ui_locales: list[str], accept_language: str | None, default: str | None, expected: str
+) -> None:
+    assert i18n.choose(ui_locales, accept_language, default) == expected
+
+
+def test_a_lazy_text_is_translated_when_used_not_when_defined() -> None:
+    text = i18n._ln("%(n)s day left for %(who)s", "%(n)s days left for %(who)s", 3, who="Ada")
+    with i18n.use("de"):
+        wrong = str(i18n._l("Incorrect username or password."))
+    assert wrong == "Benutzername oder Passwort ist falsch."
+    assert str(i18n._l("Incorrect username or password.")) == "Incorrect username or password."
+    assert str(text) == "3 days left for Ada"  # no catalogue has it: English, filled in
+    assert bool(i18n._l("x")) and not bool(i18n._l(""))

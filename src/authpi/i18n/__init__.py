@@ -107,14 +107,6 @@ class LazyText:
     def __bool__(self) -> bool:
         return bool(self._singular)
 
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, LazyText):
-            return str(self) == str(other)
-        return str(self) == other if isinstance(other, str) else NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(self._singular)
-
     def __repr__(self) -> str:
         return f"LazyText({self._singular!r})"
 
