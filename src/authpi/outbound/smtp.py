@@ -89,11 +89,11 @@ def compose(
     message["Date"] = formatdate(localtime=False, usegmt=True)
     domain = parseaddr(sender)[1].rpartition("@")[2] or None
     message["Message-ID"] = make_msgid(idstring=message_id, domain=domain)
-    if language:
-        message["Content-Language"] = language
     message.set_content(content.text)
     if content.html:
         message.add_alternative(content.html, subtype="html")
+    if language:  # after the body: setting the content drops every Content-* header
+        message["Content-Language"] = language
     return message
 
 
