@@ -1,9 +1,10 @@
 """Translations of the hosted pages and of the messages sent to users (English, German, French,
 Spanish), with gettext catalogues in ``authpi/locale/<lang>/LC_MESSAGES/messages.po``.
 
-The catalogues are compiled from their ``.po`` source in memory, once per process, the first time a
-language is used: nothing generated is committed or needs a build step, so a source checkout, an
-editable install and a wheel all behave the same (``catalogues.py`` extracts and updates them).
+The catalogues are compiled from their ``.po`` source in memory, once per process (``preload`` at
+startup; a broken catalogue stops the server there): nothing generated is committed or needs a
+build step, so a source checkout, an editable install and a wheel all behave the same
+(``catalogues.py`` extracts and updates them).
 
 The language of the current request lives in a context variable that ``use`` sets while a page or a
 message is rendered. Strings defined in Python are marked with ``_l`` (``_ln`` with a plural): they
