@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from authpi import __version__, health
+from authpi import __version__, health, i18n
 from authpi.availability import Availability
 from authpi.http import api_docs, errors, middleware, unit_of_work
 from authpi.http.routes import (
@@ -138,6 +138,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         runtime = Runtime.build(settings, database_health)
         app.state.runtime = runtime
         idp.state.runtime = runtime
+        i18n.preload()  # compile the catalogues now: no request waits for it, a broken one fails here
         freeze_startup_objects()
         runtime.machine_tokens.start()
         keeper = housekeeping.Housekeeper(runtime.sessions, runtime.secretbox, settings)

@@ -25,9 +25,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from authpi.http.errors import error_body
+from authpi.i18n import _l
 from authpi.oidc.errors import NO_STORE
 from authpi.oidc.pages import plain_message
-from authpi.request_limits import Part, page_issuer_id, part_of
+from authpi.request_limits import Part, accept_language, page_issuer_id, part_of
 from authpi.settings import Settings
 from authpi.storage.errors import is_transient, is_unavailable
 from authpi.storage.health import DatabaseHealth
@@ -54,8 +55,9 @@ def oauth_unavailable(scope: Scope, retry_after: int, description: str) -> Respo
 
 
 def page_unavailable(scope: Scope, retry_after: int, description: str) -> Response:
-    text = "This page cannot be shown right now. Wait a moment, then try again."
-    response = plain_message(page_issuer_id(scope), "Temporarily unavailable", text, 503)
+    text = _l("This page cannot be shown right now. Wait a moment, then try again.")
+    heading = _l("Temporarily unavailable")
+    response = plain_message(page_issuer_id(scope), heading, text, 503, accept_language(scope))
     response.headers["Retry-After"] = str(retry_after)
     return response
 

@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from authpi.http.errors import error_body
+from authpi.i18n import _l
 from authpi.oidc.errors import NO_STORE
 from authpi.oidc.pages import plain_message
 from authpi.settings import Settings
@@ -55,6 +56,14 @@ def page_issuer_id(scope: Scope) -> str:
     return issuer_id if _ISSUER_ID.match(issuer_id) else "i_unknown"
 
 
+def accept_language(scope: Scope) -> str | None:
+    """The request's ``Accept-Language``, for the language of an error page given from the scope."""
+    for name, value in scope.get("headers") or ():
+        if name == b"accept-language":
+            return str(value.decode("latin-1"))
+    return None
+
+
 def _describe(limit: int) -> str:
     return f"The request body is larger than the limit of {limit} bytes"
 
@@ -72,9 +81,10 @@ def oauth_too_large(scope: Scope, limit: int) -> Response:
 def page_too_large(scope: Scope, limit: int) -> Response:
     response = plain_message(
         page_issuer_id(scope),
-        "Request too large",
-        "The form sent more data than this page accepts. Go back and try again.",
+        _l("Request too large"),
+        _l("The form sent more data than this page accepts. Go back and try again."),
         413,
+        accept_language(scope),
     )
     response.headers.update(CLOSE)
     return response

@@ -187,6 +187,7 @@ async def enqueue(
     channel: str = "email",
     issuer_id: str | None = None,
     code: str = "424242",
+    locale: str | None = None,
 ) -> list[str]:
     """Commit one message per recipient into the outbox of the server that runs with ``env``, as a
     feature of the server would (``services.messages.enqueue`` in a transaction)."""
@@ -208,6 +209,7 @@ async def enqueue(
                     recipient=recipient,
                     template="code",
                     context={"code": code, "minutes": 10},
+                    locale=locale,
                 )
                 for recipient in recipients
             ]

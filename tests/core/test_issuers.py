@@ -338,6 +338,8 @@ async def test_partial_settings_update_is_a_deep_merge(admin: AuthPIAdmin, issue
         ({"access": {"mode": "everyone"}}, "settings.access.mode"),
         ({"portals": {"login": {"enabled": "no"}}}, "settings.portals.login.enabled"),
         ({"portals": {"signup": False}}, "settings.portals.signup.enabled"),
+        ({"portals": {"default_locale": "pt"}}, "settings.portals.default_locale"),
+        ({"portals": {"default_locale": 7}}, "settings.portals.default_locale"),
         (
             {"security": {"tokens": {"access_token_ttl": 22 * 86400}}},
             "settings.security.tokens.access_token_ttl",

@@ -13,6 +13,8 @@ from typing import Any
 
 import jinja2
 
+from authpi import i18n
+
 CHANNELS = ("email", "sms")
 SMS_MAX_CHARS = 480  # three concatenated SMS parts at most
 
@@ -24,6 +26,7 @@ _env = jinja2.Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+i18n.install(_env)
 
 
 @dataclass(frozen=True)
@@ -53,12 +56,19 @@ def exists(template: str, channel: str) -> bool:
     return True
 
 
-def render(template: str, channel: str, brand: dict[str, Any], context: dict[str, Any]) -> Content:
+def render(
+    template: str, channel: str, brand: dict[str, Any], context: dict[str, Any], locale: str = i18n.DEFAULT
+) -> Content:
     """The message ``template`` for ``channel`` with ``context``, branded with ``brand`` (``name``,
-    ``logo_url``, ``primary_color``, ``background_color``)."""
+    ``logo_url``, ``primary_color``, ``background_color``), in ``locale`` (one of
+    ``i18n.SUPPORTED``; English for any other)."""
     if channel not in CHANNELS or not exists(template, channel):
         raise UnknownTemplate(f"no {channel} template {template!r}")
-    values = {**context, "brand": brand}
+    with i18n.use(locale) as used:
+        return _render(template, channel, {**context, "brand": brand, "lang": used})
+
+
+def _render(template: str, channel: str, values: dict[str, Any]) -> Content:
     if channel == "sms":
         text = _env.get_template(f"{template}/sms.txt").render(values).strip()
         return Content(None, text[:SMS_MAX_CHARS], None)

@@ -4,6 +4,7 @@ remembering the request while the user signs in, and issuing the code."""
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from authpi.clock import now_ms, now_s
 from authpi.crypto import hashing
+from authpi.i18n import Text, _l
 from authpi.oidc import pkce, redirect_uris, tokens
 from authpi.oidc.context import load_client, openid
 from authpi.oidc.keys import KeyCache
@@ -51,8 +53,11 @@ MAX_LENGTHS = {
     "acr_values": 512,
     "org": 64,
     "resource": 512,
+    "ui_locales": 256,
 }
 MAX_RESOURCES = 10
+MAX_UI_LOCALES = 10
+_LANGUAGE_TAG = re.compile(r"^[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*$")
 # What one pending request may store (its params as JSON), whatever the combination of values.
 MAX_STORED_BYTES = 8 * 1024
 
@@ -60,8 +65,8 @@ MAX_STORED_BYTES = 8 * 1024
 class PageError(Exception):
     """The request cannot be trusted to redirect anywhere: show an error page instead."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
+    def __init__(self, message: Text) -> None:
+        super().__init__(str(message))
         self.message = message
 
 
@@ -93,6 +98,8 @@ class AuthorizeParams:
     acr_values: list[str] = field(default_factory=list)
     # The ``sub`` of a verified id_token_hint: only that user may be signed in (OIDC Core §3.1.2.1).
     hinted_sub: str | None = None
+    # The end user's preferred languages for the hosted pages, in order (OIDC Core §3.1.2.1).
+    ui_locales: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -122,6 +129,12 @@ def _echoed_state(query: dict[str, list[str]]) -> str | None:
     return state if state is None or len(state) <= MAX_LENGTHS["state"] else None
 
 
+def language_tags(value: str) -> list[str]:
+    """The well-formed BCP 47 tags of a ``ui_locales`` value, in order. Only a preference: anything
+    else in it is ignored, never an error (OIDC Core: a language the OP lacks is not one)."""
+    return [tag for tag in dict.fromkeys(value.split()) if _LANGUAGE_TAG.match(tag)][:MAX_UI_LOCALES]
+
+
 def stored_size(params: AuthorizeParams) -> int:
     return len(json.dumps(params.as_dict(), separators=(",", ":")))
 
@@ -133,16 +146,16 @@ async def validate(
         client_id = _one(query, "client_id") or ""
         redirect_uri = _one(query, "redirect_uri") or ""
     except ValueError as exc:
-        raise PageError(str(exc)) from exc
+        raise PageError(_l("The client_id or redirect_uri parameter was sent more than once.")) from exc
     client = await load_client(session, issuer.id, client_id)
     if client is None:
-        raise PageError("Unknown or inactive client.")
+        raise PageError(_l("Unknown or inactive client."))
     settings = openid(client)
     native = client.application_type == "native"
     if not redirect_uri or not redirect_uris.matches(
         redirect_uri, settings.get("redirect_uris", []), native=native
     ):
-        raise PageError("The redirect URI is not registered for this client.")
+        raise PageError(_l("The redirect URI is not registered for this client."))
 
     def fail(error: str, description: str) -> RedirectError:
         return RedirectError(redirect_uri, _echoed_state(query), error, description)
@@ -166,6 +179,7 @@ async def validate(
         login_hint = _one(query, "login_hint")
         org = _one(query, "org")
         acr_param = _one(query, "acr_values") or ""
+        ui_locales_param = _one(query, "ui_locales") or ""
     except ValueError as exc:
         raise fail("invalid_request", str(exc)) from exc
     if response_type != "code":
@@ -211,6 +225,7 @@ async def validate(
         org=org,
         resources=list(dict.fromkeys(resources)),
         acr_values=list(dict.fromkeys(acr_param.split()))[:10],
+        ui_locales=language_tags(ui_locales_param),
     )
     if stored_size(params) > MAX_STORED_BYTES:
         raise fail("invalid_request", "The authorization request is too large")

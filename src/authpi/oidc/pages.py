@@ -11,6 +11,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
+from authpi import i18n
+from authpi.i18n import Text, _l
 from authpi.oidc import authorization
 from authpi.oidc.authorization import AuthorizeParams
 from authpi.oidc.browser import SESSION_COOKIE, Csrf, set_cookie
@@ -18,12 +20,14 @@ from authpi.oidc.context import issuer_url
 from authpi.runtime import Runtime
 from authpi.services import events
 from authpi.services.errors import RateLimited
+from authpi.services.issuer_settings import default_locale
 from authpi.storage.tables.clients import Client
 from authpi.storage.tables.issuers import Issuer
 from authpi.storage.tables.sessions import Session
 from authpi.storage.tables.users import User
 
-EXPIRED = "This sign-in attempt has expired or is not valid. Return to the application and start again."
+EXPIRED = _l("This sign-in attempt has expired or is not valid. Return to the application and start again.")
+SIGN_IN_EXPIRED = _l("Sign-in expired")
 # The shared pages, then each sign-in method's own (methods/<type>/templates/<type>/…).
 TEMPLATES = Jinja2Templates(
     directory=[
@@ -31,6 +35,7 @@ TEMPLATES = Jinja2Templates(
         *sorted((Path(__file__).parent / "signin" / "methods").glob("*/templates")),
     ]
 )
+i18n.install(TEMPLATES.env)
 _COLOR = re.compile(r"^#[0-9a-fA-F]{3,8}$")
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
@@ -65,6 +70,16 @@ def brand(issuer: Issuer) -> dict[str, str | None]:
     }
 
 
+def locale_for(request: Request, issuer: Issuer | None) -> str:
+    """The language of this request's page: the flow's ``ui_locales`` (``request.state``, set when
+    the flow or /authorize read them), the browser's ``Accept-Language``, the issuer's default."""
+    return i18n.choose(
+        getattr(request.state, "ui_locales", ()),
+        request.headers.get("accept-language"),
+        default_locale(issuer.settings) if issuer is not None else None,
+    )
+
+
 def render(
     request: Request,
     rt: Runtime,
@@ -74,26 +89,29 @@ def render(
     status: int = 200,
     **context: Any,
 ) -> Response:
-    response = TEMPLATES.TemplateResponse(
-        request,
-        template,
-        {
-            "brand": brand(issuer),
-            "static_url": f"/{issuer.id}/static/authpi.css",
-            "csrf": csrf.token(),
-            "error": None,
-            "notice": None,
-            **context,
-        },
-        status_code=status,
-        headers=SECURITY_HEADERS,
-    )
+    # Starlette renders the template here, so everything marked is translated in this language.
+    with i18n.use(locale_for(request, issuer)) as locale:
+        response = TEMPLATES.TemplateResponse(
+            request,
+            template,
+            {
+                "lang": locale,
+                "brand": brand(issuer),
+                "static_url": f"/{issuer.id}/static/authpi.css",
+                "csrf": csrf.token(),
+                "error": None,
+                "notice": None,
+                **context,
+            },
+            status_code=status,
+            headers={**SECURITY_HEADERS, "Content-Language": locale},
+        )
     csrf.attach(response, rt, issuer.id)
     return response
 
 
 def message(
-    request: Request, rt: Runtime, issuer: Issuer, heading: str, text: str, status: int = 400
+    request: Request, rt: Runtime, issuer: Issuer, heading: Text, text: Text, status: int = 400
 ) -> Response:
     return render(
         request, rt, issuer, Csrf(rt, request), "message.html", status, heading=heading, message=text
@@ -101,7 +119,7 @@ def message(
 
 
 async def rate_limited(
-    request: Request, rt: Runtime, issuer: Issuer, rule: str, text: str, identity: str | None = None
+    request: Request, rt: Runtime, issuer: Issuer, rule: str, text: Text, identity: str | None = None
 ) -> Response | None:
     """Count this request against ``rule`` for ``identity`` (by default the client's IP address);
     past the limit, the 429 page to answer with."""
@@ -112,7 +130,7 @@ async def rate_limited(
     except RateLimited as exc:
         if exc.first:
             await _record_rate_limit(rt, issuer, rule, exc.retry_after)
-        response = message(request, rt, issuer, "Too many attempts", text, 429)
+        response = message(request, rt, issuer, _l("Too many attempts"), text, 429)
         response.headers["Retry-After"] = str(exc.retry_after)
         return response
     return None
@@ -132,18 +150,28 @@ async def _record_rate_limit(rt: Runtime, issuer: Issuer, rule: str, retry_after
         await session.commit()
 
 
-def plain_message(issuer_id: str, heading: str, text: str, status: int) -> Response:
-    """An error page rendered without the issuer's row (so without its branding), for answers given
-    before the request reaches the application, e.g. a body too large to read."""
-    page = TEMPLATES.get_template("message.html").render(
-        brand=PLAIN_BRAND,
+def plain_message(
+    issuer_id: str, heading: Text, text: Text, status: int, accept_language: str | None = None
+) -> Response:
+    """An error page rendered without the issuer's row (so without its branding or default
+    language), for answers given before the request reaches the application, e.g. a body too large
+    to read."""
+    with i18n.use(i18n.choose((), accept_language)) as locale:
+        page = _plain_page(issuer_id, heading, text, locale)
+    headers = {**SECURITY_HEADERS, "Content-Language": locale}
+    return HTMLResponse(page, status_code=status, headers=headers)
+
+
+def _plain_page(issuer_id: str, heading: Text, text: Text, locale: str) -> str:
+    return TEMPLATES.get_template("message.html").render(
+        lang=locale,
+        brand={**PLAIN_BRAND, "name": str(_l("Sign in"))},
         static_url=f"/{issuer_id}/static/authpi.css",
         error=None,
         notice=None,
         heading=heading,
         message=text,
     )
-    return HTMLResponse(page, status_code=status, headers=SECURITY_HEADERS)
 
 
 def redirect(url: str) -> Response:
@@ -191,7 +219,7 @@ async def proceed(
     elif not await authorization.forget(session, request_id):
         # A concurrent submission of the same request claimed it first: one request, one code.
         await session.rollback()
-        return message(request, rt, issuer, "Sign-in expired", EXPIRED)
+        return message(request, rt, issuer, SIGN_IN_EXPIRED, EXPIRED)
     else:
         code = await authorization.issue_code(session, issuer, client, op, user, params, rt.settings.code_ttl)
         await session.commit()

@@ -108,9 +108,9 @@ class MessageSender(OutboxSender[MessageLease]):
             if message is None:  # the lease was lost already
                 return None
             content = messages.content_of(message, self._box)
-            channel, recipient = message.channel, message.recipient
+            channel, recipient, language = message.channel, message.recipient, message.locale
         if channel == "email":
-            outcome = await self._send_email(lease.message_id, recipient, content)
+            outcome = await self._send_email(lease.message_id, recipient, content, language)
         else:
             outcome = await self._send_sms(lease.message_id, recipient, content.text)
         async with self._sessions() as session:
@@ -128,12 +128,14 @@ class MessageSender(OutboxSender[MessageLease]):
             )
         return outcome
 
-    async def _send_email(self, message_id: str, recipient: str, content: Content) -> Outcome:
+    async def _send_email(
+        self, message_id: str, recipient: str, content: Content, language: str | None = None
+    ) -> Outcome:
         if self._smtp is None:
             return Outcome(success=False, error="email is not configured")
         try:
             await smtp.send(
-                self._smtp, smtp.compose(self._from, recipient, content, message_id), self.timeout
+                self._smtp, smtp.compose(self._from, recipient, content, message_id, language), self.timeout
             )
         except smtp.SmtpRefused as exc:
             return Outcome(success=False, status=None, error=str(exc)[:500], final=exc.permanent)

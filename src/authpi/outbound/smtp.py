@@ -77,8 +77,11 @@ def check_address(value: str) -> str:
     return value
 
 
-def compose(sender: str, recipient: str, content: Content, message_id: str) -> EmailMessage:
-    """A multipart/alternative message (text, then HTML); header values refuse line breaks."""
+def compose(
+    sender: str, recipient: str, content: Content, message_id: str, language: str | None = None
+) -> EmailMessage:
+    """A multipart/alternative message (text, then HTML) in ``language`` (``Content-Language``,
+    RFC 3282); header values refuse line breaks."""
     message = EmailMessage()
     message["From"] = sender
     message["To"] = recipient
@@ -89,6 +92,8 @@ def compose(sender: str, recipient: str, content: Content, message_id: str) -> E
     message.set_content(content.text)
     if content.html:
         message.add_alternative(content.html, subtype="html")
+    if language:  # after the body: setting the content drops every Content-* header
+        message["Content-Language"] = language
     return message
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from authpi import i18n
 from authpi.services.errors import InvalidInput
 
 ACCESS_MODES = ("open", "invite_only", "approval", "closed")
@@ -62,6 +63,13 @@ def trusted_device_days(settings: dict[str, Any]) -> int:
     return max(value, 0)
 
 
+def default_locale(settings: dict[str, Any]) -> str | None:
+    """``settings.portals.default_locale``: the language of the issuer's hosted pages and messages
+    when neither the sign-in request nor the browser asks for one the server has."""
+    value = _lookup(settings, ("portals", "default_locale"))
+    return value if isinstance(value, str) else None
+
+
 def deep_merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     merged = copy.deepcopy(base)
     for key, value in patch.items():
@@ -97,6 +105,13 @@ def validate(settings: dict[str, Any]) -> dict[str, Any]:
         if node is not None and not (isinstance(node, dict) and isinstance(node.get("enabled", True), bool)):
             field = f"settings.portals.{portal}.enabled"
             raise InvalidInput.on(field, "invalid_type", f"{field} must be a boolean")
+    locale = settings["portals"].get("default_locale")
+    if locale is not None and locale not in i18n.SUPPORTED:
+        raise InvalidInput.on(
+            "settings.portals.default_locale",
+            "invalid_choice",
+            f"settings.portals.default_locale must be one of {', '.join(i18n.SUPPORTED)} (or null)",
+        )
     if not isinstance(_lookup(settings, ("security", "mfa", "required")), bool):
         raise InvalidInput.on(
             "settings.security.mfa.required",

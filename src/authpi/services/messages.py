@@ -16,11 +16,11 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from authpi import ids, messages
+from authpi import i18n, ids, messages
 from authpi.clock import now_ms
 from authpi.crypto.secretbox import SecretBox
 from authpi.messages import Content
-from authpi.services import events, outbox
+from authpi.services import events, issuer_settings, outbox
 from authpi.services.errors import InvalidInput
 from authpi.storage.tables.issuers import Issuer
 from authpi.storage.tables.messages import Message
@@ -78,14 +78,21 @@ async def enqueue(
     recipient: str,
     template: str,
     context: dict[str, Any],
-    locale: str = "en",
+    locale: str | None = None,
 ) -> Message:
     """Add one message to the caller's transaction (the caller commits); it goes out once that
-    transaction commits, and never if it rolls back."""
+    transaction commits, and never if it rolls back.
+
+    ``locale`` is the language the recipient asked for (a hosted page passes the one it is shown
+    in, ``pages.locale_for``); the message is written in it when a catalogue serves it (``de-AT``
+    as ``de``), else in the issuer's default language, else in English. The row records the
+    language used."""
     _check_recipient(channel, recipient)
-    if not _LOCALE.match(locale):
+    if locale is not None and not _LOCALE.match(locale):
         raise InvalidInput.on("locale", "invalid_value", "locale must be a language tag such as en or pt-BR")
-    content = messages.render(template, channel, _brand(issuer), context)
+    default = issuer_settings.default_locale(issuer.settings) if issuer is not None else None
+    locale = i18n.choose([locale] if locale else [], None, default)
+    content = messages.render(template, channel, _brand(issuer), context, locale)
     now = now_ms()
     message_id = _new_id(now)
     row = Message(

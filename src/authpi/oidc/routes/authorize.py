@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
 
+from authpi.i18n import _l
 from authpi.oidc import acr, authorization
 from authpi.oidc.authorization import PageError, RedirectError
 from authpi.oidc.browser import SESSION_COOKIE
@@ -45,7 +46,10 @@ async def _authorize(request: Request, issuer_id: str, query: dict[str, list[str
     async with rt.sessions() as session:
         issuer = await load_issuer(session, issuer_id)
         # Before validation, so the answer is a page: no redirect URI can be trusted yet.
-        text = "Too many sign-in requests from your network. Wait a moment and try again."
+        # The language the request asks for, even for the pages shown before it is validated.
+        asked = query.get("ui_locales", [""])[0][: authorization.MAX_LENGTHS["ui_locales"]]
+        request.state.ui_locales = authorization.language_tags(asked)
+        text = _l("Too many sign-in requests from your network. Wait a moment and try again.")
         limited = await rate_limited(request, rt, issuer, "authorize", text)
         if limited is not None:
             return limited
@@ -54,7 +58,7 @@ async def _authorize(request: Request, issuer_id: str, query: dict[str, list[str
             client, params = await authorization.validate(session, issuer, query)
             await authorization.read_id_token_hint(rt.keys, issuer.id, iss, query, params)
         except PageError as exc:
-            return message(request, rt, issuer, "This sign-in link is not valid", exc.message)
+            return message(request, rt, issuer, _l("This sign-in link is not valid"), exc.message)
         except RedirectError as exc:
             return redirect(
                 authorization.error_redirect(exc.redirect_uri, exc.state, exc.error, exc.description, iss)

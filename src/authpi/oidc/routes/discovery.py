@@ -8,6 +8,7 @@ from pathlib import Path
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
+from authpi import i18n
 from authpi.oidc import acr
 from authpi.oidc.context import ensure_issuer, issuer_url, runtime
 from authpi.oidc.cors import Cors
@@ -51,6 +52,7 @@ def discovery_document(iss: str) -> dict[str, object]:
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "acr_values_supported": list(acr.SUPPORTED),
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
+        "ui_locales_supported": list(i18n.SUPPORTED),
         "authorization_response_iss_parameter_supported": True,
         "claims_parameter_supported": False,
         "request_parameter_supported": False,

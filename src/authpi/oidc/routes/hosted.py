@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from authpi.i18n import _l
 from authpi.oidc import authorization
 from authpi.oidc.context import issuer_url, runtime
 from authpi.oidc.pages import proceed, redirect
@@ -13,6 +14,15 @@ from authpi.oidc.routes.authorize import current_sign_in
 from authpi.oidc.signin import flow as flows
 
 router = Routes()
+# What the consent page says each standard scope lets the application do (others show their name).
+SCOPE_TEXTS = {
+    "openid": _l("Know who you are"),
+    "profile": _l("See your name and profile"),
+    "email": _l("See your email address"),
+    "phone": _l("See your phone number"),
+    "address": _l("See your postal address"),
+    "offline_access": _l("Stay connected while you are away"),
+}
 
 
 @router.get("/{issuer_id}/consent")
@@ -34,7 +44,7 @@ async def consent(issuer_id: str, request: Request) -> Response:
                 action=f"/{flow.issuer.id}/consent",
                 client_name=flow.client.name,
                 username=user.username,
-                scopes=flow.params.scope,
+                scopes=[{"name": s, "text": SCOPE_TEXTS.get(s)} for s in flow.params.scope],
             )
         if flow.form.get("decision") != "allow":
             await authorization.forget(session, flow.request_id)

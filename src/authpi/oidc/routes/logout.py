@@ -15,7 +15,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from authpi.clock import now_s
-from authpi.oidc import redirect_uris, tokens
+from authpi.i18n import _l
+from authpi.oidc import authorization, redirect_uris, tokens
 from authpi.oidc.browser import SESSION_COOKIE, Csrf, clear_cookie
 from authpi.oidc.context import issuer_url, load_client, load_issuer, openid, parse_form, runtime
 from authpi.oidc.pages import message, redirect, render
@@ -26,7 +27,8 @@ from authpi.storage.tables.sessions import Session
 from authpi.storage.tables.users import User
 
 router = Routes()
-SIGNED_OUT = ("Signed out", "You have been signed out.")
+SIGNED_OUT = (_l("Signed out"), _l("You have been signed out."))
+CANNOT = _l("Cannot sign out")
 
 
 async def _params(request: Request) -> dict[str, str]:
@@ -70,6 +72,9 @@ def _confirmed(request: Request, params: dict[str, str], csrf: Csrf) -> bool:
 async def logout(issuer_id: str, request: Request) -> Response:
     rt = runtime(request)
     params = await _params(request)
+    # RP-Initiated Logout 1.0 §2: the RP may ask for the language of these pages.
+    asked = params.get("ui_locales", "")[: authorization.MAX_LENGTHS["ui_locales"]]
+    request.state.ui_locales = authorization.language_tags(asked)
     async with rt.sessions() as session:
         issuer = await load_issuer(session, issuer_id)
         iss = issuer_url(rt, issuer.id)
@@ -80,11 +85,11 @@ async def logout(issuer_id: str, request: Request) -> Response:
             # Expired hints still identify the client (RP-Initiated Logout 1.0 §2), nothing more.
             hint = tokens.verify(await rt.keys.for_token(issuer.id, raw), raw, iss, allow_expired=True)
             if hint is None or not _is_id_token(hint):
-                return message(request, rt, issuer, "Cannot sign out", "The id_token_hint is not valid.")
+                return message(request, rt, issuer, CANNOT, _l("The id_token_hint is not valid."))
             hinted_client = _hinted_client_id(hint)
             if params.get("client_id") and params["client_id"] != hinted_client:
                 return message(
-                    request, rt, issuer, "Cannot sign out", "client_id does not match the id_token_hint."
+                    request, rt, issuer, CANNOT, _l("The client_id does not match the id_token_hint.")
                 )
             client = await load_client(session, issuer.id, hinted_client)
         elif params.get("client_id"):
@@ -92,9 +97,7 @@ async def logout(issuer_id: str, request: Request) -> Response:
 
         target = params.get("post_logout_redirect_uri")
         if target and (client is None or target not in openid(client).get("post_logout_redirect_uris", [])):
-            return message(
-                request, rt, issuer, "Cannot sign out", "The post-logout redirect URI is not registered."
-            )
+            return message(request, rt, issuer, CANNOT, _l("The post-logout redirect URI is not registered."))
 
         secret = request.cookies.get(SESSION_COOKIE)
         browser = await session_service.find_by_cookie(session, issuer.id, secret) if secret else None
@@ -102,7 +105,11 @@ async def logout(issuer_id: str, request: Request) -> Response:
             csrf = Csrf(rt, request)
             if not (await _names_this_browser(session, hint, browser) or _confirmed(request, params, csrf)):
                 user = await session.get(User, browser.user_id)
-                carry = [(k, params[k]) for k in ("post_logout_redirect_uri", "state") if params.get(k)]
+                carry = [
+                    (k, params[k])
+                    for k in ("post_logout_redirect_uri", "state", "ui_locales")
+                    if params.get(k)
+                ]
                 if client is not None:
                     carry.append(("client_id", client.id))
                 return render(

@@ -24,11 +24,22 @@ from starlette.responses import Response
 
 from authpi.clock import now_ms
 from authpi.crypto import hashing
+from authpi.i18n import LazyText, Text, _l, _ln
 from authpi.oidc import authorization
 from authpi.oidc.authorization import AuthorizeParams
 from authpi.oidc.browser import DEVICE_COOKIE, SESSION_COOKIE, Csrf, set_cookie
 from authpi.oidc.context import load_client, load_issuer, parse_form, runtime
-from authpi.oidc.pages import EXPIRED, message, page_url, proceed, rate_limited, redirect, render
+from authpi.oidc.pages import (
+    EXPIRED,
+    SIGN_IN_EXPIRED,
+    locale_for,
+    message,
+    page_url,
+    proceed,
+    rate_limited,
+    redirect,
+    render,
+)
 from authpi.oidc.signin.steps import Factor
 from authpi.runtime import Runtime
 from authpi.services import events, trusted_devices
@@ -42,14 +53,35 @@ from authpi.storage.tables.verifiers import TrustedDevice
 
 FORM_LIMIT = 32 * 1024
 TRUST_FIELD = "trust_device"  # the checkbox of trust_device.html
-SIGN_IN_UNAVAILABLE = "Sign-in unavailable"
-TOO_MANY = "Too many attempts. Wait and retry."
+SIGN_IN_UNAVAILABLE = _l("Sign-in unavailable")
+TOO_MANY = _l("Too many attempts. Wait and retry.")
+TOO_MANY_SIGN_INS = _l("Too many sign-in attempts. Wait and retry.")
+NO_METHOD = _l("No sign-in method is enabled.")
+SIGNUP_CLOSED = _l("Sign-up closed")
+NO_SIGNUPS = _l("This application does not accept sign-ups.")
+THANKS = _l("Thanks for signing up")
+AWAITING_APPROVAL = _l("Your request has been received. You can sign in once it has been approved.")
 
 
-def locked_text(locked_for_ms: int) -> str:
+def locked_text(locked_for_ms: int) -> Text:
     """What a locked credential tells the user (decision 20)."""
     minutes = -(-locked_for_ms // 60_000)  # rounded up: "1 minute" until the very end
-    return f"Too many failed attempts. Try again in {minutes} minute{'s' if minutes != 1 else ''}."
+    return _ln(
+        "Too many failed attempts. Try again in %(n)s minute.",
+        "Too many failed attempts. Try again in %(n)s minutes.",
+        minutes,
+    )
+
+
+def inactive_text(status: str) -> LazyText:
+    """Why an account that proved its credential still cannot sign in."""
+    if status == "pending_approval":
+        return _l("This account is waiting for approval and cannot sign in.")
+    if status == "suspended":
+        return _l("This account is suspended and cannot sign in.")
+    if status == "blocked":
+        return _l("This account is blocked and cannot sign in.")
+    return _l("This account is disabled and cannot sign in.")
 
 
 @dataclass
@@ -123,19 +155,24 @@ class Flow:
             **context,
         )
 
+    def locale(self, request: Request) -> str:
+        """The language of this flow's pages (``ui_locales``, ``Accept-Language``, the issuer's
+        default): what a message sent from it (``services.messages.enqueue``) is written in."""
+        return locale_for(request, self.issuer)
+
     def trust_device_days(self) -> int:
         """For the ``trust_device`` checkbox: the days a trust lasts, on the pages that follow a
         first factor (second factors, enrollment); 0 elsewhere and while the issuer has it off."""
         return trusted_devices.days(self.issuer) if self.progress.factors else 0
 
-    def message(self, request: Request, heading: str, text: str, status: int = 400) -> Response:
+    def message(self, request: Request, heading: Text, text: Text, status: int = 400) -> Response:
         return message(request, self.rt, self.issuer, heading, text, status)
 
     def login_closed(self, request: Request) -> Response | None:
         """The refusal page while ``settings.portals.login`` is switched off."""
         if portal_enabled(self.issuer.settings, "login"):
             return None
-        text = "Signing in is switched off for this application. Try again later."
+        text = _l("Signing in is switched off for this application. Try again later.")
         return self.message(request, SIGN_IN_UNAVAILABLE, text, 403)
 
     def page_url(self, page: str) -> str:
@@ -160,7 +197,7 @@ class Flow:
         return user
 
     def expired(self, request: Request) -> Response:
-        return self.message(request, "Sign-in expired", EXPIRED)
+        return self.message(request, SIGN_IN_EXPIRED, EXPIRED)
 
     async def method_of_type(self, method_type: str) -> AuthMethod | None:
         """The issuer's method of ``method_type``, while it is switched on for sign-in."""
@@ -183,7 +220,7 @@ class Flow:
             return self.expired(request)
         method = await self.method_of_type(method_type)
         if method is None:
-            return self.message(request, SIGN_IN_UNAVAILABLE, "This sign-in method is switched off.")
+            return self.message(request, SIGN_IN_UNAVAILABLE, _l("This sign-in method is switched off."))
         limited = await rate_limited(request, self.rt, self.issuer, "login", TOO_MANY)
         if limited is not None:
             return limited
@@ -282,21 +319,22 @@ async def load(request: Request, session: AsyncSession, issuer_id: str, *, post:
     form = await _form(request) if post else {}
     csrf = Csrf(rt, request)
     if post and not csrf.valid(form.get("csrf")):
-        return message(
-            request, rt, issuer, "Please try again", "Your session form expired. Go back and retry.", 403
-        )
+        heading, text = _l("Please try again"), _l("Your session form expired. Go back and retry.")
+        return message(request, rt, issuer, heading, text, 403)
     request_id = form.get("request") if post else request.query_params.get("request")
     pending = await authorization.recall_pending(session, issuer, request_id)
     client = await load_client(session, issuer.id, pending.client_id) if pending else None
     if pending is None or client is None or request_id is None:
-        return message(request, rt, issuer, "Sign-in expired", EXPIRED)
+        return message(request, rt, issuer, SIGN_IN_EXPIRED, EXPIRED)
     progress = Progress.of(pending.sign_in)
+    params = AuthorizeParams(**pending.params)
+    request.state.ui_locales = params.ui_locales  # every page of this flow speaks its language
     flow = Flow(
         rt,
         session,
         issuer,
         client,
-        AuthorizeParams(**pending.params),
+        params,
         request_id,
         csrf,
         form,
@@ -305,7 +343,7 @@ async def load(request: Request, session: AsyncSession, issuer_id: str, *, post:
     )
     if progress.browser is not None and progress.browser != flow.browser():
         await _record_device_mismatch(session, issuer, pending.client_id, progress)
-        return message(request, rt, issuer, "Sign-in expired", EXPIRED)
+        return message(request, rt, issuer, SIGN_IN_EXPIRED, EXPIRED)
     return flow
 
 

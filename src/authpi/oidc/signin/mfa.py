@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
 
+from authpi.i18n import _l
 from authpi.oidc import acr, authorization
 from authpi.oidc.context import runtime
 from authpi.oidc.pages import proceed, redirect
@@ -104,9 +105,9 @@ async def _page(request: Request, issuer_id: str, expected: Decision) -> Respons
             return flow.render(
                 request,
                 "mfa_choose.html",
-                heading="Choose how to verify"
+                heading=_l("Choose how to verify")
                 if expected is Decision.SECOND_FACTOR
-                else "Add a second factor",
+                else _l("Add a second factor"),
                 action=f"/{flow.issuer.id}/{page}/choose",
                 choices=[choice.offer for choice in found],
             )

@@ -11,6 +11,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from authpi.i18n import Text, _l
 from authpi.oidc.context import runtime
 from authpi.oidc.routes import Routes
 from authpi.oidc.signin import flow as flows
@@ -23,7 +24,7 @@ MAX_IDENTIFIER = 320
 
 
 def no_method(request: Request, flow: Flow) -> Response:
-    return flow.message(request, SIGN_IN_UNAVAILABLE, "No sign-in method is enabled.")
+    return flow.message(request, SIGN_IN_UNAVAILABLE, flows.NO_METHOD)
 
 
 async def offers(
@@ -38,7 +39,7 @@ async def offers(
 
 
 async def identifier_page(
-    request: Request, flow: Flow, username: str = "", error: str | None = None, status: int = 200
+    request: Request, flow: Flow, username: str = "", error: Text | None = None, status: int = 200
 ) -> Response:
     return flow.render(
         request,
@@ -71,7 +72,7 @@ async def login_identifier(issuer_id: str, request: Request) -> Response:
             return flow
         username = flow.form.get("username", "").strip()[:MAX_IDENTIFIER]
         if not username:
-            return await identifier_page(request, flow, error="Enter your email or username.", status=400)
+            return await identifier_page(request, flow, error=_l("Enter your email or username."), status=400)
         methods = await registry.enabled(session, flow.issuer.id, Step.FIRST_FACTOR)
         choices = [
             (method, strategy, offer)
@@ -104,6 +105,6 @@ async def login_choose(issuer_id: str, request: Request) -> Response:
         username = flow.form.get("username", "").strip()[:MAX_IDENTIFIER]
         picked = await registry.method_of(session, flow.issuer.id, flow.form.get("method", ""))
         if not username or picked is None or not picked[0].enabled_login:
-            return await identifier_page(request, flow, username, "Choose how to sign in.", 400)
+            return await identifier_page(request, flow, username, _l("Choose how to sign in."), 400)
         method, strategy = picked
         return await strategy.start(request, flow, method, identifier=username)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from authpi.i18n import _l
 from authpi.oidc import acr
 from authpi.oidc.signin import registry
 from authpi.oidc.signin.steps import Offer, Step
@@ -45,7 +46,7 @@ class Decision(StrEnum):
 
 
 PAGES = {Decision.SECOND_FACTOR: "mfa", Decision.ENROLL: "mfa/enroll"}
-UNAVAILABLE_TEXT = (
+UNAVAILABLE_TEXT = _l(
     "This application requires a second factor, but none is available to set up. "
     "Contact the application's administrator."
 )

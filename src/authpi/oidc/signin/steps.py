@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from authpi.i18n import Text
+
 
 class Step(StrEnum):
     FIRST_FACTOR = "first_factor"  # proves who the user is
@@ -23,7 +25,7 @@ class Offer:
     allowed by the pages' CSP) that enhances its form, and an ``autocomplete`` token the
     identifier field adds (e.g. for credential autofill)."""
 
-    label: str
+    label: Text
     action: str
     method_id: str
     featured: bool = False

@@ -9,6 +9,7 @@ from typing import ClassVar
 from starlette.requests import Request
 from starlette.responses import Response
 
+from authpi.i18n import _l
 from authpi.oidc.routes import Routes
 from authpi.oidc.signin.flow import Flow
 from authpi.oidc.signin.methods.backup_codes import login
@@ -37,7 +38,7 @@ class BackupCodes(Strategy):
         user: User | None = None,
     ) -> Offer | None:
         if step is Step.SECOND_FACTOR and user is not None and await self.enrolled(flow, method, user):
-            return Offer("Use a backup code", login.action(flow), method.id)
+            return Offer(_l("Use a backup code"), login.action(flow), method.id)
         return None
 
     async def start(

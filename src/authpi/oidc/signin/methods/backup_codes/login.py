@@ -6,6 +6,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from authpi.i18n import Text, _l
 from authpi.oidc.context import runtime
 from authpi.oidc.routes import Routes
 from authpi.oidc.signin import flow as flows
@@ -14,14 +15,14 @@ from authpi.services import verifiers
 
 router = Routes()
 AMR = ("otp",)
-WRONG_CODE = "That backup code is not valid or was already used."
+WRONG_CODE = _l("That backup code is not valid or was already used.")
 
 
 def action(flow: Flow) -> str:
     return f"/{flow.issuer.id}/mfa/backup-codes"
 
 
-def code_page(request: Request, flow: Flow, *, error: str | None = None, status: int = 200) -> Response:
+def code_page(request: Request, flow: Flow, *, error: Text | None = None, status: int = 200) -> Response:
     return flow.render(
         request,
         "backup_codes/code.html",

@@ -15,6 +15,7 @@ from typing import ClassVar
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
+from authpi.i18n import _l
 from authpi.oidc.routes import Routes
 from authpi.oidc.signin.flow import Flow
 from authpi.oidc.signin.methods.passkey import credentials, login, registration
@@ -44,10 +45,10 @@ class Passkey(Strategy):
     ) -> Offer | None:
         if step is Step.FIRST_FACTOR and login.serves(method, step):
             if identifier is not None:
-                return Offer("Passkey", login.login_action(flow), method.id)
+                return Offer(_l("Passkey"), login.login_action(flow), method.id)
             # The entry on the identifier page, whose field also offers passkeys as autofill.
             return Offer(
-                "Sign in with a passkey",
+                login.SIGN_IN_WITH_PASSKEY,
                 login.login_action(flow),
                 method.id,
                 featured=method.featured,
@@ -55,12 +56,12 @@ class Passkey(Strategy):
                 autocomplete="webauthn",
             )
         if step is Step.SECOND_FACTOR and user is not None and await self.enrolled(flow, method, user):
-            return Offer("Use a passkey", login.second_factor_action(flow), method.id)
+            return Offer(_l("Use a passkey"), login.second_factor_action(flow), method.id)
         if step is Step.ENROLLMENT and login.serves(method, step):
-            return Offer("Add a passkey", registration.enroll_action(flow), method.id)
+            return Offer(_l("Add a passkey"), registration.enroll_action(flow), method.id)
         if step is Step.REGISTRATION and registration.signup_open(flow, method):
             return Offer(
-                "Create an account with a passkey", registration.signup_url(flow), method.id, link=True
+                _l("Create an account with a passkey"), registration.signup_url(flow), method.id, link=True
             )
         return None
 

@@ -17,10 +17,12 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from authpi.i18n import LazyText, Text, _l
 from authpi.observability import metrics
 from authpi.oidc.context import runtime
 from authpi.oidc.pages import EXPIRED as SIGN_IN_EXPIRED
 from authpi.oidc.pages import SECURITY_HEADERS, rate_limited
+from authpi.oidc.pages import SIGN_IN_EXPIRED as EXPIRED_HEADING
 from authpi.oidc.routes import Routes
 from authpi.oidc.signin import flow as flows
 from authpi.oidc.signin.flow import SIGN_IN_UNAVAILABLE, Flow
@@ -33,14 +35,17 @@ from authpi.storage.tables.passkey_challenges import PasskeyChallenge
 from authpi.storage.tables.users import User
 
 router = Routes()
-NOT_VERIFIED = "That passkey could not be verified. Try again, or use another way to sign in."
-UNKNOWN = "This passkey is not registered for this application. Use another way to sign in."
-EXPIRED = "This passkey request expired or was already used. Start again."
-RATE_LIMITED = "Too many sign-in attempts. Wait and retry."
-_HEADINGS = {Step.FIRST_FACTOR: "Sign in with a passkey", Step.SECOND_FACTOR: "Confirm it's you"}
+NOT_VERIFIED = _l("That passkey could not be verified. Try again, or use another way to sign in.")
+UNKNOWN = _l("This passkey is not registered for this application. Use another way to sign in.")
+EXPIRED = _l("This passkey request expired or was already used. Start again.")
+REQUEST_EXPIRED = _l("Passkey request expired")
+NOT_ENABLED = _l("Passkey sign-in is not enabled.")
+RATE_LIMITED = flows.TOO_MANY_SIGN_INS
+SIGN_IN_WITH_PASSKEY = _l("Sign in with a passkey")
+_HEADINGS = {Step.FIRST_FACTOR: SIGN_IN_WITH_PASSKEY, Step.SECOND_FACTOR: _l("Confirm it's you")}
 _INSTRUCTIONS = {
-    Step.FIRST_FACTOR: "Use the passkey saved on this device, your phone or your security key.",
-    Step.SECOND_FACTOR: "Use one of your passkeys to confirm this sign-in.",
+    Step.FIRST_FACTOR: _l("Use the passkey saved on this device, your phone or your security key."),
+    Step.SECOND_FACTOR: _l("Use one of your passkeys to confirm this sign-in."),
 }
 
 
@@ -99,8 +104,8 @@ async def ceremony_page(
     *,
     user: User | None = None,
     identifier: str = "",
-    error: str | None = None,
-    notice: str | None = None,
+    error: Text | None = None,
+    notice: Text | None = None,
     status: int = 200,
 ) -> Response:
     ceremony, options = await _options(flow, method, step, user, identifier)
@@ -109,9 +114,9 @@ async def ceremony_page(
         request,
         "passkey/ceremony.html",
         status,
-        heading=_HEADINGS.get(step, "Sign in with a passkey"),
+        heading=_HEADINGS.get(step, SIGN_IN_WITH_PASSKEY),
         instructions=_INSTRUCTIONS.get(step, ""),
-        button="Use a passkey",
+        button=_l("Use a passkey"),
         mode="get",
         options=options,
         ceremony=ceremony,
@@ -145,7 +150,7 @@ async def passkey_login(issuer_id: str, request: Request) -> Response:
             return flow
         method = await credentials.passkey_method(session, flow.issuer.id)
         if method is None or not serves(method, Step.FIRST_FACTOR):
-            return flow.message(request, SIGN_IN_UNAVAILABLE, "Passkey sign-in is not enabled.")
+            return flow.message(request, SIGN_IN_UNAVAILABLE, NOT_ENABLED)
         return await ceremony_page(request, flow, method, Step.FIRST_FACTOR)
 
 
@@ -177,13 +182,13 @@ async def passkey_second_factor(issuer_id: str, request: Request) -> Response:
         method = await credentials.passkey_method(session, flow.issuer.id)
         user = await flow.pending_user()
         if user is None or not serves(method, Step.SECOND_FACTOR) or method is None:
-            return flow.message(request, "Sign-in expired", SIGN_IN_EXPIRED)
+            return flow.message(request, EXPIRED_HEADING, SIGN_IN_EXPIRED)
         return await ceremony_page(request, flow, method, Step.SECOND_FACTOR, user=user)
 
 
 async def _check(
     flow: Flow, method: AuthMethod, ceremony: PasskeyChallenge, response: str
-) -> tuple[User, VerifiedAssertion] | str:
+) -> tuple[User, VerifiedAssertion] | LazyText:
     """The user the response proves, or what to tell the browser."""
     try:
         claimed = ceremonies.read_assertion(response)
@@ -218,8 +223,7 @@ async def _check(
     if user is None or user.status == "deleted":
         return UNKNOWN
     if user.status != "active":
-        label = {"pending_approval": "is waiting for approval"}.get(user.status, f"is {user.status}")
-        return f"This account {label} and cannot sign in."
+        return flows.inactive_text(user.status)
     return user, verified
 
 
@@ -234,15 +238,15 @@ async def passkey_verify(issuer_id: str, request: Request) -> Response:
         )
         if ceremony is None:
             await session.commit()
-            return flow.message(request, "Passkey request expired", EXPIRED)
+            return flow.message(request, REQUEST_EXPIRED, EXPIRED)
         step = Step(ceremony.step)
         method = await credentials.passkey_method(session, flow.issuer.id)
         current = await flow.pending_user() if step is Step.SECOND_FACTOR else None
         if method is None or not serves(method, step) or (step is Step.SECOND_FACTOR and current is None):
             await session.commit()
-            return flow.message(request, SIGN_IN_UNAVAILABLE, "Passkey sign-in is not enabled.")
+            return flow.message(request, SIGN_IN_UNAVAILABLE, NOT_ENABLED)
         outcome = await _check(flow, method, ceremony, flow.form.get("credential", ""))
-        if isinstance(outcome, str):
+        if isinstance(outcome, LazyText):
             metrics.count_login("failure", locked_now=False)
             await _second_factor_event(flow, step, current, method, succeeded=False)
             await session.commit()  # the challenge stays spent

@@ -20,8 +20,10 @@ from starlette.responses import Response
 from authpi import ids
 from authpi.clock import now_ms
 from authpi.crypto import hashing
+from authpi.i18n import LazyText, Text, _l
 from authpi.oidc.context import runtime
 from authpi.oidc.pages import EXPIRED as SIGN_IN_EXPIRED
+from authpi.oidc.pages import SIGN_IN_EXPIRED as EXPIRED_HEADING
 from authpi.oidc.pages import rate_limited
 from authpi.oidc.routes import Routes
 from authpi.oidc.signin import flow as flows
@@ -38,12 +40,12 @@ from authpi.storage.tables.passkey_challenges import PasskeyChallenge
 from authpi.storage.tables.users import User
 
 router = Routes()
-NOT_CREATED = "The passkey could not be created. Try again."
-SIGNUP_CLOSED = "This application does not accept sign-ups."
-_HEADINGS = {Step.REGISTRATION: "Create your passkey", Step.ENROLLMENT: "Add a passkey"}
+NOT_CREATED = _l("The passkey could not be created. Try again.")
+SIGNUP_CLOSED = flows.NO_SIGNUPS
+_HEADINGS = {Step.REGISTRATION: _l("Create your passkey"), Step.ENROLLMENT: _l("Add a passkey")}
 _INSTRUCTIONS = {
-    Step.REGISTRATION: "Your device saves a passkey for {who}: you sign in with it from now on.",
-    Step.ENROLLMENT: "Your device saves a passkey for {who}: you confirm your sign-ins with it.",
+    Step.REGISTRATION: _l("Your device saves a passkey for %(who)s: you sign in with it from now on."),
+    Step.ENROLLMENT: _l("Your device saves a passkey for %(who)s: you confirm your sign-ins with it."),
 }
 
 
@@ -80,7 +82,7 @@ async def _create_page(
     display_name: str,
     user_id: str | None = None,
     data: dict[str, Any] | None = None,
-    error: str | None = None,
+    error: Text | None = None,
     status: int = 200,
 ) -> Response:
     """A registration ceremony for the account ``handle`` (its user id) and its page."""
@@ -114,7 +116,7 @@ async def _create_page(
         status,
         heading=_HEADINGS[step],
         instructions=_INSTRUCTIONS[step].format(who=user_name),
-        button="Create a passkey",
+        button=_l("Create a passkey"),
         mode="create",
         options=options,
         ceremony=ceremony,
@@ -126,7 +128,7 @@ async def _create_page(
     )
 
 
-def _signup_form(request: Request, flow: Flow, error: str | None = None, status: int = 200) -> Response:
+def _signup_form(request: Request, flow: Flow, error: Text | None = None, status: int = 200) -> Response:
     return flow.render(
         request,
         "passkey/signup.html",
@@ -139,15 +141,15 @@ def _signup_form(request: Request, flow: Flow, error: str | None = None, status:
     )
 
 
-def _signup_problem(issuer: Issuer, email: str) -> tuple[str, str] | str:
+def _signup_problem(issuer: Issuer, email: str) -> tuple[str, str] | LazyText:
     """The normalised (username, key) of a sign-up address, or what is wrong with it."""
     try:
         username = users.normalize_username("email", email)
     except InvalidInput:
-        return "Enter a valid email address."
+        return _l("Enter a valid email address.")
     domains = [d.lower() for d in issuer.settings["access"].get("allowed_email_domains") or []]
     if domains and username.key.rsplit("@", 1)[-1] not in domains:
-        return "Sign-up is not open to this email domain."
+        return _l("Sign-up is not open to this email domain.")
     return username.value, username.key
 
 
@@ -161,14 +163,14 @@ async def passkey_signup(issuer_id: str, request: Request) -> Response:
             return flow
         method = await credentials.passkey_method(session, flow.issuer.id)
         if method is None or not signup_open(flow, method):
-            return flow.message(request, "Sign-up closed", SIGNUP_CLOSED, 403)
+            return flow.message(request, flows.SIGNUP_CLOSED, SIGNUP_CLOSED, 403)
         if not post:
             return _signup_form(request, flow)
         limited = await rate_limited(request, flow.rt, flow.issuer, "login", login.RATE_LIMITED)
         if limited is not None:
             return limited
         checked = _signup_problem(flow.issuer, flow.form.get("email", "").strip()[:320])
-        if isinstance(checked, str):
+        if isinstance(checked, LazyText):
             return _signup_form(request, flow, checked, 400)
         email, key = checked
         name = flow.form.get("name", "").strip()[:200]
@@ -220,7 +222,7 @@ async def passkey_enroll(issuer_id: str, request: Request) -> Response:
         method = await credentials.passkey_method(session, flow.issuer.id)
         user = await flow.pending_user()
         if method is None or user is None or not login.serves(method, Step.ENROLLMENT):
-            return flow.message(request, "Sign-in expired", SIGN_IN_EXPIRED)
+            return flow.message(request, EXPIRED_HEADING, SIGN_IN_EXPIRED)
         if not await _enrolling(flow, user):
             return flow.expired(request)
         return await enrollment_page(request, flow, method, user)
@@ -274,9 +276,8 @@ async def _signed_up(
         await flow.session.rollback()
     method = await credentials.passkey_method(flow.session, flow.issuer.id) or method  # reloaded
     if flow.issuer.settings["access"]["mode"] == "approval":
-        text = "Your request has been received. You can sign in once it has been approved."
-        return flow.message(request, "Thanks for signing up", text, 200)
-    notice = "Thanks for signing up. Use your new passkey once more to sign in."
+        return flow.message(request, flows.THANKS, flows.AWAITING_APPROVAL, 200)
+    notice = _l("Thanks for signing up. Use your new passkey once more to sign in.")
     return await login.ceremony_page(request, flow, method, Step.FIRST_FACTOR, notice=notice)
 
 
@@ -292,7 +293,7 @@ async def passkey_register(issuer_id: str, request: Request) -> Response:
         ceremony = await challenges.spend(session, flow, flow.form.get("ceremony", ""), challenges.REGISTER)
         await session.commit()  # spent, whatever follows
         if ceremony is None:
-            return flow.message(request, "Passkey request expired", login.EXPIRED)
+            return flow.message(request, login.REQUEST_EXPIRED, login.EXPIRED)
         step = Step(ceremony.step)
         method = await credentials.passkey_method(session, flow.issuer.id)
         user = await flow.pending_user() if step is Step.ENROLLMENT else None
@@ -306,7 +307,7 @@ async def passkey_register(issuer_id: str, request: Request) -> Response:
                 and await _enrolling(flow, user)
             )
         if method is None or not allowed:
-            return flow.message(request, "Passkey request expired", login.EXPIRED)
+            return flow.message(request, login.REQUEST_EXPIRED, login.EXPIRED)
         try:
             new = ceremonies.verify_registration(
                 credentials.relying_party(flow.rt, flow.issuer, method),
@@ -333,7 +334,9 @@ async def passkey_register(issuer_id: str, request: Request) -> Response:
             return await _signed_up(request, flow, method, ceremony, new)
         assert user is not None
         if await credentials.by_credential(session, flow.issuer.id, new.credential_id) is not None:
-            return flow.message(request, "Passkey already registered", "This passkey is already registered.")
+            return flow.message(
+                request, _l("Passkey already registered"), _l("This passkey is already registered.")
+            )
         await credentials.add(session, flow.issuer, user, new, second_factor=True)
         # The new passkey proves this sign-in's second factor, as a first TOTP code does.
         flow.prove(user, flows.factor(credentials.TYPE, method.id, credentials.amr(new)))

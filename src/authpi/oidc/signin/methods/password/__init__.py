@@ -8,6 +8,7 @@ from typing import ClassVar
 from starlette.requests import Request
 from starlette.responses import Response
 
+from authpi.i18n import _l
 from authpi.oidc.routes import Routes
 from authpi.oidc.signin.flow import Flow
 from authpi.oidc.signin.methods.password import login, registration
@@ -34,9 +35,9 @@ class Password(Strategy):
         user: User | None = None,
     ) -> Offer | None:
         if step is Step.FIRST_FACTOR and identifier is not None:
-            return Offer("Password", login.action(flow), method.id)
+            return Offer(_l("Password"), login.action(flow), method.id)
         if step is Step.REGISTRATION and registration.open_for(flow, method):
-            return Offer("Create an account", flow.page_url("signup"), method.id, link=True)
+            return Offer(_l("Create an account"), flow.page_url("signup"), method.id, link=True)
         return None
 
     async def start(

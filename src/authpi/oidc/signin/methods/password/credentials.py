@@ -12,15 +12,27 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from authpi import ids
 from authpi.clock import now_ms
 from authpi.crypto import hashing, passwords
-from authpi.oidc.signin.flow import locked_text
+from authpi.i18n import Text, _l
+from authpi.oidc.signin.flow import inactive_text, locked_text
 from authpi.services import events, lockouts, users
 from authpi.services.auth_method_types import TYPES
-from authpi.services.errors import InvalidInput
+from authpi.services.errors import FieldProblem, InvalidInput
 from authpi.storage.tables.auth_methods import AuthMethod
 from authpi.storage.tables.issuers import Issuer
 from authpi.storage.tables.users import User
 
-BAD_CREDENTIALS = "Incorrect username or password."
+BAD_CREDENTIALS = _l("Incorrect username or password.")
+INVALID_EMAIL = _l("Enter a valid email address.")
+DOMAIN_REFUSED = _l("Sign-up is not open to this email domain.")
+# What each password rule (``users.policy_problems`` codes) tells the user on a hosted page.
+_POLICY_TEXTS = {
+    "too_short": _l("The password must be at least %(min)s characters."),
+    "too_long": _l("The password must be at most %(max)s characters."),
+    "missing_uppercase": _l("The password needs an uppercase letter."),
+    "missing_lowercase": _l("The password needs a lowercase letter."),
+    "missing_digit": _l("The password needs a digit."),
+    "missing_symbol": _l("The password needs a symbol."),
+}
 
 
 # "locked": refused without checking anything, because the credential is locked.
@@ -30,7 +42,7 @@ LoginResult = Literal["success", "failure", "locked"]
 @dataclass(frozen=True)
 class Outcome:
     user: User | None
-    error: str | None
+    error: Text | None
     result: LoginResult = "failure"
     locked_now: bool = False  # this failure reached the limit: the credential is now locked
 
@@ -76,9 +88,18 @@ async def verify(session: AsyncSession, issuer: Issuer, identifier: str, passwor
         user.password_hash = rehashed
     if user.status != "active":
         await session.commit()
-        label = {"pending_approval": "is waiting for approval"}.get(user.status, f"is {user.status}")
-        return Outcome(None, f"This account {label} and cannot sign in.")
+        return Outcome(None, inactive_text(user.status))
     return Outcome(user, None, "success")
+
+
+def policy_text(problem: FieldProblem, policy: dict[str, Any]) -> Text:
+    """``problem`` (one of ``users.policy_problems``) in the words of the hosted pages."""
+    text = _POLICY_TEXTS.get(problem.code)
+    if text is None:
+        return problem.message
+    return text.format(
+        min=policy["min_length"], max=min(int(policy["max_length"]), users.MAX_PASSWORD_LENGTH)
+    )
 
 
 def password_policy(method: AuthMethod | None) -> dict[str, Any]:
@@ -87,7 +108,7 @@ def password_policy(method: AuthMethod | None) -> dict[str, Any]:
 
 async def signup(
     session: AsyncSession, issuer: Issuer, email: str, name: str, password: str, method: AuthMethod
-) -> str | None:
+) -> Text | None:
     """Self-service sign-up; returns what is wrong with the input, or None once it was accepted.
 
     Accepted means an account was created *or* the address was already taken; the caller answers
@@ -99,14 +120,15 @@ async def signup(
     try:
         username = users.normalize_username("email", email)
     except InvalidInput:
-        return "Enter a valid email address."
+        return INVALID_EMAIL
     key = username.key
     domains = [d.lower() for d in issuer.settings["access"].get("allowed_email_domains") or []]
     if domains and key.rsplit("@", 1)[-1] not in domains:
-        return "Sign-up is not open to this email domain."
-    problems = users.policy_problems(password_policy(method), password)
+        return DOMAIN_REFUSED
+    policy = password_policy(method)
+    problems = users.policy_problems(policy, password)
     if problems:
-        return problems[0].message + "."
+        return policy_text(problems[0], policy)
     now = now_ms()
     profile: dict[str, Any] = {"email_verified": False}
     if name.strip():

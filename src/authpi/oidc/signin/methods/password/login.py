@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from authpi.i18n import Text, _l
 from authpi.observability import metrics
 from authpi.oidc.context import runtime
 from authpi.oidc.pages import rate_limited
@@ -28,8 +29,8 @@ def password_page(
     username: str,
     *,
     status: int = 200,
-    error: str | None = None,
-    notice: str | None = None,
+    error: Text | None = None,
+    notice: Text | None = None,
 ) -> Response:
     return flow.render(
         request,
@@ -46,12 +47,12 @@ def password_page(
 async def _rate_limited(request: Request, flow: Flow, identifier: str) -> Response | None:
     """Per address, then per account from every address together, so many addresses cannot hammer
     one account (the per-address limit covers one address trying many accounts)."""
-    text = "Too many sign-in attempts. Wait and retry."
+    text = flows.TOO_MANY_SIGN_INS
     limited = await rate_limited(request, flow.rt, flow.issuer, "login", text)
     if limited is not None:
         return limited
     account = credentials.account_key(flow.issuer, identifier)
-    text = "Too many sign-in attempts for this account. Wait and retry."
+    text = _l("Too many sign-in attempts for this account. Wait and retry.")
     return await rate_limited(request, flow.rt, flow.issuer, "login_account", text, account)
 
 
@@ -67,7 +68,7 @@ async def login_password(issuer_id: str, request: Request) -> Response:
             return limited
         method = await credentials.password_method(session, flow.issuer.id)
         if method is None or not method.enabled_login:
-            return flow.message(request, SIGN_IN_UNAVAILABLE, "No sign-in method is enabled.")
+            return flow.message(request, SIGN_IN_UNAVAILABLE, flows.NO_METHOD)
         password = flow.form.get("password", "")[:MAX_PASSWORD]
         outcome = await credentials.verify(session, flow.issuer, username, password)
         metrics.count_login(outcome.result, locked_now=outcome.locked_now)

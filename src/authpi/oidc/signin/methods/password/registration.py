@@ -7,6 +7,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from authpi.i18n import Text, _l
 from authpi.oidc.context import runtime
 from authpi.oidc.pages import rate_limited
 from authpi.oidc.routes import Routes
@@ -33,7 +34,7 @@ def open_for(flow: Flow, method: AuthMethod) -> bool:
 
 
 def _signup_page(
-    request: Request, flow: Flow, policy: dict[str, Any], error: str | None = None, status: int = 200
+    request: Request, flow: Flow, policy: dict[str, Any], error: Text | None = None, status: int = 200
 ) -> Response:
     return flow.render(
         request,
@@ -59,13 +60,11 @@ async def signup(issuer_id: str, request: Request) -> Response:
             return flow
         method = await credentials.password_method(session, flow.issuer.id)
         if method is None or not open_for(flow, method):
-            return flow.message(request, "Sign-up closed", "This application does not accept sign-ups.", 403)
+            return flow.message(request, flows.SIGNUP_CLOSED, flows.NO_SIGNUPS, 403)
         policy = credentials.password_policy(method)
         if not post:
             return _signup_page(request, flow, policy)
-        limited = await rate_limited(
-            request, flow.rt, flow.issuer, "login", "Too many sign-in attempts. Wait and retry."
-        )
+        limited = await rate_limited(request, flow.rt, flow.issuer, "login", flows.TOO_MANY_SIGN_INS)
         if limited is not None:
             return limited
         email = flow.form.get("email", "").strip()[:320]
@@ -84,9 +83,9 @@ async def signup(issuer_id: str, request: Request) -> Response:
         if flow.issuer.settings["access"]["mode"] == "approval":
             return flow.message(
                 request,
-                "Thanks for signing up",
-                "Your request has been received. You can sign in once it has been approved.",
+                flows.THANKS,
+                flows.AWAITING_APPROVAL,
                 200,
             )
-        notice = "Thanks for signing up. Enter your password again to sign in."
+        notice = _l("Thanks for signing up. Enter your password again to sign in.")
         return password_page(request, flow, email, notice=notice)

@@ -9,6 +9,7 @@ from typing import ClassVar
 from starlette.requests import Request
 from starlette.responses import Response
 
+from authpi.i18n import _l
 from authpi.oidc.routes import Routes
 from authpi.oidc.signin.flow import Flow
 from authpi.oidc.signin.methods.totp import enrollment, login
@@ -38,9 +39,9 @@ class Totp(Strategy):
         if user is None:
             return None
         if step is Step.SECOND_FACTOR and await self.enrolled(flow, method, user):
-            return Offer("Use your authenticator app", login.action(flow), method.id, featured=True)
+            return Offer(_l("Use your authenticator app"), login.action(flow), method.id, featured=True)
         if step is Step.ENROLLMENT:
-            return Offer("Set up an authenticator app", enrollment.action(flow), method.id, featured=True)
+            return Offer(_l("Set up an authenticator app"), enrollment.action(flow), method.id, featured=True)
         return None
 
     async def start(

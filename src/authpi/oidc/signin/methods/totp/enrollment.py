@@ -8,12 +8,16 @@ codes, shown once before the sign-in continues.
 
 from __future__ import annotations
 
+import logging
+
 import segno
 from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import Response
 
+from authpi import i18n
 from authpi.clock import now_ms
+from authpi.i18n import Text, _l
 from authpi.oidc.context import runtime
 from authpi.oidc.routes import Routes
 from authpi.oidc.signin import flow as flows
@@ -25,8 +29,12 @@ from authpi.storage.tables.users import User
 from authpi.storage.tables.verifiers import Verifier
 
 router = Routes()
+log = logging.getLogger(__name__)
 ORIGIN = "signin"  # marks enrollments started on these pages (the Core API starts its own)
-EXPIRED_ENROLLMENT = "This setup has expired. Scan the new code below."
+EXPIRED_ENROLLMENT = _l("This setup has expired. Scan the new code below.")
+NOT_AVAILABLE = _l(
+    "An authenticator app cannot be set up for this account. Contact the application's administrator."
+)
 
 
 def action(flow: Flow) -> str:
@@ -56,20 +64,27 @@ async def _pending(flow: Flow, user: User) -> tuple[Verifier, str, str]:
     return enrollment.verifier, enrollment.secret, enrollment.provisioning_uri
 
 
+def _qr_title(request: Request, flow: Flow) -> str:
+    """The QR code's accessible name, written into the SVG now, so in the page's language now."""
+    with i18n.use(flow.locale(request)):
+        return str(_l("QR code for your authenticator app"))
+
+
 async def enrollment_page(
-    request: Request, flow: Flow, user: User, *, error: str | None = None, status: int = 200
+    request: Request, flow: Flow, user: User, *, error: Text | None = None, status: int = 200
 ) -> Response:
     try:
         row, secret, uri = await _pending(flow, user)
     except ServiceError as exc:  # e.g. the user already has as many verifiers as allowed
-        return flow.message(request, SIGN_IN_UNAVAILABLE, exc.description, 409)
+        log.info("authenticator app enrollment refused: %s", exc.description)
+        return flow.message(request, SIGN_IN_UNAVAILABLE, NOT_AVAILABLE, 409)
     return flow.render(
         request,
         "totp/enroll.html",
         status,
         action=action(flow),
         others_url=flow.others_url,
-        qr_svg=segno.make(uri, error="m").svg_inline(scale=5, title="QR code for your authenticator app"),
+        qr_svg=segno.make(uri, error="m").svg_inline(scale=5, title=_qr_title(request, flow)),
         secret=totp.grouped(secret),
         enrollment_id=row.id,
         error=error,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from authpi.i18n import Text, _l
 from authpi.oidc.context import runtime
 from authpi.oidc.routes import Routes
 from authpi.oidc.signin import flow as flows
@@ -13,14 +14,14 @@ from authpi.services import verifiers
 
 router = Routes()
 AMR = ("otp",)
-WRONG_CODE = "That code is not right. Enter the current code from your authenticator app."
+WRONG_CODE = _l("That code is not right. Enter the current code from your authenticator app.")
 
 
 def action(flow: Flow) -> str:
     return f"/{flow.issuer.id}/mfa/totp"
 
 
-def code_page(request: Request, flow: Flow, *, error: str | None = None, status: int = 200) -> Response:
+def code_page(request: Request, flow: Flow, *, error: Text | None = None, status: int = 200) -> Response:
     return flow.render(
         request, "totp/code.html", status, action=action(flow), others_url=flow.others_url, error=error
     )

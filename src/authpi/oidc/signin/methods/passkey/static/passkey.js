@@ -76,13 +76,14 @@
     form.submit();
   }
 
-  // A ceremony page: <form data-passkey="get|create"> and its <script id="passkey-options">.
+  // A ceremony page: <form data-passkey="get|create"> and its <script id="passkey-options">. What
+  // the status line says comes translated in its data-* attributes (the page's language).
   function ceremonyPage(form) {
     const options = JSON.parse(document.getElementById("passkey-options").textContent);
     const button = form.querySelector("[data-passkey-start]");
     const status = form.querySelector("[data-passkey-status]");
     if (!window.PublicKeyCredential) {
-      status.textContent = "This browser does not support passkeys. Use another way to sign in.";
+      status.textContent = status.dataset.unsupported;
       button.disabled = true;
       return;
     }
@@ -91,22 +92,22 @@
       if (busy) return;
       busy = true;
       button.disabled = true;
-      status.textContent = "Waiting for your passkey…";
+      status.textContent = status.dataset.waiting;
       try {
         const credential =
           form.dataset.passkey === "create"
             ? await navigator.credentials.create({ publicKey: creationOptions(options) })
             : await navigator.credentials.get({ publicKey: requestOptions(options) });
         form.elements.credential.value = serialize(credential);
-        status.textContent = "Checking your passkey…";
+        status.textContent = status.dataset.checking;
         form.submit();
       } catch (error) {
         busy = false;
         button.disabled = false;
         status.textContent =
           error && error.name === "NotAllowedError"
-            ? "The passkey request was cancelled or timed out. Press the button to try again."
-            : "Your browser could not use a passkey here. Try again, or use another way to sign in.";
+            ? status.dataset.cancelled
+            : status.dataset.failed;
       }
     }
     button.addEventListener("click", run);
