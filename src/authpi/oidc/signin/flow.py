@@ -273,10 +273,12 @@ async def _form(request: Request) -> dict[str, str]:
     return {k: v[0] for k, v in parse_form(await request.body(), FORM_LIMIT).items()}
 
 
-async def load(request: Request, session: AsyncSession, issuer_id: str, *, post: bool) -> Flow | Response:
+async def load(
+    request: Request, session: AsyncSession, issuer_id: str, *, post: bool, request_id: str | None = None
+) -> Flow | Response:
     """The flow a hosted page continues, or the page to answer with when there is none: a POST
     without a valid CSRF token, an unknown or expired request, or progress made in another
-    browser."""
+    browser. ``request_id`` names the request when the page's URL cannot (a link sent by mail)."""
     rt = runtime(request)
     issuer = await load_issuer(session, issuer_id)
     form = await _form(request) if post else {}
@@ -285,7 +287,8 @@ async def load(request: Request, session: AsyncSession, issuer_id: str, *, post:
         return message(
             request, rt, issuer, "Please try again", "Your session form expired. Go back and retry.", 403
         )
-    request_id = form.get("request") if post else request.query_params.get("request")
+    if request_id is None:
+        request_id = form.get("request") if post else request.query_params.get("request")
     pending = await authorization.recall_pending(session, issuer, request_id)
     client = await load_client(session, issuer.id, pending.client_id) if pending else None
     if pending is None or client is None or request_id is None:
@@ -328,11 +331,11 @@ async def _record_device_mismatch(
 
 
 async def load_sign_in(
-    request: Request, session: AsyncSession, issuer_id: str, *, post: bool
+    request: Request, session: AsyncSession, issuer_id: str, *, post: bool, request_id: str | None = None
 ) -> Flow | Response:
     """``load``, refused with the closed page while the issuer's login portal is switched off: what
     every sign-in page (identifier, picker, a method, the second factor) starts with."""
-    flow = await load(request, session, issuer_id, post=post)
+    flow = await load(request, session, issuer_id, post=post, request_id=request_id)
     if isinstance(flow, Response):
         return flow
     closed = flow.login_closed(request)
