@@ -269,7 +269,8 @@ def factor(method: str, method_id: str, amr: tuple[str, ...]) -> Factor:
     return Factor(method=method, method_id=method_id, amr=amr, at=now_ms())
 
 
-async def _form(request: Request) -> dict[str, str]:
+async def read_form(request: Request) -> dict[str, str]:
+    """A hosted page's form fields (the first value of each), bounded like every sign-in form."""
     return {k: v[0] for k, v in parse_form(await request.body(), FORM_LIMIT).items()}
 
 
@@ -281,7 +282,7 @@ async def load(
     browser. ``request_id`` names the request when the page's URL cannot (a link sent by mail)."""
     rt = runtime(request)
     issuer = await load_issuer(session, issuer_id)
-    form = await _form(request) if post else {}
+    form = await read_form(request) if post else {}
     csrf = Csrf(rt, request)
     if post and not csrf.valid(form.get("csrf")):
         return message(
