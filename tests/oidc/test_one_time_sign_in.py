@@ -6,6 +6,7 @@ and concurrent guesses counted exactly."""
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 from collections.abc import AsyncIterator, Iterator
 
@@ -24,10 +25,11 @@ from tests.oidc.helpers import (
     describe,
     error_text,
     form,
+    heading,
     is_page,
     unverified_claims,
 )
-from tests.oidc.mail import Delivering, code_in, delivering_server, text_of, unique_address
+from tests.oidc.mail import Delivering, code_in, delivering_server, link_in, text_of, unique_address
 from tests.oidc.test_lockout import without_form_secrets
 
 pytestmark = pytest.mark.anyio
@@ -55,7 +57,7 @@ async def code_realm(admin: AuthPIAdmin, server: RunningServer, *methods: str) -
     issuer = await admin.issuers.create({"name": f"codes-{secrets.token_hex(4)}"})
     for method in methods:
         await admin.issuer(issuer.id).auth_methods.create(
-            {"name": method, "method": method, "first_factor_only": True}
+            {"name": method, "method": method, "first_factor_only": True, "settings": {}}
         )
     return Realm(admin, server.url, issuer.id)
 
@@ -271,3 +273,98 @@ async def test_send_limits_stop_sms_pumping(limited: Delivering) -> None:
         assert limited.texts_to(number) == 2
         found = [e async for e in admin.events.list_all(limit=100, event_types="auth.flow.rate-limited")]
         assert {(e.data or {}).get("rule") for e in found} == {"send_sms"}
+
+
+# --- sign-in links ---------------------------------------------------------------------------------
+
+
+def pairing_number(page: httpx.Response) -> str:
+    found = re.search(r'<strong class="pairing">(\d{4})</strong>', page.text)
+    assert found, page.text
+    return found.group(1)
+
+
+async def link_sent(browser: Browser, realm: Realm, client_id: str, username: str) -> httpx.Response:
+    login = await browser.get(realm.request(client_id).url)
+    page = await browser.submit(login, {"username": username})
+    assert page.status_code == 200 and form(page, "/email-link/continue"), describe(page)
+    return page
+
+
+async def test_a_sign_in_link_works_once_in_the_browser_that_asked(
+    admin: AuthPIAdmin, delivering: Delivering
+) -> None:
+    realm = await code_realm(admin, delivering.server, "email_link")
+    client = await realm.client()
+    email = unique_address("link")
+    await realm.user(email)
+    async with Browser(realm.server_url) as browser, Browser(realm.server_url) as scanner:
+        await link_sent(browser, realm, client.id, email)
+        mail = await delivering.mail(email)
+        link = link_in(text_of(mail))
+        assert f"/{realm.id}/email-link/" in link
+        # A mail scanner (no cookies) following the link signs nobody in and spends nothing.
+        scanned = await scanner.get(link)
+        assert heading(scanned) == "Sign in on another browser?" and "location" not in scanned.headers
+        signed_in = await browser.get(link)
+        assert "code" in callback_params(signed_in)
+        again = await browser.get(link)
+        assert again.status_code == 400 and heading(again) == "Link already used"
+    kinds = {e.type async for e in admin.events.list_all(limit=100, issuer_id=realm.id)}
+    assert {"user.login-link.requested", "user.login-link.consumed", "auth.flow.device-mismatch"} <= kinds
+    assert "auth.flow.replay-attempt" in kinds
+
+
+async def test_a_link_opened_elsewhere_needs_the_number_the_asking_browser_shows(
+    admin: AuthPIAdmin, delivering: Delivering
+) -> None:
+    realm = await code_realm(admin, delivering.server, "email_link")
+    client = await realm.client()
+    email = unique_address("cross")
+    await realm.user(email)
+    async with Browser(realm.server_url) as laptop, Browser(realm.server_url) as phone:
+        waiting = await link_sent(laptop, realm, client.id, email)
+        number = pairing_number(waiting)
+        link = link_in(text_of(await delivering.mail(email)))
+        early = await laptop.submit(waiting, {}, action_suffix="/email-link/continue")
+        assert early.status_code == 400 and "Not confirmed yet" in (error_text(early) or "")
+
+        # A wrong number spends the link: the asking browser cannot continue with it.
+        confirm = await phone.get(link)
+        wrong_number = f"{(int(number) + 1) % 10_000:04d}"
+        refused = await phone.submit(confirm, {"number": wrong_number})
+        assert heading(refused) == "Not confirmed", describe(refused)
+        assert heading(await phone.get(link)) == "Link already used"
+        spent = await laptop.submit(waiting, {}, action_suffix="/email-link/continue")
+        assert spent.status_code == 400
+
+        await asyncio.sleep(COOLDOWN_S)
+        waiting = await laptop.submit(waiting, {}, action_suffix="/login/email-link")
+        number = pairing_number(waiting)
+        link = link_in(text_of(await delivering.mail(email, count=2)))
+        confirm = await phone.get(link)
+        confirmed = await phone.submit(confirm, {"number": number})
+        assert heading(confirmed) == "Confirmed", describe(confirmed)
+        assert phone.session_cookie is None  # the phone is not signed in
+        done = await laptop.submit(waiting, {}, action_suffix="/email-link/continue")
+        assert "code" in callback_params(done)
+        assert heading(await phone.get(link)) == "Link already used"
+
+
+async def test_an_expired_link_signs_nobody_in(admin: AuthPIAdmin, delivering: Delivering) -> None:
+    realm = await code_realm(admin, delivering.server, "email_link")
+    client = await realm.client()
+    email = unique_address("late-link")
+    await realm.user(email)
+    async with Browser(realm.server_url) as browser:
+        await link_sent(browser, realm, client.id, email)
+        link = link_in(text_of(await delivering.mail(email)))
+        await rows(
+            delivering.server,
+            "UPDATE one_time_codes SET expires_at = ? WHERE issuer_id = ?",
+            now_ms() - 1,
+            realm.id,
+        )
+        late = await browser.get(link)
+        assert late.status_code == 400 and heading(late) == "Link expired"
+        assert heading(await browser.get(link[:-4] + "AAAA")) == "Link not valid"

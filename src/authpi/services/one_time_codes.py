@@ -40,6 +40,7 @@ CHANNELS = ("email", "sms")
 
 # Purposes in use (a plain string column: a new purpose needs no migration).
 SIGN_IN = "sign_in"
+SIGN_IN_LINK = "sign_in_link"
 PASSWORD_RESET = "password_reset"
 VERIFY_EMAIL = "verify_email"
 VERIFY_PHONE = "verify_phone"
@@ -292,6 +293,41 @@ async def redeem_link(
     if commit:
         await session.commit()
     return LinkCheck(True, None, await get(session, row_id))
+
+
+async def confirm_elsewhere(session: AsyncSession, *, code_id: str, approved: bool) -> bool:
+    """A link opened in another browser than the one that asked, confirmed there (``approved``:
+    the person typed the number the asking browser shows) or refused (a wrong number spends the
+    link). One try per link: the try is taken by ``UPDATE … WHERE attempts < 1``, which answers
+    once. False when the link was already tried, spent or expired. The caller commits."""
+    now = now_ms()
+    table: Table = OneTimeCode.__table__  # type: ignore[assignment]
+    live = (table.c.id == code_id, table.c.consumed_at.is_(None), table.c.expires_at > now)
+    taken = await session.execute(
+        update(table).where(*live, table.c.attempts < 1).values(attempts=table.c.attempts + 1)
+    )
+    if taken.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    row = await get(session, code_id)
+    assert row is not None
+    if approved:
+        row.data = {**row.data, "approved_at": now}
+    else:
+        row.consumed_at = now
+    await session.flush()
+    return True
+
+
+async def consume(session: AsyncSession, code_id: str) -> bool:
+    """Spend the code or link ``code_id`` (once: ``UPDATE … WHERE consumed_at IS NULL``). The
+    caller commits."""
+    table: Table = OneTimeCode.__table__  # type: ignore[assignment]
+    spent = await session.execute(
+        update(table)
+        .where(table.c.id == code_id, table.c.consumed_at.is_(None), table.c.expires_at > now_ms())
+        .values(consumed_at=now_ms())
+    )
+    return bool(spent.rowcount == 1)  # type: ignore[attr-defined]
 
 
 async def latest(

@@ -19,7 +19,10 @@ class OneTimeCode(Base):
     for the same purpose and person ends the older ones (their ``expires_at`` becomes the moment of
     the new one). ``browser`` is the digest of the CSRF cookie of the browser that asked (as for
     passkey challenges): a link opened in another browser is told apart. Expired rows are purged by
-    housekeeping; rows die with their issuer, user or authorization request by cascade."""
+    housekeeping; rows die with their issuer or user by cascade. They outlive the authorization request
+    they were sent for (``request_id`` becomes NULL when it ends): a password-reset link still works
+    after the sign-in it was asked from is over, and a spent link is still told apart from a made-up
+    one."""
 
     __tablename__ = "one_time_codes"
     __table_args__ = (
@@ -35,7 +38,7 @@ class OneTimeCode(Base):
     channel: Mapped[str] = mapped_column(String(8))
     recipient: Mapped[str] = mapped_column(String(320))
     request_id: Mapped[str | None] = mapped_column(
-        ForeignKey("authorization_requests.id", ondelete="CASCADE"), index=True
+        ForeignKey("authorization_requests.id", ondelete="SET NULL"), index=True
     )
     browser: Mapped[str | None] = mapped_column(String(64))
     code_hash: Mapped[str | None] = mapped_column(String(64))

@@ -52,7 +52,7 @@ def upgrade() -> None:
             ["request_id"],
             ["authorization_requests.id"],
             name=op.f("fk_one_time_codes_request_id_authorization_requests"),
-            ondelete="CASCADE",
+            ondelete="SET NULL",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_one_time_codes")),
         sa.UniqueConstraint("link_hash", name=op.f("uq_one_time_codes_link_hash")),
