@@ -9,6 +9,7 @@ import asyncio
 import re
 import secrets
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -368,3 +369,65 @@ async def test_an_expired_link_signs_nobody_in(admin: AuthPIAdmin, delivering: D
         late = await browser.get(link)
         assert late.status_code == 400 and heading(late) == "Link expired"
         assert heading(await browser.get(link[:-4] + "AAAA")) == "Link not valid"
+
+
+# --- sign-up with a code ---------------------------------------------------------------------------
+
+
+async def test_sign_up_with_an_emailed_code_creates_a_verified_account(
+    admin: AuthPIAdmin, delivering: Delivering
+) -> None:
+    issuer = await admin.issuers.create(
+        {
+            "name": f"signup-{secrets.token_hex(4)}",
+            "settings": {"access": {"allowed_email_domains": ["example.com"]}},
+        }
+    )
+    await admin.issuer(issuer.id).auth_methods.create(
+        {"name": "Code", "method": "email_otp", "first_factor_only": True, "enabled_signup": True}
+    )
+    realm = Realm(admin, delivering.server.url, issuer.id)
+    client = await realm.client()
+    email = unique_address("newcomer")
+    async with Browser(realm.server_url) as browser:
+        login = await browser.get(realm.request(client.id).url)
+        signup = await browser.get(str(httpx.URL(str(login.url)).join(_href(login, SIGN_UP_LABEL))))
+        assert heading(signup) == "Create an account", describe(signup)
+        outside = await browser.submit(signup, {"username": "someone@elsewhere.org", "name": "X"})
+        assert outside.status_code == 400 and "not open to this email domain" in (error_text(outside) or "")
+        page = await browser.submit(signup, {"username": email, "name": "New Comer"})
+        assert form(page, "/signup/email-code/verify"), describe(page)
+        assert not await users_named(realm, email)  # nothing exists before the code
+        code = code_in(text_of(await delivering.mail(email)))
+        wrong_answer = await browser.submit(page, {"code": wrong(code)}, action_suffix="-code/verify")
+        assert wrong_answer.status_code == 400
+        done = await browser.submit(wrong_answer, {"code": code}, action_suffix="-code/verify")
+        assert "code" in callback_params(done), describe(done)
+    [user] = await users_named(realm, email)
+    assert user.profile and user.profile.get("email_verified") is True
+    assert user.profile.get("name") == "New Comer"
+
+    # The same address again: after proving it, its owner learns the account exists; nothing changes.
+    await asyncio.sleep(COOLDOWN_S)
+    async with Browser(realm.server_url) as browser:
+        login = await browser.get(realm.request(client.id).url)
+        signup = await browser.get(str(httpx.URL(str(login.url)).join(_href(login, SIGN_UP_LABEL))))
+        page = await browser.submit(signup, {"username": email})
+        code = code_in(text_of(await delivering.mail(email, count=2)))
+        taken = await browser.submit(page, {"code": code}, action_suffix="-code/verify")
+        assert taken.status_code == 409 and heading(taken) == "Account exists", describe(taken)
+    assert len(await users_named(realm, email)) == 1
+
+
+SIGN_UP_LABEL = "Create an account with an email code"
+
+
+async def users_named(realm: Realm, email: str) -> list[Any]:
+    found = [await realm.api.users.get(u.user_id) for u in (await realm.api.users.list()).data]
+    return [u for u in found if u.username == email]
+
+
+def _href(page: httpx.Response, label: str) -> str:
+    found = re.search(rf'<a href="([^"]+)">{re.escape(label)}</a>', page.text)
+    assert found, page.text
+    return found.group(1).replace("&amp;", "&")

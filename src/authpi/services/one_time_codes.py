@@ -41,6 +41,7 @@ CHANNELS = ("email", "sms")
 # Purposes in use (a plain string column: a new purpose needs no migration).
 SIGN_IN = "sign_in"
 SIGN_IN_LINK = "sign_in_link"
+SIGN_UP = "sign_up"
 PASSWORD_RESET = "password_reset"
 VERIFY_EMAIL = "verify_email"
 VERIFY_PHONE = "verify_phone"

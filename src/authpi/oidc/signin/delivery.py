@@ -81,11 +81,13 @@ async def send(
     code: bool = True,
     link: bool = False,
     data: dict[str, Any] | None = None,
+    to: str | None = None,
 ) -> Sent | Response:
-    """Send a code (and/or link) for ``purpose`` to ``user`` over ``channel``; ``key`` is the
-    identifier's login key, which stands for the person when no account does. Commits. Returns the
-    row the next page continues with, or the 429 page past a send limit."""
-    recipient = recipient_of(user, channel)
+    """Send a code (and/or link) for ``purpose`` to ``user`` over ``channel`` (or, with no account
+    yet, to the address ``to``, e.g. at sign-up); ``key`` is the identifier's login key, which
+    stands for the person when no account does. Commits. Returns the row the next page continues
+    with, or the 429 page past a send limit."""
+    recipient = to if to is not None else recipient_of(user, channel)
     owner = {"user_id": user.id} if user is not None else {"recipient": key}
     newest = await otc.latest(session, issuer_id=issuer.id, purpose=purpose, **owner)
     wait_ms = otc.cooldown_left_ms(newest, rt.settings.code_resend_cooldown)

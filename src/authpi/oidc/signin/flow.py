@@ -169,6 +169,13 @@ class Flow:
         )
         return row if row is not None and row.enabled_login else None
 
+    async def method_for_signup(self, method_type: str) -> AuthMethod | None:
+        """The issuer's method of ``method_type``, while it accepts sign-ups."""
+        row: AuthMethod | None = await self.session.scalar(
+            select(AuthMethod).where(AuthMethod.issuer_id == self.issuer.id, AuthMethod.method == method_type)
+        )
+        return row if row is not None and row.enabled_signup else None
+
     async def second_factor(
         self, request: Request, method_type: str, *, enrolling: bool = False
     ) -> tuple[User, AuthMethod] | Response:

@@ -21,7 +21,7 @@ CODES = CodeMethod("email_otp", "email", "/login/email-code", ("otp",), "email_o
 
 class EmailOtp(Strategy):
     method = "email_otp"
-    steps = frozenset({Step.FIRST_FACTOR})
+    steps = frozenset({Step.FIRST_FACTOR, Step.REGISTRATION})
     amr = CODES.amr
     router: ClassVar[Routes] = CODES.routes()
     templates = Path(__file__).parent / "templates"
@@ -38,6 +38,8 @@ class EmailOtp(Strategy):
         # Offered for every identifier, account or not: the offer must not reveal which exist.
         if step is Step.FIRST_FACTOR and identifier is not None:
             return Offer("Email me a code", CODES.start_action(flow), method.id, featured=method.featured)
+        if step is Step.REGISTRATION:
+            return CODES.signup_offer(flow, method, "Create an account with an email code")
         return None
 
     async def start(
