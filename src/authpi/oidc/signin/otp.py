@@ -26,6 +26,7 @@ from authpi.oidc.signin.flow import SIGN_IN_UNAVAILABLE, TOO_MANY, Flow
 from authpi.oidc.signin.steps import Offer
 from authpi.services import lockouts, signups, users
 from authpi.services import one_time_codes as otc
+from authpi.services.auth_method_types import TYPES
 from authpi.services.errors import InvalidInput
 from authpi.services.issuer_settings import portal_enabled
 from authpi.storage.tables.auth_methods import AuthMethod
@@ -71,8 +72,6 @@ class CodeMethod:
         return "email" if self.channel == "email" else "phone"
 
     def settings(self, method: AuthMethod) -> dict[str, Any]:
-        from authpi.services.auth_method_types import TYPES
-
         return {**TYPES[self.method].defaults, **(method.settings or {})}
 
     def subject(self, key: str) -> str:
