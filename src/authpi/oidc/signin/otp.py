@@ -301,12 +301,14 @@ class CodeMethod:
         router = Routes()
 
         async def method_for(flow: Flow, request: Request, signup: bool) -> AuthMethod | Response:
-            method = await flow.method_of_type(self.method) if not signup else None
+            """The issuer's method of this type, switched on for sign-in (or sign-up)."""
             if signup:
                 method = await flow.method_for_signup(self.method)
                 if method is None or not signup_open(flow):
                     text = "This application does not accept sign-ups this way."
                     return flow.message(request, "Sign-up closed", text, 403)
+                return method
+            method = await flow.method_of_type(self.method)
             if method is None:
                 return flow.message(request, SIGN_IN_UNAVAILABLE, "This sign-in method is switched off.")
             return method
