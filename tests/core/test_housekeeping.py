@@ -27,6 +27,7 @@ from tests.conftest import BACKENDS, skip_without_postgres
 from tests.db_query import count, rows
 from tests.harness import RunningServer, free_port, run_server
 from tests.oidc.helpers import PASSWORD, Browser, Realm, basic, callback_params, describe, is_page
+from tests.oidc.test_password_reset import reset_sent
 
 pytestmark = pytest.mark.anyio
 
@@ -118,6 +119,8 @@ async def test_expired_rows_of_every_table_are_purged_after_the_retention(fast: 
             user.id: await sign_in(realm, client, name) for user, name in zip(users, names, strict=True)
         }
         await failed_sign_in(realm, client, "ghost@example.com")
+        async with Browser(realm.server_url) as browser:  # a reset code and link (mail stays owed)
+            await reset_sent(browser, realm, client.id, names[3])
         enrollment = await realm.api.user(users[3].id).verifiers.create({"type": "totp"})
         devices = realm.api.user(users[3].id).trusted_devices
         stale_device, live_device = [
@@ -153,6 +156,8 @@ async def test_expired_rows_of_every_table_are_purged_after_the_retention(fast: 
     await rows(fast, "UPDATE credential_lockouts SET expires_at = ? WHERE issuer_id = ?", past, realm.id)
     await rows(fast, "UPDATE verifiers SET expires_at = ? WHERE id = ?", past, enrollment.enrollment_id)
     await rows(fast, "UPDATE trusted_devices SET expires_at = ? WHERE id = ?", past, stale_device.device_id)
+    # Codes and links stay an hour past their expiry too (a late one is told "expired").
+    await rows(fast, "UPDATE one_time_codes SET expires_at = ? WHERE issuer_id = ?", flow_past, realm.id)
 
     leftovers = {
         "expired sessions": ("sessions", "user_id = ?", e),
@@ -166,6 +171,7 @@ async def test_expired_rows_of_every_table_are_purged_after_the_retention(fast: 
         "lockouts": ("credential_lockouts", "issuer_id = ?", realm.id),
         "unconfirmed TOTP enrollments": ("verifiers", "id = ?", enrollment.enrollment_id),
         "expired trusted devices": ("trusted_devices", "id = ?", stale_device.device_id),
+        "expired one-time codes": ("one_time_codes", "issuer_id = ?", realm.id),
     }
 
     async def remaining() -> dict[str, int]:

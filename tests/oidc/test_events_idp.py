@@ -10,6 +10,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from authpi_admin.generated.models import Event
 from authpi.clock import now_ms
 from authpi.services.event_types import CATALOGUE
 from tests.conftest import BACKENDS, skip_without_postgres
+from tests.core.message_outbox import Mailbox, smtp_server
 from tests.db_query import count, rows
 from tests.harness import RunningServer, run_server
 from tests.oidc.helpers import (
@@ -35,11 +37,24 @@ from tests.oidc.helpers import (
     realm_on,
     unverified_claims,
 )
+from tests.oidc.mail import link_in, text_of
 from tests.oidc.test_lockout import sign_up
+from tests.oidc.test_password_reset import reset_sent
 
 pytestmark = pytest.mark.anyio
 
 EMAIL = "events@example.com"
+RESET_EMAIL = "reset-walk@example.com"
+BOUNCE_EMAIL = "bounce-walk@example.com"
+NEW_PASSWORD = "a walked new passphrase 7"
+
+
+async def mail_to(mailbox: Mailbox, address: str) -> EmailMessage:
+    deadline = time.monotonic() + 30
+    while not mailbox.to(address):
+        assert time.monotonic() < deadline, f"no mail to {address}"
+        await asyncio.sleep(0.1)
+    return mailbox.to(address)[-1]
 
 
 async def events_of(admin: AuthPIAdmin, realm: Realm, **filters: Any) -> list[Event]:
@@ -311,21 +326,23 @@ EMITTED = {
     "webhook.paused": "Core API PATCH status disabled",
     "webhook.resumed": "Core API PATCH status back to active",
     "auth.flow.device-mismatch": "a pending second-factor step opened in another browser",
+    "user.password.reset-requested": "a password reset asked for on the hosted page",
+    "user.password.reset": "a new password set through the emailed reset link",
+    "user.login-link.requested": "a sign-in link asked for on the hosted page",
+    "user.login-link.consumed": "the emailed sign-in link opened in the browser that asked",
+    "email.sent": "the reset and sign-in emails, accepted by the SMTP server",
+    "email.failed": "a reset email the SMTP server refuses until the attempt budget is spent",
 }
 # Every other type, with why nothing emits it yet: the feature it reports does not exist.
 _NO_ORGS = "organizations are not built"
 _NO_AGENTS = "agents are not built"
-_NO_EMAIL = "no feature sends e-mail yet (the outbox exists)"
+_NO_EMAIL_CHANGE = "e-mail verification and change are not built (the portal)"
 ABSENT = {
     "user.verification.succeeded": "identity verification is not built",
     "user.verification.failed": "identity verification is not built",
-    "user.password.reset-requested": f"no password reset flow: {_NO_EMAIL}",
-    "user.password.reset": f"no password reset flow: {_NO_EMAIL}",
-    "user.login-link.requested": f"no login links: {_NO_EMAIL}",
-    "user.login-link.consumed": f"no login links: {_NO_EMAIL}",
-    "user.email.change-requested": f"no e-mail change flow: {_NO_EMAIL}",
-    "user.email.changed": f"no e-mail change flow: {_NO_EMAIL}",
-    "user.email.verified": f"no e-mail verification: {_NO_EMAIL}",
+    "user.email.change-requested": _NO_EMAIL_CHANGE,
+    "user.email.changed": _NO_EMAIL_CHANGE,
+    "user.email.verified": _NO_EMAIL_CHANGE,
     "user.approval.approved": "the approvals API is not built (a pending user cannot be approved)",
     "user.approval.rejected": "the approvals API is not built (a pending user cannot be rejected)",
     "user.consent.revoked": "neither API can revoke a consent yet",
@@ -371,8 +388,6 @@ ABSENT = {
     "account.domain.removed": "account domains are not built",
     "account.credits.depleted": "never: billing is ungated (spec D.2)",
     "account.credits.updated": "never: billing is ungated (spec D.2)",
-    "email.sent": _NO_EMAIL,
-    "email.failed": _NO_EMAIL,
 }
 
 
@@ -381,14 +396,29 @@ def test_the_walk_accounts_for_every_catalogue_type() -> None:
     assert sorted({**EMITTED, **ABSENT}) == sorted(CATALOGUE) and len(CATALOGUE) == 106
 
 
+@pytest.fixture(scope="module")
+def walk_mail() -> Iterator[tuple[Mailbox, int]]:
+    """The SMTP server the walk's server mails to (in this process), and its port."""
+    with smtp_server() as found:
+        yield found
+
+
 @pytest.fixture(scope="module", params=BACKENDS)
-def walk_server(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
-    """Housekeeping every second; /authorize limited to 12 a minute (the walk uses 5 before)."""
+def walk_server(request: pytest.FixtureRequest, walk_mail: tuple[Mailbox, int]) -> Iterator[RunningServer]:
+    """Housekeeping every second; /authorize limited to 12 a minute (the walk uses 8 before); mail
+    to the walk's SMTP server, given up after two attempts."""
     skip_without_postgres(request.param)
     settings = {
         "AUTHPI_HOUSEKEEPING_INTERVAL": "1",
         "AUTHPI_RATE_LIMITS_ENABLED": "true",
         "AUTHPI_RATE_LIMIT_AUTHORIZE": "12/minute",
+        "AUTHPI_RATE_LIMIT_LOGIN": "100/minute",
+        "AUTHPI_SMTP_URL": f"smtp://127.0.0.1:{walk_mail[1]}",
+        "AUTHPI_EMAIL_FROM": "walk@example.com",
+        "AUTHPI_ALLOW_PRIVATE_NETWORKS": "true",
+        "AUTHPI_MESSAGE_POLL_INTERVAL": "0.2",
+        "AUTHPI_MESSAGE_RETRY_DELAY": "0.2",
+        "AUTHPI_MESSAGE_MAX_ATTEMPTS": "2",
     }
     with run_server(request.param, settings) as running:
         yield running
@@ -402,8 +432,10 @@ async def eventually_seen(admin: AuthPIAdmin, event_type: str, seconds: float = 
     return found
 
 
-async def test_every_existing_catalogue_type_is_emitted_by_a_real_action(walk_server: RunningServer) -> None:
-    server = walk_server
+async def test_every_existing_catalogue_type_is_emitted_by_a_real_action(
+    walk_server: RunningServer, walk_mail: tuple[Mailbox, int]
+) -> None:
+    server, mailbox = walk_server, walk_mail[0]
     async with realm_on(server) as realm:
         admin, api = realm.admin, realm.api
         await admin.issuers.update(realm.id, {"description": "walk"})
@@ -534,6 +566,32 @@ async def test_every_existing_catalogue_type_is_emitted_by_a_real_action(walk_se
             stolen = await elsewhere.get(str(page.url))
             assert stolen.status_code == 400, describe(stolen)
         await verifiers.delete(done.verifier_id)
+
+        # Mail: a password reset through the emailed link, a reset the SMTP server refuses, and a
+        # sign-in link.
+        await realm.user(RESET_EMAIL)
+        await realm.user(BOUNCE_EMAIL)
+        mailbox.refuse_to = {BOUNCE_EMAIL}
+        async with Browser(server.url) as browser:
+            await reset_sent(browser, realm, web.id, RESET_EMAIL)
+        async with Browser(server.url) as browser:
+            await reset_sent(browser, realm, web.id, BOUNCE_EMAIL)
+        reset_link = link_in(text_of(await mail_to(mailbox, RESET_EMAIL)))
+        async with Browser(server.url) as browser:
+            page = await browser.get(reset_link)
+            done_page = await browser.submit(page, {"password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
+            assert done_page.status_code == 200, describe(done_page)
+        link_method = await api.auth_methods.create(
+            {"method": "email_link", "name": "Link", "first_factor_only": True, "settings": {}}
+        )
+        async with Browser(server.url) as browser:
+            login = await browser.get(realm.request(web.id).url)
+            choose = await browser.submit(login, {"username": EMAIL})
+            await browser.submit(choose, {"method": link_method.id}, action_suffix="/login/choose")
+            link = link_in(text_of(await mail_to(mailbox, EMAIL)))
+            assert "code" in callback_params(await browser.get(link))
+        await api.auth_methods.delete(link_method.id)
+        await eventually_seen(admin, "email.failed")
 
         key = await admin.api_keys.create({"name": "walk", "restrictions": {"scopes": ["events:read"]}})
         await admin.api_keys.block(key.id)

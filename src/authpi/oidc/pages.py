@@ -129,14 +129,14 @@ async def rate_limited(
         await rt.rate_limits.hit(rule, identity)
     except RateLimited as exc:
         if exc.first:
-            await _record_rate_limit(rt, issuer, rule, exc.retry_after)
+            await record_rate_limit(rt, issuer, rule, exc.retry_after)
         response = message(request, rt, issuer, _l("Too many attempts"), text, 429)
         response.headers["Retry-After"] = str(exc.retry_after)
         return response
     return None
 
 
-async def _record_rate_limit(rt: Runtime, issuer: Issuer, rule: str, retry_after: int) -> None:
+async def record_rate_limit(rt: Runtime, issuer: Issuer, rule: str, retry_after: int) -> None:
     """``auth.flow.rate-limited``, once per caller and window (a flood adds no writes)."""
     async with rt.sessions() as session:
         await events.emit(

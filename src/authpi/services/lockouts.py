@@ -30,6 +30,8 @@ from authpi.storage.tables.lockouts import CredentialLockout
 PASSWORD = "password"
 TOTP = "totp"  # subject: the user ID (all of a user's authenticator apps together)
 BACKUP_CODE = "backup_code"  # subject: the user ID
+# subject: the sign-in method and the identifier's login key (the same with and without an account)
+ONE_TIME_CODE = "one_time_code"
 
 
 @dataclass(frozen=True)

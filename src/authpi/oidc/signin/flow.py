@@ -206,6 +206,13 @@ class Flow:
         )
         return row if row is not None and row.enabled_login else None
 
+    async def method_for_signup(self, method_type: str) -> AuthMethod | None:
+        """The issuer's method of ``method_type``, while it accepts sign-ups."""
+        row: AuthMethod | None = await self.session.scalar(
+            select(AuthMethod).where(AuthMethod.issuer_id == self.issuer.id, AuthMethod.method == method_type)
+        )
+        return row if row is not None and row.enabled_signup else None
+
     async def second_factor(
         self, request: Request, method_type: str, *, enrolling: bool = False
     ) -> tuple[User, AuthMethod] | Response:
@@ -306,22 +313,26 @@ def factor(method: str, method_id: str, amr: tuple[str, ...]) -> Factor:
     return Factor(method=method, method_id=method_id, amr=amr, at=now_ms())
 
 
-async def _form(request: Request) -> dict[str, str]:
+async def read_form(request: Request) -> dict[str, str]:
+    """A hosted page's form fields (the first value of each), bounded like every sign-in form."""
     return {k: v[0] for k, v in parse_form(await request.body(), FORM_LIMIT).items()}
 
 
-async def load(request: Request, session: AsyncSession, issuer_id: str, *, post: bool) -> Flow | Response:
+async def load(
+    request: Request, session: AsyncSession, issuer_id: str, *, post: bool, request_id: str | None = None
+) -> Flow | Response:
     """The flow a hosted page continues, or the page to answer with when there is none: a POST
     without a valid CSRF token, an unknown or expired request, or progress made in another
-    browser."""
+    browser. ``request_id`` names the request when the page's URL cannot (a link sent by mail)."""
     rt = runtime(request)
     issuer = await load_issuer(session, issuer_id)
-    form = await _form(request) if post else {}
+    form = await read_form(request) if post else {}
     csrf = Csrf(rt, request)
     if post and not csrf.valid(form.get("csrf")):
         heading, text = _l("Please try again"), _l("Your session form expired. Go back and retry.")
         return message(request, rt, issuer, heading, text, 403)
-    request_id = form.get("request") if post else request.query_params.get("request")
+    if request_id is None:
+        request_id = form.get("request") if post else request.query_params.get("request")
     pending = await authorization.recall_pending(session, issuer, request_id)
     client = await load_client(session, issuer.id, pending.client_id) if pending else None
     if pending is None or client is None or request_id is None:
@@ -366,11 +377,11 @@ async def _record_device_mismatch(
 
 
 async def load_sign_in(
-    request: Request, session: AsyncSession, issuer_id: str, *, post: bool
+    request: Request, session: AsyncSession, issuer_id: str, *, post: bool, request_id: str | None = None
 ) -> Flow | Response:
     """``load``, refused with the closed page while the issuer's login portal is switched off: what
     every sign-in page (identifier, picker, a method, the second factor) starts with."""
-    flow = await load(request, session, issuer_id, post=post)
+    flow = await load(request, session, issuer_id, post=post, request_id=request_id)
     if isinstance(flow, Response):
         return flow
     closed = flow.login_closed(request)

@@ -10,8 +10,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.routing import Route
 
 from authpi.oidc.signin.methods.backup_codes import BACKUP_CODES
+from authpi.oidc.signin.methods.email_link import EMAIL_LINK
+from authpi.oidc.signin.methods.email_otp import EMAIL_OTP
 from authpi.oidc.signin.methods.passkey import PASSKEY
 from authpi.oidc.signin.methods.password import PASSWORD
+from authpi.oidc.signin.methods.sms_otp import SMS_OTP
 from authpi.oidc.signin.methods.totp import TOTP
 from authpi.oidc.signin.steps import Step
 from authpi.oidc.signin.strategy import Strategy
@@ -19,7 +22,8 @@ from authpi.services.auth_method_types import TYPES
 from authpi.storage.tables.auth_methods import AuthMethod
 
 STRATEGIES: dict[str, Strategy] = {
-    strategy.method: strategy for strategy in (PASSWORD, PASSKEY, TOTP, BACKUP_CODES)
+    strategy.method: strategy
+    for strategy in (PASSWORD, PASSKEY, TOTP, BACKUP_CODES, EMAIL_LINK, EMAIL_OTP, SMS_OTP)
 }
 assert set(STRATEGIES) <= set(TYPES), "every strategy implements a known auth-method type"
 

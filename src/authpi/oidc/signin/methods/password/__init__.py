@@ -11,7 +11,7 @@ from starlette.responses import Response
 from authpi.i18n import _l
 from authpi.oidc.routes import Routes
 from authpi.oidc.signin.flow import Flow
-from authpi.oidc.signin.methods.password import login, registration
+from authpi.oidc.signin.methods.password import login, recovery, registration
 from authpi.oidc.signin.steps import Offer, Step
 from authpi.oidc.signin.strategy import Strategy
 from authpi.storage.tables.auth_methods import AuthMethod
@@ -20,7 +20,7 @@ from authpi.storage.tables.users import User
 
 class Password(Strategy):
     method = "password"
-    steps = frozenset({Step.FIRST_FACTOR, Step.REGISTRATION})
+    steps = frozenset({Step.FIRST_FACTOR, Step.REGISTRATION, Step.RECOVERY})
     amr = ("pwd",)
     router: ClassVar[Routes] = Routes()
     templates = Path(__file__).parent / "templates"
@@ -36,6 +36,8 @@ class Password(Strategy):
     ) -> Offer | None:
         if step is Step.FIRST_FACTOR and identifier is not None:
             return Offer(_l("Password"), login.action(flow), method.id)
+        if step is Step.RECOVERY and method.enabled_login:
+            return Offer(_l("Forgot your password?"), recovery.reset_url(flow), method.id, link=True)
         if step is Step.REGISTRATION and registration.open_for(flow, method):
             return Offer(_l("Create an account"), flow.page_url("signup"), method.id, link=True)
         return None
@@ -48,4 +50,4 @@ class Password(Strategy):
 
 
 PASSWORD = Password()
-Password.router.routes.extend(login.router.routes + registration.router.routes)
+Password.router.routes.extend(login.router.routes + registration.router.routes + recovery.router.routes)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -38,6 +40,7 @@ def password_page(
         status,
         action=action(flow),
         restart_url=flow.page_url("login"),
+        reset_url=f"{flow.page_url('password/reset')}&username={quote(username)}",
         username=username,
         error=error,
         notice=notice,
