@@ -21,6 +21,8 @@ from authpi.storage.tables.issuers import Issuer
 from authpi.storage.tables.users import User
 
 BAD_CREDENTIALS = "Incorrect username or password."
+# Said only to whoever typed the right temporary password, so it reveals nothing to a guesser.
+TEMPORARY_EXPIRED = "This temporary password has expired. Ask your administrator for a new one."
 
 
 # "locked": refused without checking anything, because the credential is locked.
@@ -33,6 +35,8 @@ class Outcome:
     error: str | None
     result: LoginResult = "failure"
     locked_now: bool = False  # this failure reached the limit: the credential is now locked
+    # The password is a temporary one (decision 30): it proves nothing until a new one is chosen.
+    temporary: bool = False
 
 
 async def password_method(session: AsyncSession, issuer_id: str) -> AuthMethod | None:
@@ -78,6 +82,11 @@ async def verify(session: AsyncSession, issuer: Issuer, identifier: str, passwor
         await session.commit()
         label = {"pending_approval": "is waiting for approval"}.get(user.status, f"is {user.status}")
         return Outcome(None, f"This account {label} and cannot sign in.")
+    if user.password_temporary_until is not None:
+        if user.password_temporary_until <= now_ms():
+            await session.commit()
+            return Outcome(None, TEMPORARY_EXPIRED)
+        return Outcome(user, None, "success", temporary=True)
     return Outcome(user, None, "success")
 
 
