@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from authpi.oidc.errors import NO_STORE, OAuthError, oauth_error_response
+from authpi.oidc.portal import routes as account_portal
 from authpi.oidc.routes import authorize, discovery, hosted, logout, revocation, token, userinfo
 from authpi.oidc.signin import mfa as second_factor_pages
 from authpi.oidc.signin import pages as sign_in_pages
@@ -63,6 +64,7 @@ def create_idp_app() -> Starlette:
     ):
         routes.extend(module.router.routes)
     routes.extend(sign_in_methods.routes())
+    routes.extend(account_portal.routes())
     return Starlette(
         routes=routes,
         exception_handlers={OAuthError: _oauth_error, HTTPException: _http_error, Exception: _unhandled},

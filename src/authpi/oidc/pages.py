@@ -15,6 +15,7 @@ from authpi.oidc import authorization
 from authpi.oidc.authorization import AuthorizeParams
 from authpi.oidc.browser import SESSION_COOKIE, Csrf, set_cookie
 from authpi.oidc.context import issuer_url
+from authpi.oidc.portal.client import PORTAL_CLIENT, is_portal_return
 from authpi.runtime import Runtime
 from authpi.services import events
 from authpi.services.errors import RateLimited
@@ -24,10 +25,11 @@ from authpi.storage.tables.sessions import Session
 from authpi.storage.tables.users import User
 
 EXPIRED = "This sign-in attempt has expired or is not valid. Return to the application and start again."
-# The shared pages, then each sign-in method's own (methods/<type>/templates/<type>/…).
+# The shared pages, the account portal's, then each sign-in method's own (methods/<type>/templates/<type>/…).
 TEMPLATES = Jinja2Templates(
     directory=[
         Path(__file__).parent / "templates",
+        Path(__file__).parent / "portal" / "templates",
         *sorted((Path(__file__).parent / "signin" / "methods").glob("*/templates")),
     ]
 )
@@ -178,10 +180,15 @@ async def proceed(
     *,
     new_cookie: str | None = None,
 ) -> Response:
-    """After the user is known: ask for consent if needed, else issue the code and redirect."""
+    """After the user is known: ask for consent if needed, else issue the code and redirect. A
+    sign-in to the account portal returns to the portal page it came from instead."""
     iss = issuer_url(rt, issuer.id)
     refusal = _refusal(params, user)
-    if refusal is not None:
+    if client.id == PORTAL_CLIENT:
+        await authorization.forget(session, request_id)
+        await session.commit()
+        response = redirect(params.redirect_uri if is_portal_return(issuer.id, params.redirect_uri) else iss)
+    elif refusal is not None:
         await authorization.forget(session, request_id)
         await session.commit()
         response = redirect(authorization.error_redirect(params.redirect_uri, params.state, *refusal, iss))

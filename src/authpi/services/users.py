@@ -234,21 +234,21 @@ async def temporary_until(session: AsyncSession, issuer_id: str, expires_in: int
     return now_ms() + expires_in * 1000
 
 
-async def replace_temporary_password(
-    session: AsyncSession, user: User, temporary_hash: str, new_hash: str
+async def replace_password(
+    session: AsyncSession, user: User, expected_hash: str, new_hash: str, *, temporary: bool = False
 ) -> bool:
-    """Swap the temporary password ``temporary_hash`` of ``user`` for the one they chose. One
-    guarded UPDATE decides: it applies only while that very temporary password is still set and
-    live, so of two submissions at once (or one racing an administrator's change) one wins.
-    Returns whether this one did; the winner records ``user.password.changed``."""
+    """Swap the password ``expected_hash`` of ``user`` for the one they chose (after a temporary
+    one, or in the account portal). One guarded UPDATE decides: it applies only while that very
+    password is still set (and, for a ``temporary`` one, live), so of two changes at once, or one
+    racing an administrator's, exactly one wins. Returns whether this one did; the winner clears
+    the password's lockout count and records ``user.password.changed``."""
     now = now_ms()
+    guard = [User.id == user.id, User.password_hash == expected_hash]
+    if temporary:
+        guard.append(User.password_temporary_until > now)
     result = await session.execute(
         update(User)
-        .where(
-            User.id == user.id,
-            User.password_hash == temporary_hash,
-            User.password_temporary_until > now,
-        )
+        .where(*guard)
         .values(
             password_hash=new_hash,
             password_temporary_until=None,
@@ -263,18 +263,6 @@ async def replace_temporary_password(
     await lockouts.clear(session, user.issuer_id, lockouts.PASSWORD, user.username_key)
     await _emit(session, "user.password.changed", user)
     return True
-
-
-async def set_own_password(session: AsyncSession, user: User, password_hash: str) -> None:
-    """The user chose a new password (after a temporary one, or in the account portal): it
-    replaces any temporary one, old lockout counts no longer apply, and ``user.password.changed``
-    is recorded. Ending sessions and trusted devices is the caller's choice (it knows which
-    sign-in is the user's own)."""
-    _set_password(user, password_hash)
-    user.updated_at = now_ms()
-    await lockouts.clear(session, user.issuer_id, lockouts.PASSWORD, user.username_key)
-    await session.flush()
-    await _emit(session, "user.password.changed", user)
 
 
 async def _hashed(password: str | None) -> str | None:

@@ -29,6 +29,7 @@ from authpi.oidc.authorization import AuthorizeParams
 from authpi.oidc.browser import DEVICE_COOKIE, SESSION_COOKIE, Csrf, set_cookie
 from authpi.oidc.context import load_client, load_issuer, parse_form, runtime
 from authpi.oidc.pages import EXPIRED, message, page_url, proceed, rate_limited, redirect, render
+from authpi.oidc.portal.client import PORTAL_CLIENT, portal_client
 from authpi.oidc.signin.steps import Factor
 from authpi.runtime import Runtime
 from authpi.services import events, trusted_devices
@@ -310,7 +311,10 @@ async def load(request: Request, session: AsyncSession, issuer_id: str, *, post:
         )
     request_id = form.get("request") if post else request.query_params.get("request")
     pending = await authorization.recall_pending(session, issuer, request_id)
-    client = await load_client(session, issuer.id, pending.client_id) if pending else None
+    client = None
+    if pending is not None:
+        portal = pending.client_id == PORTAL_CLIENT  # a sign-in to the account portal
+        client = portal_client(issuer) if portal else await load_client(session, issuer.id, pending.client_id)
     if pending is None or client is None or request_id is None:
         return message(request, rt, issuer, "Sign-in expired", EXPIRED)
     progress = Progress.of(pending.sign_in)

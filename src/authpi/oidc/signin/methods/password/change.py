@@ -103,7 +103,7 @@ async def change_password(issuer_id: str, request: Request) -> Response:
         if wrong is not None:
             return change_page(request, flow, method, error=wrong, status=400)
         new_hash = await passwords.hash_password(password)
-        if not await users.replace_temporary_password(session, user, temporary, new_hash):
+        if not await users.replace_password(session, user, temporary, new_hash, temporary=True):
             await session.rollback()
             return flow.expired(request)  # changed meanwhile (another tab, an administrator)
         return await flow.passed(request, user, flows.factor("password", method.id, AMR))

@@ -1,0 +1,14 @@
+"""Every route of the account portal, for the IdP application."""
+
+from __future__ import annotations
+
+from starlette.routing import Route
+
+from authpi.oidc.portal import consents, devices, factors, overview, passkeys, password, profile, sessions
+
+
+def routes() -> list[Route]:
+    found: list[Route] = []
+    for module in (overview, profile, password, sessions, consents, factors, passkeys, devices):
+        found.extend(module.router.routes)
+    return found
