@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
@@ -53,6 +54,7 @@ class Portal:
         return client.home(self.issuer.id, section)
 
     def render(self, request: Request, template: str, status: int = 200, **context: Any) -> Response:
+        context = {"username": self.user.username, **context}
         return render(
             request,
             self.rt,
@@ -63,7 +65,6 @@ class Portal:
             request_id="",
             trust_device_days=0,
             portal_url=self.url(),
-            username=self.user.username,
             **context,
         )
 
@@ -82,7 +83,8 @@ async def _sign_in(
     session: AsyncSession, issuer: Issuer, back_to: str, again_as: str | None = None
 ) -> Response:
     request_id = await client.sign_in_request(session, issuer, back_to=back_to, again_as=again_as)
-    return redirect(page_url(issuer, "login", request_id))
+    hint = f"&{urlencode({'login_hint': again_as})}" if again_as else ""
+    return redirect(page_url(issuer, "login", request_id) + hint)
 
 
 async def load(

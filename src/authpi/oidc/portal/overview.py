@@ -101,6 +101,9 @@ async def page(
     error: str | None = None,
     notice: str | None = None,
 ) -> Response:
+    # After a refused change's rollback or a commit the rows are expired: read them again.
+    await portal.session.refresh(portal.user)
+    await portal.session.refresh(portal.op)
     return portal.render(
         request, "account/index.html", status, error=error, notice=notice, **await view(portal)
     )
