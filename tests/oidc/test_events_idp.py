@@ -274,6 +274,7 @@ EMITTED = {
     "user.device.revoked": "Core API delete of a trusted device",
     "user.approval.requested": "sign-up to an issuer in approval mode",
     "user.consent.granted": "Allow on the consent page",
+    "user.consent.revoked": "Remove access in the account portal",
     "client.created": "Core API create",
     "client.updated": "Core API PATCH name",
     "client.deleted": "Core API DELETE",
@@ -328,7 +329,6 @@ ABSENT = {
     "user.email.verified": f"no e-mail verification: {_NO_EMAIL}",
     "user.approval.approved": "the approvals API is not built (a pending user cannot be approved)",
     "user.approval.rejected": "the approvals API is not built (a pending user cannot be rejected)",
-    "user.consent.revoked": "neither API can revoke a consent yet",
     "user.sso.provisioned": "sign-in through external providers is not built",
     "user.sso.linked": "sign-in through external providers is not built",
     "user.personal-token.created": "personal tokens are not built",
@@ -447,6 +447,13 @@ async def test_every_existing_catalogue_type_is_emitted_by_a_real_action(walk_se
             assert (await realm.refresh(asking, tokens["refresh_token"])).status_code == 200
             assert (await realm.refresh(asking, tokens["refresh_token"])).status_code == 400
             assert (await realm.exchange(asking, code, auth)).status_code == 400
+            # The account portal withdraws that consent.
+            portal = await browser.get(f"{realm.url}/account")
+            consent_id = portal.text.split('data-consent="', 1)[1].split('"', 1)[0]
+            withdrawn = await browser.submit(
+                portal, {"consent": consent_id}, action_suffix="/account/consents/revoke"
+            )
+            assert withdrawn.status_code == 200, describe(withdrawn)
             code, auth = await realm.code(browser, web, EMAIL)
             web_tokens = (await realm.exchange(web, code, auth)).json()
             signed_out = await browser.get(f"{realm.url}/logout?id_token_hint={web_tokens['id_token']}")
