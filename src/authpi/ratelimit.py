@@ -33,6 +33,10 @@ class RateLimits:
             "login_account": parse(settings.rate_limit_login_account),
             "token": parse(settings.rate_limit_token),
             "authorize": parse(settings.rate_limit_authorize),
+            # Codes and links sent by email or SMS (services.send_limits).
+            "send_recipient": parse(settings.send_limit_per_recipient),
+            "send_ip": parse(settings.send_limit_per_ip),
+            "send_issuer": parse(settings.send_limit_per_issuer),
         }
         # One extra hit per rule, identity and window: the first refusal of a window is reported.
         self._reported = {rule: type(item)(1, item.multiples) for rule, item in self._rules.items()}
@@ -47,3 +51,15 @@ class RateLimits:
         stats = await self._limiter.get_window_stats(item, rule, identity)
         first = await self._limiter.hit(self._reported[rule], f"reported:{rule}", identity)
         raise RateLimited(int(stats.reset_time - time.time()) + 1, first=first)
+
+    async def hit_all(self, counts: list[tuple[str, str]]) -> None:
+        """Count one request against every ``(rule, identity)`` pair, or against none of them:
+        when one is already at its limit ``RateLimited`` is raised and nothing is counted, so a
+        refused request does not use up the other limits' allowance."""
+        if not self.enabled:
+            return
+        for rule, identity in counts:
+            if not await self._limiter.test(self._rules[rule], rule, identity):
+                await self.hit(rule, identity)  # over: raises with the window's reset time
+        for rule, identity in counts:
+            await self.hit(rule, identity)

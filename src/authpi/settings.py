@@ -80,6 +80,18 @@ class Settings(BaseSettings):
         default="120/minute", description="Per-IP limit on authorization requests (`/authorize`)."
     )
     rate_limits_enabled: bool = Field(default=True, description="Turn every per-IP rate limit on or off.")
+    send_limit_per_recipient: str = Field(
+        default="5/hour", description="Codes and links sent to one email address or phone number."
+    )
+    send_limit_per_ip: str = Field(
+        default="20/hour", description="Codes and links one client IP address may have sent."
+    )
+    send_limit_per_issuer: str = Field(
+        default="1000/hour", description="Codes and links one issuer sends (a cap on SMS pumping)."
+    )
+    code_resend_cooldown: int = Field(
+        default=30, ge=0, le=3600, description="Seconds before another code may be sent for the same sign-in."
+    )
     code_ttl: int = Field(default=60, ge=1, le=600, description="Seconds an authorization code stays valid.")
     key_cache_seconds: float = Field(
         default=60.0, gt=0, le=3600, description="How long a worker trusts its in-memory signing keys."
@@ -285,6 +297,9 @@ class Settings(BaseSettings):
         "rate_limit_login_account",
         "rate_limit_token",
         "rate_limit_authorize",
+        "send_limit_per_recipient",
+        "send_limit_per_ip",
+        "send_limit_per_issuer",
     )
     @classmethod
     def _check_rate_limit(cls, value: str) -> str:

@@ -44,6 +44,7 @@ from authpi.storage.tables.oauth import (
     RefreshToken,
     RevokedToken,
 )
+from authpi.storage.tables.one_time_codes import OneTimeCode
 from authpi.storage.tables.passkey_challenges import PasskeyChallenge
 from authpi.storage.tables.sessions import Session, idle_deadline
 from authpi.storage.tables.signing_keys import SigningKey
@@ -125,6 +126,9 @@ PURGES: Sequence[Purge] = (
     # TOTP enrollments never confirmed (active verifiers have no expiry).
     Purge(Verifier, lambda c: (Verifier.status == "pending") & (Verifier.expires_at <= c.now)),
     Purge(PasskeyChallenge, lambda c: PasskeyChallenge.expires_at <= c.now),
+    # Codes and links sent by mail or SMS, kept an hour past expiry so a late one is told "expired"
+    # or "used" rather than "wrong".
+    Purge(OneTimeCode, lambda c: OneTimeCode.expires_at <= c.now - FLOW_GRACE_MS),
     # Trusted devices past their trust period (revoked ones are deleted at once).
     Purge(TrustedDevice, lambda c: TrustedDevice.expires_at <= c.now),
     Purge(SigningKey, lambda c: SigningKey.unpublish_at <= c.now),
