@@ -1,7 +1,7 @@
 """temporary passwords, and passkey ceremonies of the account portal
 
 Revision ID: 0100_portal
-Revises: 0013
+Revises: 0101_codes
 Create Date: 2026-11-29 21:00:00.000000
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0100_portal"
-down_revision: str | None = "0013"
+down_revision: str | None = "0101_codes"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
