@@ -12,7 +12,16 @@ from starlette.responses import JSONResponse, Response
 
 from authpi.oidc.errors import NO_STORE, OAuthError, oauth_error_response
 from authpi.oidc.portal import routes as account_portal
-from authpi.oidc.routes import authorize, discovery, hosted, logout, revocation, token, userinfo
+from authpi.oidc.routes import (
+    authorize,
+    discovery,
+    hosted,
+    logout,
+    revocation,
+    token,
+    userinfo,
+    verify_email,
+)
 from authpi.oidc.signin import mfa as second_factor_pages
 from authpi.oidc.signin import pages as sign_in_pages
 from authpi.oidc.signin import registry as sign_in_methods
@@ -61,6 +70,7 @@ def create_idp_app() -> Starlette:
         userinfo,
         revocation,
         logout,
+        verify_email,
     ):
         routes.extend(module.router.routes)
     routes.extend(sign_in_methods.routes())

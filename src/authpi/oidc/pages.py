@@ -17,7 +17,7 @@ from authpi.oidc.browser import SESSION_COOKIE, Csrf, set_cookie
 from authpi.oidc.context import issuer_url
 from authpi.oidc.portal.client import PORTAL_CLIENT, is_portal_return
 from authpi.runtime import Runtime
-from authpi.services import events
+from authpi.services import events, send_limits
 from authpi.services.errors import RateLimited
 from authpi.storage.tables.clients import Client
 from authpi.storage.tables.issuers import Issuer
@@ -115,6 +115,23 @@ async def rate_limited(
         if exc.first:
             await _record_rate_limit(rt, issuer, rule, exc.retry_after)
         response = message(request, rt, issuer, "Too many attempts", text, 429)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+    return None
+
+
+async def send_limited(request: Request, rt: Runtime, issuer: Issuer, email: str) -> Response | None:
+    """Count one email of a code to ``email`` against the send limits (per address, per IP, per
+    issuer); past one, the 429 page. Counted whether or not the address has an account."""
+    ip = request.client.host if request.client else "unknown"
+    try:
+        await send_limits.check(
+            rt.rate_limits, issuer_id=issuer.id, channel="email", recipient=email, client_ip=ip
+        )
+    except RateLimited as exc:
+        response = message(
+            request, rt, issuer, "Too many attempts", "Too many emails were sent. Wait and retry.", 429
+        )
         response.headers["Retry-After"] = str(exc.retry_after)
         return response
     return None

@@ -16,7 +16,7 @@ from authpi.oidc.context import runtime
 from authpi.oidc.portal import access
 from authpi.oidc.portal.access import Portal
 from authpi.oidc.routes import Routes
-from authpi.services import account, trusted_devices, verifiers
+from authpi.services import account, email_verification, trusted_devices, verifiers
 from authpi.storage.tables.auth_methods import AuthMethod
 
 router = Routes()
@@ -25,6 +25,7 @@ NOTICES = {
     "profile": "Your profile is saved.",
     "new_password": "Your password is changed. Your other sign-ins have ended.",
     "session": "That sign-in has ended.",
+    "email": "Your email address is changed.",
     "consent": "The application no longer has your consent; it will ask again next time.",
     "authenticator": "Your authenticator app is set up.",
     "new_passkey": "Your passkey is added.",
@@ -56,7 +57,8 @@ async def view(portal: Portal) -> dict[str, Any]:
     return {
         "profile": {key: user.profile.get(key, "") for key in account.PROFILE_FIELDS},
         "profile_fields": account.PROFILE_FIELDS,
-        "email": user.username if user.username_type == "email" else user.profile.get("email"),
+        "email": email_verification.address_of(user),
+        "email_verified": user.profile.get("email_verified") is True,
         "has_password": user.password_hash is not None,
         "sign_ins": [
             {

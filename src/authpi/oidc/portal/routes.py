@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
-from authpi.oidc.portal import consents, devices, factors, overview, passkeys, password, profile, sessions
+from authpi.oidc.portal import (
+    consents,
+    devices,
+    email,
+    factors,
+    overview,
+    passkeys,
+    password,
+    profile,
+    sessions,
+)
 
 
 def routes() -> list[Route]:
     found: list[Route] = []
-    for module in (overview, profile, password, sessions, consents, factors, passkeys, devices):
+    for module in (overview, profile, email, password, sessions, consents, factors, passkeys, devices):
         found.extend(module.router.routes)
     return found

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -94,16 +95,29 @@ def password_policy(method: AuthMethod | None) -> dict[str, Any]:
     return {**TYPES["password"].defaults, **(method.settings if method else {})}
 
 
+# Sends the proof of a sign-up address (``email``, ``key``, ``name``, ``password_hash``): the
+# account is created from them once the mailbox is proven (services/email_verification).
+Verify = Callable[[str, str, str, str], Awaitable[None]]
+
+
 async def signup(
-    session: AsyncSession, issuer: Issuer, email: str, name: str, password: str, method: AuthMethod
+    session: AsyncSession,
+    issuer: Issuer,
+    email: str,
+    name: str,
+    password: str,
+    method: AuthMethod,
+    *,
+    verify: Verify | None = None,
 ) -> str | None:
     """Self-service sign-up; returns what is wrong with the input, or None once it was accepted.
 
     Accepted means an account was created *or* the address was already taken; the caller answers
     both alike, so sign-up cannot be used to find out which addresses have accounts. The taken
-    address's account is left untouched. Once email delivery exists, the outcome goes to the
-    mailbox (a welcome, or "you already have an account"); until then the next step, signing in,
-    is where the owner of the address finds out.
+    address's account is left untouched; the next step, signing in, is where the owner of the
+    address finds out. With ``verify`` (the issuer proves sign-up addresses), nothing is created
+    here: ``verify`` mails a code for a free address, and the account is created once it comes
+    back (a taken address gets no mail, and the same page).
     """
     try:
         username = users.normalize_username("email", email)
@@ -116,6 +130,16 @@ async def signup(
     problems = users.policy_problems(password_policy(method), password)
     if problems:
         return problems[0].message + "."
+    # Hashed whether or not the address is taken, so both answers take the same time.
+    password_hash = await passwords.hash_password(password)
+    if verify is not None:
+        # No account until the mailbox is proven; a taken address gets no mail and the same page.
+        taken = await session.scalar(
+            select(User.id).where(User.issuer_id == issuer.id, User.username_key == key)
+        )
+        if taken is None:
+            await verify(username.value, key, name.strip()[:200], password_hash)
+        return None
     now = now_ms()
     profile: dict[str, Any] = {"email_verified": False}
     if name.strip():
@@ -131,8 +155,7 @@ async def signup(
         status_at=now,
         profile=profile,
         metadata_={},
-        # Hashed whether or not the address is taken, so both answers take the same time.
-        password_hash=await passwords.hash_password(password),
+        password_hash=password_hash,
         password_changed_at=now,
         created_at=now,
         updated_at=now,
