@@ -20,7 +20,7 @@ import pytest
 from authpi_admin import AuthPIAdmin
 
 from tests.conftest import BACKENDS, skip_without_postgres
-from tests.core.message_outbox import Mailbox, smtp_server
+from tests.core.message_outbox import Mailbox, SmsGateway, sms_gateway, smtp_server
 from tests.core.webhook_receiver import eventually
 from tests.harness import RunningServer, run_server
 from tests.oidc.helpers import (
@@ -42,6 +42,7 @@ from tests.oidc.test_portal import ACCOUNT, open_portal
 pytestmark = pytest.mark.anyio
 
 CHECK = "Check your email"
+SMS_SECRET = "sms-secret-for-verification-tests"
 DELIVERY = {
     "AUTHPI_ALLOW_PRIVATE_NETWORKS": "true",
     "AUTHPI_EMAIL_FROM": "Sign-in <noreply@acme.example>",
@@ -51,8 +52,21 @@ DELIVERY = {
 
 
 class Mailing:
-    def __init__(self, server: RunningServer, mailbox: Mailbox) -> None:
-        self.server, self.mailbox = server, mailbox
+    def __init__(self, server: RunningServer, mailbox: Mailbox, gateway: SmsGateway | None = None) -> None:
+        self.server, self.mailbox, self.gateway = server, mailbox, gateway
+
+    async def text_code_for(self, number: str) -> str:
+        """The code of the newest SMS to ``number`` the gateway received (its HMAC checked)."""
+        assert self.gateway is not None
+
+        async def arrived() -> bool:
+            return any(m["to"] == number for m in self.gateway.received)  # type: ignore[union-attr]
+
+        await eventually(arrived, timeout=30)
+        text = [m["text"] for m in self.gateway.received if m["to"] == number][-1]
+        found = re.match(r"(\d{6}) ", text)
+        assert found, text
+        return found.group(1)
 
     async def mail_to(self, address: str) -> EmailMessage:
         async def arrived() -> bool:
@@ -78,10 +92,15 @@ def body(mail: EmailMessage) -> str:
 def mailing(request: pytest.FixtureRequest) -> Iterator[Mailing]:
     """A server that sends its email to the test's SMTP server."""
     skip_without_postgres(request.param)
-    with smtp_server() as (mailbox, port):
-        env = {**DELIVERY, "AUTHPI_SMTP_URL": f"smtp://127.0.0.1:{port}"}
+    with smtp_server() as (mailbox, port), sms_gateway(SMS_SECRET) as gateway:
+        env = {
+            **DELIVERY,
+            "AUTHPI_SMTP_URL": f"smtp://127.0.0.1:{port}",
+            "AUTHPI_SMS_WEBHOOK_URL": gateway.url,
+            "AUTHPI_SMS_WEBHOOK_SECRET": SMS_SECRET,
+        }
         with run_server(request.param, env) as running:
-            yield Mailing(running, mailbox)
+            yield Mailing(running, mailbox, gateway)
 
 
 @pytest.fixture
@@ -277,3 +296,26 @@ async def test_changing_to_an_address_another_account_holds_sends_nothing(
         assert heading(check) == CHECK, describe(check)
     await asyncio.sleep(1)
     assert mailing.mailbox.to("theirs@example.com") == []
+
+
+async def test_a_changed_phone_number_is_proven_by_sms_first(mailing: Mailing, realm: Realm) -> None:
+    user = await realm.user("phoned@example.com")
+    client = await realm.client()
+    number = "+14155550123"
+    async with Browser(realm.server_url) as browser:
+        page = await open_portal(browser, realm, "phoned@example.com")
+        invalid = await browser.submit(page, {"phone": "not a number"}, action_suffix="/account/phone")
+        assert invalid.status_code == 400, describe(invalid)
+        check = await browser.submit(page, {"phone": "+1 (415) 555-0123"}, action_suffix="/account/phone")
+        assert heading(check) == "Check your phone", describe(check)
+        assert "phone_number" not in (await realm.api.users.get(user.id)).profile
+        code = await mailing.text_code_for(number)
+        wrong = await browser.submit(check, {"code": "000000" if code != "000000" else "111111"})
+        assert wrong.status_code == 400, describe(wrong)
+        changed = await browser.submit(wrong, {"code": code})
+        assert "Your phone number is changed." in changed.text, describe(changed)
+    profile = (await realm.api.users.get(user.id)).profile
+    assert profile["phone_number"] == number and profile["phone_number_verified"] is True
+    tokens = await realm.tokens(client, "phoned@example.com", scope="openid phone")
+    claims = unverified_claims(tokens["id_token"])
+    assert claims["phone_number"] == number and claims["phone_number_verified"] is True

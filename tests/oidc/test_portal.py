@@ -5,6 +5,7 @@ devices, the recent sign-in asked before sensitive changes, and CSRF refused on 
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 
@@ -323,3 +324,71 @@ async def test_the_portal_can_be_switched_off(realm: Realm, browser: Browser) ->
     await realm.admin.issuers.update(realm.id, {"settings": {"portals": {"account": {"enabled": False}}}})
     closed = await browser.get(f"{realm.url}/account")
     assert closed.status_code == 403, describe(closed)
+
+
+# --- changes sent twice at once (two tabs, a double click) ------------------------------------------
+
+
+async def test_two_password_changes_at_once_apply_one(realm: Realm, browser: Browser) -> None:
+    await realm.user(EMAIL)
+    client = await realm.client()
+    page = await open_portal(browser, realm)
+    first, second = NEW_PASSWORD, NEW_PASSWORD + " 2"
+    answers = await asyncio.gather(
+        *(
+            browser.submit(
+                page, {"current": PASSWORD, "new": new, "confirm": new}, action_suffix="/account/password"
+            )
+            for new in (first, second)
+        )
+    )
+    won = [
+        new
+        for new, answer in zip((first, second), answers, strict=True)
+        if "Your password is changed" in answer.text
+    ]
+    assert len(won) == 1, [describe(a) for a in answers]
+    lost = second if won == [first] else first
+    async with Browser(realm.server_url) as fresh:
+        assert "code" in callback_params(await fresh.sign_in(realm.request(client.id).url, EMAIL, won[0]))
+    async with Browser(realm.server_url) as fresh:
+        assert (await fresh.sign_in(realm.request(client.id).url, EMAIL, lost)).status_code == 400
+    changed = [e async for e in realm.admin.events.list_all(limit=100, event_types="user.password.changed")]
+    assert len(changed) == 1
+
+
+async def test_a_consent_and_a_session_withdrawn_twice_at_once_end_once(
+    realm: Realm, browser: Browser
+) -> None:
+    user = await realm.user(EMAIL)
+    client = await realm.client(require_consent=True)
+    consent = await browser.sign_in(realm.request(client.id).url, EMAIL)
+    await browser.submit(consent, {"decision": "allow"})
+    async with Browser(realm.server_url) as other:
+        page = await other.sign_in(realm.request(client.id).url, EMAIL)
+        assert "code" in callback_params(page)
+    page = await open_portal(browser, realm)
+    [consent_id] = re.findall(r'data-consent="([^"]+)"', page.text)
+    current = browser.session_cookie
+    assert current
+    ops = [s.id for s in await realm.sessions(user.id) if s.type == "op" and s.status == "active"]
+    target = next(s for s in ops if "this browser" not in page.text.split(f'data-session="{s}"', 1)[1][:600])
+
+    consent_fields = section_form(page, "/account/consents/revoke", "consent", consent_id)
+    session_fields = section_form(page, "/account/sessions/revoke", "session", target)
+    answers = await asyncio.gather(
+        post(browser, page, "/consents/revoke", consent_fields),
+        post(browser, page, "/consents/revoke", consent_fields),
+        post(browser, page, "/sessions/revoke", session_fields),
+        post(browser, page, "/sessions/revoke", session_fields),
+    )
+    assert sorted(a.status_code for a in answers[:2]) == [200, 404], [describe(a) for a in answers]
+    assert sorted(a.status_code for a in answers[2:]) == [200, 404], [describe(a) for a in answers]
+    revoked = [e async for e in realm.admin.events.list_all(limit=100, event_types="user.consent.revoked")]
+    assert len(revoked) == 1
+    ended = [
+        e
+        async for e in realm.admin.events.list_all(limit=100, event_types="session.terminated")
+        if e.subject and e.subject["id"] == target
+    ]
+    assert len(ended) == 1

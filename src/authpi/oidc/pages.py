@@ -120,13 +120,16 @@ async def rate_limited(
     return None
 
 
-async def send_limited(request: Request, rt: Runtime, issuer: Issuer, email: str) -> Response | None:
-    """Count one email of a code to ``email`` against the send limits (per address, per IP, per
-    issuer); past one, the 429 page. Counted whether or not the address has an account."""
+async def send_limited(
+    request: Request, rt: Runtime, issuer: Issuer, recipient: str, channel: str = "email"
+) -> Response | None:
+    """Count one code sent to ``recipient`` (an email address, or a number by SMS) against the
+    send limits (per recipient, per IP, per issuer); past one, the 429 page. Counted whether or not
+    the recipient has an account."""
     ip = request.client.host if request.client else "unknown"
     try:
         await send_limits.check(
-            rt.rate_limits, issuer_id=issuer.id, channel="email", recipient=email, client_ip=ip
+            rt.rate_limits, issuer_id=issuer.id, channel=channel, recipient=recipient, client_ip=ip
         )
     except RateLimited as exc:
         response = message(

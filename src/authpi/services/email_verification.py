@@ -1,4 +1,4 @@
-"""Proving a mailbox before an address counts (issue 11 item 5): at sign-up, when the issuer asks
+"""Proving a mailbox (or a phone) before an address counts (issue 11 item 5): at sign-up, when the issuer asks
 for it (``settings.access.verify_email``) and always while ``allowed_email_domains`` restricts
 sign-up (else anyone could type an address of the allowed domain); and when a user changes their
 address in the account portal, where the new address replaces the old one only once proven.
@@ -6,7 +6,8 @@ address in the account portal, where the new address replaces the old one only o
 The proof is a one-time code and link by email (``services/one_time_codes``, purposes
 ``verify_email`` and ``change_email``): the account a sign-up asks for does not exist until then
 (what it is created from waits in the code's ``data``), so an unproven address never has an
-account, and ``email_verified`` is true exactly for proven addresses.
+account, and ``email_verified`` is true exactly for proven addresses. A phone number changed in the
+portal is proven the same way by an SMS code (``phone_number_verified``).
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ from authpi.storage.tables.one_time_codes import OneTimeCode
 from authpi.storage.tables.users import User
 
 TTL_MS = 15 * 60_000
-TEMPLATE = "verify_email"
+TEMPLATE = "verify_address"  # email (code and link) and SMS (code)
 SIGNUP = one_time_codes.VERIFY_EMAIL
 CHANGE = one_time_codes.CHANGE_EMAIL
+CHANGE_PHONE = one_time_codes.CHANGE_PHONE
 
 
 def required_at_signup(issuer: Issuer) -> bool:
@@ -200,4 +202,81 @@ async def apply_change(session: AsyncSession, issuer: Issuer, user_id: str, emai
     scope: dict[str, Any] = {"account_id": issuer.account_id, "issuer_id": issuer.id, "user_id": user.id}
     await events.emit_for(session, "user.email.changed", user, "user", **scope)
     await events.emit_for(session, "user.email.verified", user, "user", **scope)
+    return user
+
+
+# --- phone numbers ----------------------------------------------------------------------------------
+
+
+def phone_of(user: User) -> str | None:
+    """The user's phone number: the username of a phone user, else the profile's ``phone_number``."""
+    if user.username_type == "phone":
+        return user.username
+    number = user.profile.get("phone_number")
+    return number if isinstance(number, str) else None
+
+
+async def send_phone_code(
+    session: AsyncSession, box: SecretBox, issuer: Issuer, *, number: str, user_id: str
+) -> one_time_codes.Issued:
+    """A code proving ``number`` for the user's phone change, sent by SMS through the outbox in
+    the caller's transaction (the caller checks the send limits first and commits)."""
+    issued = await one_time_codes.issue(
+        session,
+        box,
+        issuer_id=issuer.id,
+        purpose=CHANGE_PHONE,
+        channel="sms",
+        recipient=number,
+        user_id=user_id,
+        ttl_ms=TTL_MS,
+        data={"phone_number": number},
+    )
+    assert issued.code is not None
+    await messages.enqueue(
+        session,
+        box,
+        account_id=issuer.account_id,
+        issuer=issuer,
+        channel="sms",
+        recipient=number,
+        template=TEMPLATE,
+        context={"email": None, "link": None, "code": issued.code, "minutes": TTL_MS // 60_000},
+    )
+    return issued
+
+
+async def apply_phone_change(session: AsyncSession, issuer: Issuer, user_id: str, number: str) -> User | None:
+    """The proven ``number`` replaces the user's phone number (their username, for a phone user),
+    now verified (``phone_number_verified``): ``user.updated``. None when the user can no longer
+    change it or another account took the number meanwhile. The caller commits."""
+    user = await users.lock(session, user_id)
+    if user is None or user.issuer_id != issuer.id or user.status != "active":
+        return None
+    try:
+        phone = users.normalize_username("phone", number)
+    except InvalidInput:
+        return None
+    profile = dict(user.profile)
+    if user.username_type == "phone":
+        user.username, user.username_key = phone.value, phone.key
+        user.username_hash = hashing.digest(phone.key)
+    profile["phone_number"] = phone.value
+    profile["phone_number_verified"] = True
+    user.profile = profile
+    user.updated_at = next_version(user.updated_at)
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError:
+        return None
+    await events.emit_for(
+        session,
+        "user.updated",
+        user,
+        "user",
+        account_id=issuer.account_id,
+        issuer_id=issuer.id,
+        user_id=user.id,
+    )
     return user

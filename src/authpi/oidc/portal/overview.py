@@ -26,6 +26,7 @@ NOTICES = {
     "new_password": "Your password is changed. Your other sign-ins have ended.",
     "session": "That sign-in has ended.",
     "email": "Your email address is changed.",
+    "phone": "Your phone number is changed.",
     "consent": "The application no longer has your consent; it will ask again next time.",
     "authenticator": "Your authenticator app is set up.",
     "new_passkey": "Your passkey is added.",
@@ -59,6 +60,8 @@ async def view(portal: Portal) -> dict[str, Any]:
         "profile_fields": account.PROFILE_FIELDS,
         "email": email_verification.address_of(user),
         "email_verified": user.profile.get("email_verified") is True,
+        "phone": email_verification.phone_of(user),
+        "phone_verified": user.profile.get("phone_number_verified") is True,
         "has_password": user.password_hash is not None,
         "sign_ins": [
             {

@@ -12,6 +12,7 @@ from authpi.oidc.portal import (
     overview,
     passkeys,
     password,
+    phone,
     profile,
     sessions,
 )
@@ -19,6 +20,6 @@ from authpi.oidc.portal import (
 
 def routes() -> list[Route]:
     found: list[Route] = []
-    for module in (overview, profile, email, password, sessions, consents, factors, passkeys, devices):
+    for module in (overview, profile, email, phone, password, sessions, consents, factors, passkeys, devices):
         found.extend(module.router.routes)
     return found
