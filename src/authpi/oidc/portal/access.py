@@ -80,8 +80,13 @@ class Portal:
 
 
 async def _sign_in(
-    session: AsyncSession, issuer: Issuer, back_to: str, again_as: str | None = None
+    request: Request, session: AsyncSession, issuer: Issuer, back_to: str, again_as: str | None = None
 ) -> Response:
+    # A pending sign-in is a row written for anyone who asks, as at /authorize: limited alike.
+    text = "Too many sign-in requests from your network. Wait a moment and try again."
+    limited = await rate_limited(request, runtime(request), issuer, "authorize", text)
+    if limited is not None:
+        return limited
     request_id = await client.sign_in_request(session, issuer, back_to=back_to, again_as=again_as)
     hint = f"&{urlencode({'login_hint': again_as})}" if again_as else ""
     return redirect(page_url(issuer, "login", request_id) + hint)
@@ -112,7 +117,7 @@ async def load(
     home = client.home(issuer.id)
     signed_in = await current_sign_in(request, session, issuer)
     if signed_in is None:
-        return await _sign_in(session, issuer, back_to or home)
+        return await _sign_in(request, session, issuer, back_to or home)
     op, user = signed_in
     portal = Portal(rt, session, issuer, csrf, form, op, user)
     if post:
@@ -120,5 +125,5 @@ async def load(
         if limited is not None:
             return limited
     if sensitive and not portal.recent():
-        return await _sign_in(session, issuer, back_to or home, again_as=user.username)
+        return await _sign_in(request, session, issuer, back_to or home, again_as=user.username)
     return portal

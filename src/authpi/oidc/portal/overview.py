@@ -36,6 +36,16 @@ NOTICES = {
 }
 
 
+PROFILE_LABELS = {
+    "name": "Full name",
+    "given_name": "Given name",
+    "family_name": "Family name",
+    "nickname": "Nickname",
+    "locale": "Language (e.g. en-GB)",
+    "zoneinfo": "Time zone (e.g. Europe/Paris)",
+}
+
+
 def when(ms: int | None) -> str:
     if not ms:
         return "never"
@@ -58,6 +68,7 @@ async def view(portal: Portal) -> dict[str, Any]:
     return {
         "profile": {key: user.profile.get(key, "") for key in account.PROFILE_FIELDS},
         "profile_fields": account.PROFILE_FIELDS,
+        "profile_labels": PROFILE_LABELS,
         "email": email_verification.address_of(user),
         "email_verified": user.profile.get("email_verified") is True,
         "phone": email_verification.phone_of(user),
