@@ -43,6 +43,15 @@ pytestmark = pytest.mark.anyio
 
 CHECK = "Check your email"
 SMS_SECRET = "sms-secret-for-verification-tests"
+# The send limits on, every other limit out of the way: three codes per address an hour.
+SEND_LIMITS = {
+    "AUTHPI_RATE_LIMITS_ENABLED": "true",
+    "AUTHPI_RATE_LIMIT_LOGIN": "1000/minute",
+    "AUTHPI_RATE_LIMIT_LOGIN_ACCOUNT": "1000/minute",
+    "AUTHPI_RATE_LIMIT_AUTHORIZE": "1000/minute",
+    "AUTHPI_SEND_LIMIT_PER_RECIPIENT": "3/hour",
+    "AUTHPI_SEND_LIMIT_PER_IP": "1000/hour",
+}
 DELIVERY = {
     "AUTHPI_ALLOW_PRIVATE_NETWORKS": "true",
     "AUTHPI_EMAIL_FROM": "Sign-in <noreply@acme.example>",
@@ -95,6 +104,7 @@ def mailing(request: pytest.FixtureRequest) -> Iterator[Mailing]:
     with smtp_server() as (mailbox, port), sms_gateway(SMS_SECRET) as gateway:
         env = {
             **DELIVERY,
+            **SEND_LIMITS,
             "AUTHPI_SMTP_URL": f"smtp://127.0.0.1:{port}",
             "AUTHPI_SMS_WEBHOOK_URL": gateway.url,
             "AUTHPI_SMS_WEBHOOK_SECRET": SMS_SECRET,
@@ -319,3 +329,18 @@ async def test_a_changed_phone_number_is_proven_by_sms_first(mailing: Mailing, r
     tokens = await realm.tokens(client, "phoned@example.com", scope="openid phone")
     claims = unverified_claims(tokens["id_token"])
     assert claims["phone_number"] == number and claims["phone_number_verified"] is True
+
+
+async def test_sign_up_codes_stop_at_the_send_limit(mailing: Mailing, realm: Realm) -> None:
+    client = await realm.client()
+    email = "flooded@example.org"
+    answers = []
+    async with Browser(realm.server_url) as browser:
+        for _ in range(4):
+            page = await signup_page(browser, realm, client.id)
+            answers.append(await browser.submit(page, {"email": email, "password": PASSWORD}))
+    assert [a.status_code for a in answers] == [200, 200, 200, 429], [describe(a) for a in answers]
+    assert answers[-1].headers["Retry-After"]
+    await mailing.mail_to(email)
+    await asyncio.sleep(1)
+    assert len(mailing.mailbox.to(email)) == 3

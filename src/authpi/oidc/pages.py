@@ -132,9 +132,8 @@ async def send_limited(
             rt.rate_limits, issuer_id=issuer.id, channel=channel, recipient=recipient, client_ip=ip
         )
     except RateLimited as exc:
-        response = message(
-            request, rt, issuer, "Too many attempts", "Too many emails were sent. Wait and retry.", 429
-        )
+        text = "Too many codes were sent. Wait and retry."
+        response = message(request, rt, issuer, "Too many attempts", text, 429)
         response.headers["Retry-After"] = str(exc.retry_after)
         return response
     return None
