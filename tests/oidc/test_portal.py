@@ -77,8 +77,11 @@ async def factor_types(realm: Realm, user_id: str) -> list[str]:
 
 async def test_signing_in_to_the_portal_and_editing_the_profile(realm: Realm, browser: Browser) -> None:
     user = await realm.user(EMAIL, name="Old Name", email_verified=True)
+    branding = {"name": "Acme Accounts", "primary_color": "#aa0011"}
+    await realm.admin.issuers.update(realm.id, {"settings": {"branding": branding}})
     page = await open_portal(browser, realm)
     assert EMAIL in page.text and "Old Name" in page.text
+    assert "Your account · Acme Accounts" in page.text and "--accent: #aa0011" in page.text
     saved = await browser.submit(
         page, {"name": "Ada Lovelace", "given_name": "Ada", "nickname": ""}, action_suffix="/account/profile"
     )
