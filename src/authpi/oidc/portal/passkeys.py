@@ -16,7 +16,7 @@ from authpi.oidc.portal.factors import codes_page
 from authpi.oidc.routes import Routes
 from authpi.oidc.signin.methods.passkey import ceremonies, challenges, credentials
 from authpi.oidc.signin.methods.passkey.ceremonies import CeremonyFailed
-from authpi.oidc.signin.methods.passkey.registration import NOT_CREATED
+from authpi.oidc.signin.methods.passkey.registration import NOT_CREATED, begin_registration
 from authpi.oidc.signin.steps import Step
 from authpi.services import verifiers
 from authpi.storage.tables.auth_methods import AuthMethod
@@ -36,27 +36,17 @@ async def ceremony_page(
     request: Request, portal: Portal, method: AuthMethod, *, error: str | None = None, status: int = 200
 ) -> Response:
     user = portal.user
-    mine = await credentials.of_user(portal.session, portal.issuer.id, user.id)
-    row = await challenges.begin(
+    ceremony, options = await begin_registration(
         portal.session,
+        portal.rt,
         portal,
-        challenges.REGISTER,
+        method,
         Step.ENROLLMENT,
-        user_id=user.id,
-        data={"handle": user.id},
-    )
-    settings = credentials.settings(method)
-    options = ceremonies.registration_options(
-        credentials.relying_party(portal.rt, portal.issuer, method),
-        challenge=row.challenge,
-        user_handle=user.id,
+        handle=user.id,
         user_name=user.username,
         display_name=str(user.profile.get("name") or user.username),
-        user_verification=str(settings["user_verification"]),
-        resident_key=str(settings["resident_key"]),
-        exclude=credentials.descriptors(mine),
+        user_id=user.id,
     )
-    ceremony = row.id
     await portal.session.commit()
     return portal.render(
         request,

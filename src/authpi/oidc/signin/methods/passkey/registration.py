@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -29,6 +30,7 @@ from authpi.oidc.signin.flow import Flow
 from authpi.oidc.signin.methods.passkey import ceremonies, challenges, credentials, login
 from authpi.oidc.signin.methods.passkey.ceremonies import CeremonyFailed, NewCredential
 from authpi.oidc.signin.steps import Step
+from authpi.runtime import Runtime
 from authpi.services import email_verification, events, one_time_codes, users, verifiers
 from authpi.services.errors import InvalidInput
 from authpi.services.issuer_settings import portal_enabled
@@ -71,6 +73,42 @@ def enroll_action(flow: Flow) -> str:
     return f"/{flow.issuer.id}/passkey/enroll"
 
 
+async def begin_registration(
+    session: AsyncSession,
+    rt: Runtime,
+    bound: challenges.Bound,
+    method: AuthMethod,
+    step: Step,
+    *,
+    handle: str,
+    user_name: str,
+    display_name: str,
+    user_id: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """A new registration ceremony for the account ``handle`` (its user id), bound to ``bound``
+    (a sign-in, or the account portal): its ID and the ``navigator.credentials.create`` options,
+    which exclude the user's passkeys. Added, not committed."""
+    exclude = []
+    if user_id is not None:
+        exclude = credentials.descriptors(await credentials.of_user(session, bound.issuer.id, user_id))
+    row = await challenges.begin(
+        session, bound, challenges.REGISTER, step, user_id=user_id, data={**(data or {}), "handle": handle}
+    )
+    settings = credentials.settings(method)
+    options = ceremonies.registration_options(
+        credentials.relying_party(rt, bound.issuer, method),
+        challenge=row.challenge,
+        user_handle=handle,
+        user_name=user_name,
+        display_name=display_name,
+        user_verification=str(settings["user_verification"]),
+        resident_key=str(settings["resident_key"]),
+        exclude=exclude,
+    )
+    return row.id, options
+
+
 async def _create_page(
     request: Request,
     flow: Flow,
@@ -86,29 +124,18 @@ async def _create_page(
     status: int = 200,
 ) -> Response:
     """A registration ceremony for the account ``handle`` (its user id) and its page."""
-    exclude = []
-    if user_id is not None:
-        exclude = credentials.descriptors(await credentials.of_user(flow.session, flow.issuer.id, user_id))
-    row = await challenges.begin(
+    ceremony, options = await begin_registration(
         flow.session,
+        flow.rt,
         flow,
-        challenges.REGISTER,
+        method,
         step,
-        user_id=user_id,
-        data={**(data or {}), "handle": handle},
-    )
-    settings = credentials.settings(method)
-    options = ceremonies.registration_options(
-        credentials.relying_party(flow.rt, flow.issuer, method),
-        challenge=row.challenge,
-        user_handle=handle,
+        handle=handle,
         user_name=user_name,
         display_name=display_name,
-        user_verification=str(settings["user_verification"]),
-        resident_key=str(settings["resident_key"]),
-        exclude=exclude,
+        user_id=user_id,
+        data=data,
     )
-    ceremony = row.id
     await flow.session.commit()
     return flow.render(
         request,
