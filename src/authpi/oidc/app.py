@@ -11,7 +11,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from authpi.oidc.errors import NO_STORE, OAuthError, oauth_error_response
-from authpi.oidc.routes import authorize, discovery, hosted, logout, revocation, token, userinfo
+from authpi.oidc.portal import routes as account_portal
+from authpi.oidc.routes import (
+    authorize,
+    discovery,
+    hosted,
+    logout,
+    revocation,
+    token,
+    userinfo,
+    verify_email,
+)
 from authpi.oidc.signin import mfa as second_factor_pages
 from authpi.oidc.signin import pages as sign_in_pages
 from authpi.oidc.signin import registry as sign_in_methods
@@ -60,9 +70,11 @@ def create_idp_app() -> Starlette:
         userinfo,
         revocation,
         logout,
+        verify_email,
     ):
         routes.extend(module.router.routes)
     routes.extend(sign_in_methods.routes())
+    routes.extend(account_portal.routes())
     return Starlette(
         routes=routes,
         exception_handlers={OAuthError: _oauth_error, HTTPException: _http_error, Exception: _unhandled},

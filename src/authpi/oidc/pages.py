@@ -17,8 +17,9 @@ from authpi.oidc import authorization
 from authpi.oidc.authorization import AuthorizeParams
 from authpi.oidc.browser import SESSION_COOKIE, Csrf, set_cookie
 from authpi.oidc.context import issuer_url
+from authpi.oidc.portal.client import PORTAL_CLIENT, is_portal_return
 from authpi.runtime import Runtime
-from authpi.services import events
+from authpi.services import events, send_limits
 from authpi.services.errors import RateLimited
 from authpi.services.issuer_settings import default_locale
 from authpi.storage.tables.clients import Client
@@ -28,10 +29,11 @@ from authpi.storage.tables.users import User
 
 EXPIRED = _l("This sign-in attempt has expired or is not valid. Return to the application and start again.")
 SIGN_IN_EXPIRED = _l("Sign-in expired")
-# The shared pages, then each sign-in method's own (methods/<type>/templates/<type>/…).
+# The shared pages, the account portal's, then each sign-in method's own (methods/<type>/templates/<type>/…).
 TEMPLATES = Jinja2Templates(
     directory=[
         Path(__file__).parent / "templates",
+        Path(__file__).parent / "portal" / "templates",
         *sorted((Path(__file__).parent / "signin" / "methods").glob("*/templates")),
     ]
 )
@@ -136,6 +138,25 @@ async def rate_limited(
     return None
 
 
+async def send_limited(
+    request: Request, rt: Runtime, issuer: Issuer, recipient: str, channel: str = "email"
+) -> Response | None:
+    """Count one code sent to ``recipient`` (an email address, or a number by SMS) against the
+    send limits (per recipient, per IP, per issuer); past one, the 429 page. Counted whether or not
+    the recipient has an account."""
+    ip = request.client.host if request.client else "unknown"
+    try:
+        await send_limits.check(
+            rt.rate_limits, issuer_id=issuer.id, channel=channel, recipient=recipient, client_ip=ip
+        )
+    except RateLimited as exc:
+        text = _l("Too many codes were sent. Wait and retry.")
+        response = message(request, rt, issuer, _l("Too many attempts"), text, 429)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+    return None
+
+
 async def record_rate_limit(rt: Runtime, issuer: Issuer, rule: str, retry_after: int) -> None:
     """``auth.flow.rate-limited``, once per caller and window (a flood adds no writes)."""
     async with rt.sessions() as session:
@@ -206,10 +227,15 @@ async def proceed(
     *,
     new_cookie: str | None = None,
 ) -> Response:
-    """After the user is known: ask for consent if needed, else issue the code and redirect."""
+    """After the user is known: ask for consent if needed, else issue the code and redirect. A
+    sign-in to the account portal returns to the portal page it came from instead."""
     iss = issuer_url(rt, issuer.id)
     refusal = _refusal(params, user)
-    if refusal is not None:
+    if client.id == PORTAL_CLIENT:
+        await authorization.forget(session, request_id)
+        await session.commit()
+        response = redirect(params.redirect_uri if is_portal_return(issuer.id, params.redirect_uri) else iss)
+    elif refusal is not None:
         await authorization.forget(session, request_id)
         await session.commit()
         response = redirect(authorization.error_redirect(params.redirect_uri, params.state, *refusal, iss))

@@ -17,6 +17,9 @@ DEFAULTS: dict[str, Any] = {
     "access": {
         "mode": "open",
         "allowed_email_domains": [],
+        # Sign-up proves the mailbox (a code or link by email) before the account exists; always
+        # so while allowed_email_domains restricts sign-up, whatever this says.
+        "verify_email": False,
         "sessions": {"max_age": 604800, "idle_timeout": 43200, "max_per_user": 50},
     },
     "security": {
@@ -117,6 +120,10 @@ def validate(settings: dict[str, Any]) -> dict[str, Any]:
             "settings.security.mfa.required",
             "invalid_type",
             "settings.security.mfa.required must be a boolean",
+        )
+    if not isinstance(settings["access"].get("verify_email", False), bool):
+        raise InvalidInput.on(
+            "settings.access.verify_email", "invalid_type", "settings.access.verify_email must be a boolean"
         )
     mode = settings["access"].get("mode")
     if mode not in ACCESS_MODES:

@@ -41,6 +41,7 @@ TAKEN = "A device with this fingerprint is already trusted"
 
 # Why a device stopped being trusted (the ``reason`` of ``user.device.revoked``).
 REVOKED_BY_ADMIN = "admin"
+REVOKED_BY_USER = "user"  # from the account portal
 PASSWORD_CHANGED = "password_changed"
 REPLACED = "replaced"  # the oldest of a user's devices, dropped for a new one beyond the cap
 
@@ -254,7 +255,13 @@ async def register(
 
 
 async def revoke(
-    session: AsyncSession, issuer: Issuer, user_id: str, device_id: str, if_match: str | None
+    session: AsyncSession,
+    issuer: Issuer,
+    user_id: str,
+    device_id: str,
+    if_match: str | None,
+    *,
+    reason: str = REVOKED_BY_ADMIN,
 ) -> None:
     """Revoke one device (If-Match against its ETag); its cookie matches nothing from now on."""
     stmt = select(TrustedDevice).where(
@@ -271,7 +278,7 @@ async def revoke(
     )
     if gone.rowcount != 1:  # type: ignore[attr-defined]
         raise ConcurrentChange(WHAT)
-    await _emit(session, "user.device.revoked", row, issuer.account_id, reason=REVOKED_BY_ADMIN)
+    await _emit(session, "user.device.revoked", row, issuer.account_id, reason=reason)
 
 
 async def revoke_all(

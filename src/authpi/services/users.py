@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Select, case, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,7 +28,7 @@ from authpi.crypto import hashing, passwords
 from authpi.services import events, lockouts, sessions, trusted_devices, versions
 from authpi.services.auth_method_types import TYPES as METHOD_TYPES
 from authpi.services.clients import scope_names
-from authpi.services.errors import Conflict, FieldProblem, InvalidInput, NotFound
+from authpi.services.errors import Conflict, FieldProblem, InvalidInput, InvalidRequest, NotFound
 from authpi.storage.tables.auth_methods import AuthMethod
 from authpi.storage.tables.users import User
 
@@ -40,6 +40,9 @@ SETTABLE = ("active", "suspended", "disabled")
 ENDS_SESSIONS = ("suspended", "disabled", "deleted", "blocked")
 STORE_ID = "default"
 MAX_PASSWORD_LENGTH = 1024
+# A temporary password's life (decision 30) unless the request or the issuer's
+# ``temporary_password`` method (its ``ttl``) says otherwise.
+TEMPORARY_PASSWORD_TTL = 604_800
 
 _PHONE = re.compile(r"^\+[1-9][0-9]{6,14}$")
 _PHONE_SEPARATORS = str.maketrans("", "", " -().")
@@ -174,16 +177,92 @@ def policy_problems(policy: dict[str, Any], password: str, field: str = "passwor
     return [FieldProblem(field, code, message) for failed, code, message in checks if failed]
 
 
-async def check_password(session: AsyncSession, issuer_id: str, password: str) -> None:
-    """422 on field ``password`` when ``password`` breaks the issuer's policy."""
-    problems = policy_problems(await password_policy(session, issuer_id), password)
+async def check_password(
+    session: AsyncSession, issuer_id: str, password: str, field: str = "password"
+) -> None:
+    """422 on ``field`` when ``password`` breaks the issuer's policy."""
+    problems = policy_problems(await password_policy(session, issuer_id), password, field)
     if problems:
         raise InvalidInput(problems[0].message, fields=problems)
 
 
-def _set_password(user: User, password_hash: str | None) -> None:
+def _set_password(user: User, password_hash: str | None, temporary_until: int | None = None) -> None:
     user.password_hash = password_hash
     user.password_changed_at = now_ms() if password_hash is not None else None
+    user.password_temporary_until = temporary_until if password_hash is not None else None
+
+
+def _password_fields(body: dict[str, Any]) -> tuple[str | None, bool]:
+    """The password a create or update sets, and whether it is a temporary one (decision 30).
+    Both kinds in one request, or an expiry without a temporary password, is a 400."""
+    if body.get("password") is not None and body.get("temporary_password") is not None:
+        raise InvalidRequest(
+            [
+                FieldProblem(
+                    "temporary_password",
+                    "conflicting_fields",
+                    "Send either password or temporary_password, not both",
+                )
+            ]
+        )
+    if body.get("temporary_password_expires_in") is not None and body.get("temporary_password") is None:
+        raise InvalidRequest(
+            [
+                FieldProblem(
+                    "temporary_password_expires_in",
+                    "requires_temporary_password",
+                    "temporary_password_expires_in needs a temporary_password",
+                )
+            ]
+        )
+    if body.get("temporary_password") is not None:
+        return str(body["temporary_password"]), True
+    return body.get("password"), False
+
+
+async def temporary_until(session: AsyncSession, issuer_id: str, expires_in: int | None) -> int:
+    """When a temporary password set now stops working: ``expires_in`` seconds from now, else the
+    ``ttl`` configured on the issuer's ``temporary_password`` method, else 7 days."""
+    if expires_in is None:
+        settings = await session.scalar(
+            select(AuthMethod.settings).where(
+                AuthMethod.issuer_id == issuer_id, AuthMethod.method == "temporary_password"
+            )
+        )
+        configured = (settings or {}).get("ttl")
+        expires_in = configured if isinstance(configured, int) and configured > 0 else TEMPORARY_PASSWORD_TTL
+    return now_ms() + expires_in * 1000
+
+
+async def replace_password(
+    session: AsyncSession, user: User, expected_hash: str, new_hash: str, *, temporary: bool = False
+) -> bool:
+    """Swap the password ``expected_hash`` of ``user`` for the one they chose (after a temporary
+    one, or in the account portal). One guarded UPDATE decides: it applies only while that very
+    password is still set (and, for a ``temporary`` one, live), so of two changes at once, or one
+    racing an administrator's, exactly one wins. Returns whether this one did; the winner clears
+    the password's lockout count and records ``user.password.changed``."""
+    now = now_ms()
+    guard = [User.id == user.id, User.password_hash == expected_hash]
+    if temporary:
+        guard.append(User.password_temporary_until > now)
+    result = await session.execute(
+        update(User)
+        .where(*guard)
+        .values(
+            password_hash=new_hash,
+            password_temporary_until=None,
+            password_changed_at=now,
+            updated_at=case((User.updated_at >= now, User.updated_at + 1), else_=now),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    await session.refresh(user)
+    await lockouts.clear(session, user.issuer_id, lockouts.PASSWORD, user.username_key)
+    await _emit(session, "user.password.changed", user)
+    return True
 
 
 async def _hashed(password: str | None) -> str | None:
@@ -235,10 +314,12 @@ async def create_user(session: AsyncSession, issuer_id: str, body: dict[str, Any
         raise InvalidInput.on("status", "invalid_choice", f"A new user's status is one of {SETTABLE}")
     profile = _check_profile(body.get("profile") or {})
     scopes = scope_names("scopes", body["scopes"]) if body.get("scopes") is not None else None
-    password = body.get("password")
+    password, temporary = _password_fields(body)
     if password is not None:
-        await check_password(session, issuer_id, password)
+        await check_password(session, issuer_id, password, "temporary_password" if temporary else "password")
     password_hash = await _hashed(password)
+    expires_in = body.get("temporary_password_expires_in")
+    until = await temporary_until(session, issuer_id, expires_in) if temporary else None
     taken = await session.scalar(
         select(User.id).where(User.issuer_id == issuer_id, User.username_key == username.key)
     )
@@ -265,7 +346,7 @@ async def create_user(session: AsyncSession, issuer_id: str, body: dict[str, Any
         updated_at=now,
     )
     if password is not None:
-        _set_password(user, password_hash)
+        _set_password(user, password_hash, until)
     session.add(user)
     await _flush_unique(session)
     await _emit(session, "user.created", user)
@@ -318,10 +399,16 @@ async def get_user(session: AsyncSession, issuer_id: str, user_id: str, *, for_u
 async def update_user(
     session: AsyncSession, issuer_id: str, user_id: str, changes: dict[str, Any], if_match: str | None
 ) -> User:
-    password = changes.get("password")
+    password, temporary = _password_fields(changes)
     if password is not None:
-        await check_password(session, issuer_id, password)
+        await check_password(session, issuer_id, password, "temporary_password" if temporary else "password")
     password_hash = await _hashed(password)
+    expires_in = changes.get("temporary_password_expires_in")
+    until = await temporary_until(session, issuer_id, expires_in) if temporary else None
+    if temporary:
+        # From here on a temporary password is a password change like any other.
+        changes = {k: v for k, v in changes.items() if not k.startswith("temporary_password")}
+        changes["password"] = password
     user = await get_user(session, issuer_id, user_id, for_update=True)
     await versions.claim(session, user, "User", if_match)
     status_before = user.status
@@ -350,7 +437,7 @@ async def update_user(
                 setattr(user, field, changes[field])
     replaced = "password" in changes and user.password_hash is not None
     if "password" in changes:
-        _set_password(user, password_hash)
+        _set_password(user, password_hash, until)
         # A new password is a new credential: failures counted against the old one no longer apply.
         await lockouts.clear(session, issuer_id, lockouts.PASSWORD, user.username_key)
     if ended and user.status in ENDS_SESSIONS:

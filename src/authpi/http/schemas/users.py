@@ -19,6 +19,11 @@ class UserCreate(StrictInput):
     profile: dict[str, Any] | None = None
     # Write-only. 4096 bounds the request; the issuer's password policy sets the real limits.
     password: str | None = Field(default=None, max_length=4096)
+    # Write-only (decision 30): signs in only to choose a new password, and replaces any password;
+    # never with ``password`` in one request. Expires after ``temporary_password_expires_in``
+    # seconds (default 7 days, at most 90).
+    temporary_password: str | None = Field(default=None, max_length=4096)
+    temporary_password_expires_in: int | None = Field(default=None, ge=60, le=7_776_000)
     scopes: list[str] | None = Field(default=None, max_length=500)
     metadata: Metadata | None = None
     custom_fields: dict[str, Any] | None = None
@@ -34,6 +39,11 @@ class UserUpdate(StrictInput):
 
     profile: dict[str, Any] | None = None
     password: str | None = Field(default=None, max_length=4096)
+    # Write-only (decision 30): signs in only to choose a new password, and replaces any password;
+    # never with ``password`` in one request. Expires after ``temporary_password_expires_in``
+    # seconds (default 7 days, at most 90).
+    temporary_password: str | None = Field(default=None, max_length=4096)
+    temporary_password_expires_in: int | None = Field(default=None, ge=60, le=7_776_000)
     scopes: list[str] | None = Field(default=None, max_length=500)
     metadata: Metadata | None = None
     custom_fields: dict[str, Any] | None = None

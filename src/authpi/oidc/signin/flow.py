@@ -40,6 +40,7 @@ from authpi.oidc.pages import (
     redirect,
     render,
 )
+from authpi.oidc.portal.client import PORTAL_CLIENT, portal_client
 from authpi.oidc.signin.steps import Factor
 from authpi.runtime import Runtime
 from authpi.services import events, trusted_devices
@@ -93,15 +94,21 @@ class Progress:
     factors: list[dict[str, Any]] = field(default_factory=list)
     # The user asked to trust this browser when proving a second factor.
     trust_device: bool = False
+    # What a method still asks of ``user_id`` before its factor counts (``owe``), e.g. choosing a
+    # new password after a temporary one: ``{"method": <type>, "step": <name>, ...}``. The flow
+    # holds no proven factor meanwhile, so no page can finish the sign-in around it.
+    pending: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, raw: dict[str, Any] | None) -> Progress:
         raw = raw or {}
+        pending = raw.get("pending")
         return cls(
             raw.get("user_id"),
             raw.get("browser"),
             list(raw.get("factors") or []),
             raw.get("trust_device") is True,
+            pending if isinstance(pending, dict) else None,
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -110,6 +117,7 @@ class Progress:
             "browser": self.browser,
             "factors": self.factors,
             "trust_device": self.trust_device,
+            "pending": self.pending,
         }
 
     def amr(self) -> list[str]:
@@ -233,11 +241,27 @@ class Flow:
             return limited
         return user, method
 
+    async def owe(self, user: User, method: str, step: str, **data: Any) -> None:
+        """``user`` proved a credential of ``method`` that counts only once they complete ``step``
+        (on that method's own page, in this browser): saved on the request with no factor
+        proven, so nothing but that step can continue the sign-in (``owed`` reads it back)."""
+        self.progress = Progress(user.id, self.browser())  # factors proven before no longer count
+        self.progress.pending = {"method": method, "step": step, **data}
+        await self.save()
+
+    def owed(self, method: str, step: str) -> dict[str, Any] | None:
+        """The step ``method`` left owing in this browser (see ``owe``), with the user's ID."""
+        pending = self.progress.pending
+        if pending is None or pending.get("method") != method or pending.get("step") != step:
+            return None
+        return {**pending, "user_id": self.progress.user_id}
+
     def prove(self, user: User, factor: Factor) -> None:
         """Add ``factor`` of ``user`` to the progress (saved with ``save``; ``advance`` goes on)."""
         if self.progress.user_id not in (None, user.id):
             # A factor of someone else than the user who proved the earlier ones: start over.
             self.progress = Progress()
+        self.progress.pending = None
         if self.progress.factors and self.form.get(TRUST_FIELD):
             self.progress.trust_device = True  # a factor after the first one, with the box ticked
         self.progress.user_id = user.id
@@ -334,7 +358,10 @@ async def load(
     if request_id is None:
         request_id = form.get("request") if post else request.query_params.get("request")
     pending = await authorization.recall_pending(session, issuer, request_id)
-    client = await load_client(session, issuer.id, pending.client_id) if pending else None
+    client = None
+    if pending is not None:
+        portal = pending.client_id == PORTAL_CLIENT  # a sign-in to the account portal
+        client = portal_client(issuer) if portal else await load_client(session, issuer.id, pending.client_id)
     if pending is None or client is None or request_id is None:
         return message(request, rt, issuer, SIGN_IN_EXPIRED, EXPIRED)
     progress = Progress.of(pending.sign_in)

@@ -23,7 +23,10 @@ class PasskeyChallenge(Base):
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     issuer_id: Mapped[str] = mapped_column(ForeignKey("issuers.id", ondelete="CASCADE"))
-    request_id: Mapped[str] = mapped_column(ForeignKey("authorization_requests.id", ondelete="CASCADE"))
+    # None for a ceremony of the account portal (bound to the browser and the signed-in user).
+    request_id: Mapped[str | None] = mapped_column(
+        ForeignKey("authorization_requests.id", ondelete="CASCADE")
+    )
     browser: Mapped[str] = mapped_column(String(64))
     purpose: Mapped[str] = mapped_column(String(16))
     step: Mapped[str] = mapped_column(String(24))

@@ -36,4 +36,7 @@ class User(Versioned, Base):
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
     password_hash: Mapped[str | None] = mapped_column(Text)
     password_changed_at: Mapped[int | None] = mapped_column(BigInteger)
+    # Set while the password is a temporary one an administrator gave (decision 30): it signs in
+    # until then, and only to choose a new password.
+    password_temporary_until: Mapped[int | None] = mapped_column(BigInteger)
     deleted_at: Mapped[int | None] = mapped_column(BigInteger)

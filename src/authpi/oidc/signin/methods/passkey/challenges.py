@@ -1,31 +1,46 @@
 """WebAuthn challenges kept server-side, one row per ceremony (``passkey_challenges``).
 
-A challenge belongs to the pending authorization request and the browser that asked for it, lives
-a few minutes and is spent once: whatever the outcome of the verification, a response can never be
+A challenge belongs to the browser that asked for it and to its pending authorization request (a
+sign-in) or to none (the account portal, where the signed-in user is the ``user_id``), lives a few
+minutes and is spent once: whatever the outcome of the verification, a response can never be
 presented again (replays find no challenge)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authpi import ids
 from authpi.clock import now_ms
-from authpi.oidc.signin.flow import Flow
 from authpi.oidc.signin.methods.passkey.ceremonies import new_challenge
 from authpi.oidc.signin.steps import Step
+from authpi.storage.tables.issuers import Issuer
 from authpi.storage.tables.passkey_challenges import PasskeyChallenge
 
 TTL_MS = 5 * 60_000
+
+
+class Bound(Protocol):
+    """Whom a ceremony belongs to: a sign-in ``Flow`` or an account-portal request."""
+
+    @property
+    def issuer(self) -> Issuer: ...
+
+    @property
+    def request_id(self) -> str | None: ...
+
+    def browser(self) -> str: ...
+
+
 AUTHENTICATE = "authenticate"
 REGISTER = "register"
 
 
 async def begin(
     session: AsyncSession,
-    flow: Flow,
+    flow: Bound,
     purpose: str,
     step: Step,
     *,
@@ -51,7 +66,9 @@ async def begin(
     return row
 
 
-async def spend(session: AsyncSession, flow: Flow, ceremony_id: str, purpose: str) -> PasskeyChallenge | None:
+async def spend(
+    session: AsyncSession, flow: Bound, ceremony_id: str, purpose: str
+) -> PasskeyChallenge | None:
     """The ceremony ``ceremony_id`` of this request and browser, deleted so it serves once; None
     when it is unknown, expired, someone else's or already spent (also by a concurrent request)."""
     if not ceremony_id or len(ceremony_id) > 40:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -24,14 +25,15 @@ from authpi.i18n import LazyText, Text, _l
 from authpi.oidc.context import runtime
 from authpi.oidc.pages import EXPIRED as SIGN_IN_EXPIRED
 from authpi.oidc.pages import SIGN_IN_EXPIRED as EXPIRED_HEADING
-from authpi.oidc.pages import rate_limited
+from authpi.oidc.pages import rate_limited, send_limited
 from authpi.oidc.routes import Routes
 from authpi.oidc.signin import flow as flows
 from authpi.oidc.signin.flow import Flow
 from authpi.oidc.signin.methods.passkey import ceremonies, challenges, credentials, login
 from authpi.oidc.signin.methods.passkey.ceremonies import CeremonyFailed, NewCredential
 from authpi.oidc.signin.steps import Step
-from authpi.services import events, users, verifiers
+from authpi.runtime import Runtime
+from authpi.services import email_verification, events, one_time_codes, users, verifiers
 from authpi.services.errors import InvalidInput
 from authpi.services.issuer_settings import portal_enabled
 from authpi.storage.tables.auth_methods import AuthMethod
@@ -42,6 +44,8 @@ from authpi.storage.tables.users import User
 router = Routes()
 NOT_CREATED = _l("The passkey could not be created. Try again.")
 SIGNUP_CLOSED = flows.NO_SIGNUPS
+WRONG_CODE = _l("That code is not right. Enter the code from the email.")
+SPENT_CODE = _l("This code has expired or was tried too often. Sign up again for a new one.")
 _HEADINGS = {Step.REGISTRATION: _l("Create your passkey"), Step.ENROLLMENT: _l("Add a passkey")}
 _INSTRUCTIONS = {
     Step.REGISTRATION: _l("Your device saves a passkey for %(who)s: you sign in with it from now on."),
@@ -71,6 +75,42 @@ def enroll_action(flow: Flow) -> str:
     return f"/{flow.issuer.id}/passkey/enroll"
 
 
+async def begin_registration(
+    session: AsyncSession,
+    rt: Runtime,
+    bound: challenges.Bound,
+    method: AuthMethod,
+    step: Step,
+    *,
+    handle: str,
+    user_name: str,
+    display_name: str,
+    user_id: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """A new registration ceremony for the account ``handle`` (its user id), bound to ``bound``
+    (a sign-in, or the account portal): its ID and the ``navigator.credentials.create`` options,
+    which exclude the user's passkeys. Added, not committed."""
+    exclude = []
+    if user_id is not None:
+        exclude = credentials.descriptors(await credentials.of_user(session, bound.issuer.id, user_id))
+    row = await challenges.begin(
+        session, bound, challenges.REGISTER, step, user_id=user_id, data={**(data or {}), "handle": handle}
+    )
+    settings = credentials.settings(method)
+    options = ceremonies.registration_options(
+        credentials.relying_party(rt, bound.issuer, method),
+        challenge=row.challenge,
+        user_handle=handle,
+        user_name=user_name,
+        display_name=display_name,
+        user_verification=str(settings["user_verification"]),
+        resident_key=str(settings["resident_key"]),
+        exclude=exclude,
+    )
+    return row.id, options
+
+
 async def _create_page(
     request: Request,
     flow: Flow,
@@ -86,29 +126,18 @@ async def _create_page(
     status: int = 200,
 ) -> Response:
     """A registration ceremony for the account ``handle`` (its user id) and its page."""
-    exclude = []
-    if user_id is not None:
-        exclude = credentials.descriptors(await credentials.of_user(flow.session, flow.issuer.id, user_id))
-    row = await challenges.begin(
+    ceremony, options = await begin_registration(
         flow.session,
+        flow.rt,
         flow,
-        challenges.REGISTER,
+        method,
         step,
-        user_id=user_id,
-        data={**(data or {}), "handle": handle},
-    )
-    settings = credentials.settings(method)
-    options = ceremonies.registration_options(
-        credentials.relying_party(flow.rt, flow.issuer, method),
-        challenge=row.challenge,
-        user_handle=handle,
+        handle=handle,
         user_name=user_name,
         display_name=display_name,
-        user_verification=str(settings["user_verification"]),
-        resident_key=str(settings["resident_key"]),
-        exclude=exclude,
+        user_id=user_id,
+        data=data,
     )
-    ceremony = row.id
     await flow.session.commit()
     return flow.render(
         request,
@@ -174,16 +203,93 @@ async def passkey_signup(issuer_id: str, request: Request) -> Response:
             return _signup_form(request, flow, checked, 400)
         email, key = checked
         name = flow.form.get("name", "").strip()[:200]
-        handle = ids.user_id()  # the account's id if it is created: the credential's user handle
-        return await _create_page(
-            request,
-            flow,
-            method,
-            Step.REGISTRATION,
-            handle=handle,
-            user_name=email,
-            display_name=name or email,
+        if email_verification.required_at_signup(flow.issuer):
+            return await _prove_address(request, flow, email, key, name)
+        return await _ceremony_for(request, flow, method, email, key, name, verified=False)
+
+
+async def _ceremony_for(
+    request: Request, flow: Flow, method: AuthMethod, email: str, key: str, name: str, *, verified: bool
+) -> Response:
+    handle = ids.user_id()  # the account's id if it is created: the credential's user handle
+    return await _create_page(
+        request,
+        flow,
+        method,
+        Step.REGISTRATION,
+        handle=handle,
+        user_name=email,
+        display_name=name or email,
+        data={"email": email, "key": key, "name": name, "verified": verified},
+    )
+
+
+def _verify_page(
+    request: Request, flow: Flow, email: str, *, error: str | None = None, status: int = 200
+) -> Response:
+    return flow.render(
+        request,
+        "verify_email.html",
+        status,
+        action=f"/{flow.issuer.id}/passkey/signup/verify",
+        email=email,
+        restart_url=signup_url(flow),
+        error=error,
+    )
+
+
+async def _prove_address(request: Request, flow: Flow, email: str, key: str, name: str) -> Response:
+    """The issuer proves sign-up addresses: a code by email first (no link: the passkey is created
+    in this browser, after the code), the ceremony after it. A taken address gets no mail and the
+    same page."""
+    limited = await send_limited(request, flow.rt, flow.issuer, email)
+    if limited is not None:
+        return limited
+    if not await email_verification.taken(flow.session, flow.issuer.id, key):
+        await email_verification.send(
+            flow.session,
+            flow.rt.secretbox,
+            flow.issuer,
+            public_url=flow.rt.settings.public_url_base,
+            purpose=email_verification.SIGNUP,
+            email=email,
             data={"email": email, "key": key, "name": name},
+            request_id=flow.request_id,
+            browser=flow.browser(),
+            link=False,
+        )
+        await flow.session.commit()
+    return _verify_page(request, flow, email)
+
+
+@router.post("/{issuer_id}/passkey/signup/verify")
+async def passkey_signup_verify(issuer_id: str, request: Request) -> Response:
+    """The code from the email; then the ceremony creates the passkey and, with it, the account."""
+    async with runtime(request).sessions() as session:
+        flow = await flows.load(request, session, issuer_id, post=True)
+        if isinstance(flow, Response):
+            return flow
+        method = await credentials.passkey_method(session, flow.issuer.id)
+        if method is None or not signup_open(flow, method):
+            return flow.message(request, "Sign-up closed", SIGNUP_CLOSED, 403)
+        limited = await rate_limited(request, flow.rt, flow.issuer, "login", login.RATE_LIMITED)
+        if limited is not None:
+            return limited
+        email = flow.form.get("email", "")[:320]
+        row = await email_verification.pending_signup(
+            session, flow.issuer.id, flow.request_id, flow.browser()
+        )
+        if row is None:
+            return _verify_page(request, flow, email, error=WRONG_CODE, status=400)
+        check = await one_time_codes.check_code(
+            session, flow.rt.secretbox, code_id=row.id, code=flow.form.get("code", "")
+        )
+        if not check.success or check.row is None:
+            text = WRONG_CODE if check.error == "wrong" else SPENT_CODE
+            return _verify_page(request, flow, email, error=text, status=400)
+        data = check.row.data
+        return await _ceremony_for(
+            request, flow, method, str(data["email"]), str(data["key"]), str(data["name"]), verified=True
         )
 
 
@@ -231,7 +337,8 @@ async def passkey_enroll(issuer_id: str, request: Request) -> Response:
 async def _new_account(session: Any, issuer: Issuer, ceremony: PasskeyChallenge) -> User:
     """The account a passkey sign-up creates (added, not committed), with ``user.created``."""
     now = now_ms()
-    profile: dict[str, Any] = {"email_verified": False}
+    verified = ceremony.data.get("verified") is True
+    profile: dict[str, Any] = {"email_verified": verified}
     if ceremony.data.get("name"):
         profile["name"] = str(ceremony.data["name"])[:200]
     key = str(ceremony.data["key"])
@@ -250,15 +357,10 @@ async def _new_account(session: Any, issuer: Issuer, ceremony: PasskeyChallenge)
         updated_at=now,
     )
     session.add(user)
-    await events.emit_for(
-        session,
-        "user.created",
-        user,
-        "user",
-        account_id=issuer.account_id,
-        issuer_id=issuer.id,
-        user_id=user.id,
-    )
+    scope: dict[str, Any] = {"account_id": issuer.account_id, "issuer_id": issuer.id, "user_id": user.id}
+    await events.emit_for(session, "user.created", user, "user", **scope)
+    if verified:
+        await events.emit_for(session, "user.email.verified", user, "user", **scope)
     return user
 
 
@@ -298,7 +400,11 @@ async def passkey_register(issuer_id: str, request: Request) -> Response:
         method = await credentials.passkey_method(session, flow.issuer.id)
         user = await flow.pending_user() if step is Step.ENROLLMENT else None
         if step is Step.REGISTRATION:
-            allowed = signup_open(flow, method)
+            # An address the issuer proves at sign-up was proven before this ceremony started.
+            proven = ceremony.data.get("verified") is True
+            allowed = signup_open(flow, method) and (
+                proven or not email_verification.required_at_signup(flow.issuer)
+            )
         else:
             allowed = (
                 user is not None

@@ -1,4 +1,5 @@
-"""The ``password`` method: a first factor after the identifier, and self-service sign-up."""
+"""The ``password`` method: a first factor after the identifier (a temporary password then asks
+for a new one first), and self-service sign-up."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from starlette.responses import Response
 from authpi.i18n import _l
 from authpi.oidc.routes import Routes
 from authpi.oidc.signin.flow import Flow
-from authpi.oidc.signin.methods.password import login, recovery, registration
+from authpi.oidc.signin.methods.password import change, login, recovery, registration
 from authpi.oidc.signin.steps import Offer, Step
 from authpi.oidc.signin.strategy import Strategy
 from authpi.storage.tables.auth_methods import AuthMethod
@@ -50,4 +51,6 @@ class Password(Strategy):
 
 
 PASSWORD = Password()
-Password.router.routes.extend(login.router.routes + registration.router.routes + recovery.router.routes)
+Password.router.routes.extend(
+    login.router.routes + change.router.routes + registration.router.routes + recovery.router.routes
+)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -33,6 +34,8 @@ _POLICY_TEXTS = {
     "missing_digit": _l("The password needs a digit."),
     "missing_symbol": _l("The password needs a symbol."),
 }
+# Said only to whoever typed the right temporary password, so it reveals nothing to a guesser.
+TEMPORARY_EXPIRED = _l("This temporary password has expired. Ask your administrator for a new one.")
 
 
 # "locked": refused without checking anything, because the credential is locked.
@@ -45,6 +48,8 @@ class Outcome:
     error: Text | None
     result: LoginResult = "failure"
     locked_now: bool = False  # this failure reached the limit: the credential is now locked
+    # The password is a temporary one (decision 30): it proves nothing until a new one is chosen.
+    temporary: bool = False
 
 
 async def password_method(session: AsyncSession, issuer_id: str) -> AuthMethod | None:
@@ -89,6 +94,11 @@ async def verify(session: AsyncSession, issuer: Issuer, identifier: str, passwor
     if user.status != "active":
         await session.commit()
         return Outcome(None, inactive_text(user.status))
+    if user.password_temporary_until is not None:
+        if user.password_temporary_until <= now_ms():
+            await session.commit()
+            return Outcome(None, TEMPORARY_EXPIRED)
+        return Outcome(user, None, "success", temporary=True)
     return Outcome(user, None, "success")
 
 
@@ -106,16 +116,29 @@ def password_policy(method: AuthMethod | None) -> dict[str, Any]:
     return {**TYPES["password"].defaults, **(method.settings if method else {})}
 
 
+# Sends the proof of a sign-up address (``email``, ``key``, ``name``, ``password_hash``): the
+# account is created from them once the mailbox is proven (services/email_verification).
+Verify = Callable[[str, str, str, str], Awaitable[None]]
+
+
 async def signup(
-    session: AsyncSession, issuer: Issuer, email: str, name: str, password: str, method: AuthMethod
+    session: AsyncSession,
+    issuer: Issuer,
+    email: str,
+    name: str,
+    password: str,
+    method: AuthMethod,
+    *,
+    verify: Verify | None = None,
 ) -> Text | None:
     """Self-service sign-up; returns what is wrong with the input, or None once it was accepted.
 
     Accepted means an account was created *or* the address was already taken; the caller answers
     both alike, so sign-up cannot be used to find out which addresses have accounts. The taken
-    address's account is left untouched. Once email delivery exists, the outcome goes to the
-    mailbox (a welcome, or "you already have an account"); until then the next step, signing in,
-    is where the owner of the address finds out.
+    address's account is left untouched; the next step, signing in, is where the owner of the
+    address finds out. With ``verify`` (the issuer proves sign-up addresses), nothing is created
+    here: ``verify`` mails a code for a free address, and the account is created once it comes
+    back (a taken address gets no mail, and the same page).
     """
     try:
         username = users.normalize_username("email", email)
@@ -129,6 +152,16 @@ async def signup(
     problems = users.policy_problems(policy, password)
     if problems:
         return policy_text(problems[0], policy)
+    # Hashed whether or not the address is taken, so both answers take the same time.
+    password_hash = await passwords.hash_password(password)
+    if verify is not None:
+        # No account until the mailbox is proven; a taken address gets no mail and the same page.
+        taken = await session.scalar(
+            select(User.id).where(User.issuer_id == issuer.id, User.username_key == key)
+        )
+        if taken is None:
+            await verify(username.value, key, name.strip()[:200], password_hash)
+        return None
     now = now_ms()
     profile: dict[str, Any] = {"email_verified": False}
     if name.strip():
@@ -144,8 +177,7 @@ async def signup(
         status_at=now,
         profile=profile,
         metadata_={},
-        # Hashed whether or not the address is taken, so both answers take the same time.
-        password_hash=await passwords.hash_password(password),
+        password_hash=password_hash,
         password_changed_at=now,
         created_at=now,
         updated_at=now,

@@ -14,7 +14,7 @@ from authpi.oidc.pages import rate_limited
 from authpi.oidc.routes import Routes
 from authpi.oidc.signin import flow as flows
 from authpi.oidc.signin.flow import SIGN_IN_UNAVAILABLE, Flow
-from authpi.oidc.signin.methods.password import credentials
+from authpi.oidc.signin.methods.password import change, credentials
 
 router = Routes()
 AMR = ("pwd",)
@@ -78,4 +78,6 @@ async def login_password(issuer_id: str, request: Request) -> Response:
         if outcome.user is None:
             # 400, not 401: a 401 must carry a WWW-Authenticate challenge, and a form has none.
             return password_page(request, flow, username, status=400, error=outcome.error)
+        if outcome.temporary:
+            return await change.required(request, flow, outcome.user, method)
         return await flow.passed(request, outcome.user, flows.factor("password", method.id, AMR))

@@ -12,11 +12,13 @@ import logging
 
 import segno
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
 
 from authpi import i18n
 from authpi.clock import now_ms
+from authpi.crypto.secretbox import SecretBox
 from authpi.i18n import Text, _l
 from authpi.oidc.context import runtime
 from authpi.oidc.routes import Routes
@@ -25,6 +27,7 @@ from authpi.oidc.signin.flow import SIGN_IN_UNAVAILABLE, Flow
 from authpi.oidc.signin.methods.totp.login import AMR, WRONG_CODE
 from authpi.services import totp, verifiers
 from authpi.services.errors import ServiceError
+from authpi.storage.tables.issuers import Issuer
 from authpi.storage.tables.users import User
 from authpi.storage.tables.verifiers import Verifier
 
@@ -41,10 +44,12 @@ def action(flow: Flow) -> str:
     return f"/{flow.issuer.id}/mfa/enroll/totp"
 
 
-async def _pending(flow: Flow, user: User) -> tuple[Verifier, str, str]:
-    """The user's live enrollment started here, or a new one: (verifier, secret, otpauth URI)."""
-    box = flow.rt.secretbox
-    found = await flow.session.scalars(
+async def pending_enrollment(
+    session: AsyncSession, box: SecretBox, issuer: Issuer, user: User, origin: str
+) -> tuple[Verifier, str, str]:
+    """The user's live enrollment started from ``origin`` (these pages, the account portal), or a
+    new one: (verifier, secret, otpauth URI). Reloading the page shows the same secret."""
+    found = await session.scalars(
         select(Verifier)
         .where(
             Verifier.user_id == user.id,
@@ -55,12 +60,12 @@ async def _pending(flow: Flow, user: User) -> tuple[Verifier, str, str]:
         .order_by(Verifier.id.desc())
     )
     for row in found:
-        if (row.metadata_ or {}).get("origin") == ORIGIN:
+        if (row.metadata_ or {}).get("origin") == origin:
             secret = verifiers.open_secret(box, row)
-            uri = await verifiers.provisioning_uri(flow.session, flow.issuer, user, row, secret)
+            uri = await verifiers.provisioning_uri(session, issuer, user, row, secret)
             return row, secret, uri
-    enrollment = await verifiers.start_totp(flow.session, box, flow.issuer, user, origin=ORIGIN)
-    await flow.session.commit()
+    enrollment = await verifiers.start_totp(session, box, issuer, user, origin=origin)
+    await session.commit()
     return enrollment.verifier, enrollment.secret, enrollment.provisioning_uri
 
 
@@ -70,11 +75,18 @@ def _qr_title(request: Request, flow: Flow) -> str:
         return str(_l("QR code for your authenticator app"))
 
 
+def qr_svg(uri: str, title: str | None = None) -> str:
+    """The provisioning URI as an inline SVG; ``title`` (its accessible name) in the page's language."""
+    name = title if title is not None else str(_l("QR code for your authenticator app"))
+    return str(segno.make(uri, error="m").svg_inline(scale=5, title=name))
+
+
 async def enrollment_page(
     request: Request, flow: Flow, user: User, *, error: Text | None = None, status: int = 200
 ) -> Response:
     try:
-        row, secret, uri = await _pending(flow, user)
+        box = flow.rt.secretbox
+        row, secret, uri = await pending_enrollment(flow.session, box, flow.issuer, user, ORIGIN)
     except ServiceError as exc:  # e.g. the user already has as many verifiers as allowed
         log.info("authenticator app enrollment refused: %s", exc.description)
         return flow.message(request, SIGN_IN_UNAVAILABLE, NOT_AVAILABLE, 409)
@@ -84,7 +96,7 @@ async def enrollment_page(
         status,
         action=action(flow),
         others_url=flow.others_url,
-        qr_svg=segno.make(uri, error="m").svg_inline(scale=5, title=_qr_title(request, flow)),
+        qr_svg=qr_svg(uri, _qr_title(request, flow)),
         secret=totp.grouped(secret),
         enrollment_id=row.id,
         error=error,
