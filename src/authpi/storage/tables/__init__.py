@@ -13,6 +13,7 @@ from authpi.storage.tables import (  # noqa: F401
     messages,
     notes,
     oauth,
+    organizations,
     passkey_challenges,
     sessions,
     signing_keys,
