@@ -24,6 +24,7 @@ from authpi.http.routes import (
     issuers,
     me,
     notes,
+    organizations,
     sessions,
     tokens,
     trusted_devices,
@@ -191,6 +192,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         notes,
         webhooks,
         webhook_deliveries,
+        organizations,
     ):
         # Services never commit: a route outside the unit of work would lose its writes.
         assert all(isinstance(route, unit_of_work.UnitOfWork) for route in module.router.routes)
