@@ -279,6 +279,14 @@ async def recall_pending(
     return row
 
 
+async def save_params(session: AsyncSession, request_id: str, params: AuthorizeParams) -> None:
+    await session.execute(
+        update(AuthorizationRequest)
+        .where(AuthorizationRequest.id == request_id)
+        .values(params=params.as_dict())
+    )
+
+
 async def save_progress(session: AsyncSession, request_id: str, progress: dict[str, Any]) -> None:
     await session.execute(
         update(AuthorizationRequest).where(AuthorizationRequest.id == request_id).values(sign_in=progress)

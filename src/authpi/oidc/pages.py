@@ -12,6 +12,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
 from authpi.oidc import authorization
+from authpi.oidc import organizations as org_rules
 from authpi.oidc.authorization import AuthorizeParams
 from authpi.oidc.browser import SESSION_COOKIE, Csrf, set_cookie
 from authpi.oidc.context import issuer_url
@@ -159,9 +160,6 @@ def _refusal(params: AuthorizeParams, user: User) -> tuple[str, str] | None:
     if not authorization.hint_matches(params, user.id):
         # Someone else signed in than the id_token_hint names: the client asked for that user only.
         return "login_required", "The signed-in user is not the one id_token_hint names"
-    if params.org is not None:
-        # Organizations are not modelled yet, so no user is a member of any (decision 18).
-        return "access_denied", "The user is not a member of that organization"
     return None
 
 
@@ -181,7 +179,14 @@ async def proceed(
     """After the user is known: ask for consent if needed, else issue the code and redirect."""
     iss = issuer_url(rt, issuer.id)
     refusal = _refusal(params, user)
-    if refusal is not None:
+    org_step = await org_rules.before_code(session, client, params, user.id) if refusal is None else None
+    if org_step is not None and org_step.error is not None:
+        # Not a member of the requested organization (decision 18), or of any when one is required.
+        refusal = org_step.error
+    if org_step is not None and org_step.choices is not None:
+        await session.commit()
+        response = redirect(page_url(issuer, "select-organization", request_id))
+    elif refusal is not None:
         await authorization.forget(session, request_id)
         await session.commit()
         response = redirect(authorization.error_redirect(params.redirect_uri, params.state, *refusal, iss))

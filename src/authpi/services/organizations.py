@@ -577,3 +577,10 @@ async def enforces_mfa(session: AsyncSession, user_id: str) -> bool:
         )
     )
     return bool(found)
+
+
+async def names(session: AsyncSession, org_ids: Sequence[str]) -> dict[str, str | None]:
+    rows = await session.execute(
+        select(Organization.id, Organization.name).where(Organization.id.in_(org_ids))
+    )
+    return {org_id: name for org_id, name in rows.all()}
