@@ -18,9 +18,11 @@ from authpi.http import api_docs, errors, middleware, unit_of_work
 from authpi.http.routes import (
     accounts,
     api_keys,
+    approvals,
     auth_methods,
     clients,
     events,
+    invitations,
     issuers,
     me,
     notes,
@@ -193,6 +195,8 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         webhooks,
         webhook_deliveries,
         organizations,
+        invitations,
+        approvals,
     ):
         # Services never commit: a route outside the unit of work would lose its writes.
         assert all(isinstance(route, unit_of_work.UnitOfWork) for route in module.router.routes)

@@ -5,9 +5,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from authpi.http.schemas.common import Metadata, StrictInput
-from authpi.services import organizations
+from authpi.services import invitations, organizations
 from authpi.services.organizations import Member
-from authpi.storage.tables.organizations import Group, Organization
+from authpi.storage.tables.organizations import Group, Invitation, Organization
 
 Scopes = list[str]
 OrgStatus = Literal["active", "suspended", "deleting"]
@@ -233,4 +233,72 @@ class GroupOut(BaseModel):
             metadata=group.metadata_,
             created_at=group.created_at,
             updated_at=group.updated_at,
+        )
+
+
+class InviterIn(StrictInput):
+    id: str | None = Field(default=None, max_length=64)
+    name: str | None = Field(default=None, max_length=200)
+
+
+class InvitationCreate(StrictInput):
+    email_invited: str = Field(min_length=3, max_length=320)
+    scopes: Scopes = Field(min_length=1, max_length=500)
+    user_title: str | None = Field(default=None, max_length=200)
+    message: str | None = Field(default=None, max_length=2000)
+    inviter: InviterIn | None = None
+    expires_in_seconds: int | None = Field(default=None, ge=300, le=90 * 86400)
+    user_id_invited: str | None = Field(default=None, max_length=64)
+    metadata: Metadata | None = None
+
+
+class InvitationUpdate(StrictInput):
+    scopes: Scopes | None = Field(default=None, min_length=1, max_length=500)
+    user_title: str | None = Field(default=None, max_length=200)
+    message: str | None = Field(default=None, max_length=2000)
+    expires_in_seconds: int | None = Field(default=None, ge=300, le=90 * 86400)
+    metadata: Metadata | None = None
+
+
+class InvitationOut(BaseModel):
+    id: str
+    org_id: str
+    issuer_id: str
+    status: str
+    email_invited: str
+    user_id_invited: str | None
+    user_title: str | None
+    message: str | None
+    scopes: list[str]
+    inviter: dict[str, Any] | None
+    created_at: int
+    expires_at: int
+    accepted_at: int | None
+    declined_at: int | None
+    revoked_at: int | None
+    last_email_sent_at: int | None
+    metadata: Metadata | None
+    updated_at: int | None
+
+    @classmethod
+    def of(cls, invitation: Invitation) -> InvitationOut:
+        return cls(
+            id=invitation.id,
+            org_id=invitation.org_id,
+            issuer_id=invitation.issuer_id,
+            status=invitations.effective_status(invitation),
+            email_invited=invitation.email_invited,
+            user_id_invited=invitation.user_id_invited,
+            user_title=invitation.user_title,
+            message=invitation.message,
+            scopes=list(invitation.scopes),
+            inviter=invitation.inviter,
+            created_at=invitation.created_at,
+            expires_at=invitation.expires_at,
+            accepted_at=invitation.accepted_at,
+            declined_at=invitation.declined_at,
+            revoked_at=invitation.revoked_at,
+            last_email_sent_at=invitation.last_email_sent_at,
+            metadata=invitation.metadata_,
+            updated_at=invitation.updated_at,
         )

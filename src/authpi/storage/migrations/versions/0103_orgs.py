@@ -20,6 +20,14 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("users") as batch:
+        batch.add_column(
+            sa.Column(
+                "approval",
+                sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+                nullable=True,
+            )
+        )
     op.create_table(
         "organizations",
         sa.Column("id", sa.String(length=40), nullable=False),
@@ -367,6 +375,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("users") as batch:
+        batch.drop_column("approval")
     with op.batch_alter_table("organization_membership_groups", schema=None) as batch_op:
         batch_op.drop_index("ix_organization_membership_groups_group_id")
 
