@@ -93,6 +93,10 @@ class AuthorizeParams:
     acr_values: list[str] = field(default_factory=list)
     # The ``sub`` of a verified id_token_hint: only that user may be signed in (OIDC Core §3.1.2.1).
     hinted_sub: str | None = None
+    # A sign-in of the issuer's own pages (``PORTAL_CLIENT``), not of a client: where it continues
+    # once the user is signed in (a path under the issuer), and the invited address it serves.
+    continue_to: str | None = None
+    invited_email: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -243,6 +247,43 @@ async def read_id_token_hint(
 def hint_matches(params: AuthorizeParams, user_id: str) -> bool:
     """Whether ``user_id`` is the user the request's id_token_hint names (true without a hint)."""
     return params.hinted_sub is None or params.hinted_sub == user_id
+
+
+# The client ID of a sign-in that serves the issuer's own pages (an invitation), not an application.
+PORTAL_CLIENT = "portal"
+
+
+def portal_client(issuer: Issuer) -> Client:
+    """A stand-in client (never stored) for a portal sign-in: no codes, no organizations, no consent."""
+    return Client(
+        id=PORTAL_CLIENT,
+        issuer_id=issuer.id,
+        name=issuer.name,
+        type="web",
+        application_type="web",
+        confidential=True,
+        status="active",
+        scopes=[],
+        settings={"openid": {"organizations": {"mode": "none"}, "grant_types": []}},
+        metadata_={},
+    )
+
+
+def portal_params(continue_to: str, email: str) -> AuthorizeParams:
+    return AuthorizeParams(
+        client_id=PORTAL_CLIENT,
+        redirect_uri=continue_to,
+        scope=[],
+        state=None,
+        nonce=None,
+        code_challenge=None,
+        prompt=[],
+        max_age=None,
+        login_hint=email,
+        org=None,
+        continue_to=continue_to,
+        invited_email=email,
+    )
 
 
 async def remember(session: AsyncSession, issuer: Issuer, params: AuthorizeParams) -> str:

@@ -177,6 +177,14 @@ async def proceed(
     new_cookie: str | None = None,
 ) -> Response:
     """After the user is known: ask for consent if needed, else issue the code and redirect."""
+    if params.continue_to is not None:
+        # A portal sign-in (an invitation): the browser session is the result; back to the page.
+        await authorization.forget(session, request_id)
+        await session.commit()
+        response = redirect(params.continue_to)
+        if new_cookie is not None:
+            set_cookie(response, rt, issuer.id, SESSION_COOKIE, new_cookie, op.ttl)
+        return response
     iss = issuer_url(rt, issuer.id)
     refusal = _refusal(params, user)
     org_step = await org_rules.before_code(session, client, params, user.id) if refusal is None else None

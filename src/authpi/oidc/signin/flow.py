@@ -287,7 +287,14 @@ async def load(request: Request, session: AsyncSession, issuer_id: str, *, post:
         )
     request_id = form.get("request") if post else request.query_params.get("request")
     pending = await authorization.recall_pending(session, issuer, request_id)
-    client = await load_client(session, issuer.id, pending.client_id) if pending else None
+    client = None
+    if pending is not None:
+        portal = pending.client_id == authorization.PORTAL_CLIENT
+        client = (
+            authorization.portal_client(issuer)
+            if portal
+            else await load_client(session, issuer.id, pending.client_id)
+        )
     if pending is None or client is None or request_id is None:
         return message(request, rt, issuer, "Sign-in expired", EXPIRED)
     progress = Progress.of(pending.sign_in)
