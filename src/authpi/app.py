@@ -26,6 +26,7 @@ from authpi.http.routes import (
     issuers,
     me,
     notes,
+    org_api_keys,
     organizations,
     sessions,
     tokens,
@@ -196,6 +197,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         webhook_deliveries,
         organizations,
         invitations,
+        org_api_keys,
         approvals,
     ):
         # Services never commit: a route outside the unit of work would lose its writes.

@@ -232,3 +232,82 @@ async def test_each_route_checks_its_scope(
         ):
             with pytest.raises(ForbiddenError):
                 await call()
+
+
+async def test_organization_api_keys_keyinfo_and_introspection(
+    admin: AuthPIAdmin, issuer: Issuer, raw: httpx.AsyncClient, account_path: str, server: RunningServer
+) -> None:
+    iss = admin.issuer(issuer.id)
+    org_id = (await iss.organizations.create({"name": "Keys", "scopes": ["projects:**", "reports:read"]})).id
+    org = iss.organization(org_id)
+    created = await org.api_keys.create(
+        {"name": "ci", "restrictions": {"scopes": ["projects.tasks:write", "reports:read"]}, "tags": ["ci"]}
+    )
+    assert (
+        created.secret_plain.startswith("sk_") and created.org_id == org_id and created.issuer_id == issuer.id
+    )
+    assert (
+        created.type == "api_key"
+        and created.secret == {"algorithm": "sha256", "hint": created.secret_plain[-4:]}
+    ) or (created.secret["algorithm"] == "sha256")
+    listed = (await org.api_keys.list()).data
+    assert [k.id for k in listed] == [created.id] and listed[0].scopes == [
+        "projects.tasks:write",
+        "reports:read",
+    ]
+    assert (
+        "secret_plain"
+        not in (await raw.get(f"{account_path}/issuers/{issuer.id}/organizations/{org_id}/api-keys")).text
+    )
+    # No escalation past the organization's scopes.
+    with pytest.raises(ForbiddenError):
+        await org.api_keys.create({"name": "too much", "restrictions": {"scopes": ["billing:write"]}})
+    with pytest.raises(ForbiddenError):
+        await org.api_keys.create({"name": "wild", "restrictions": {"scopes": ["*:**"]}})
+
+    keyinfo = f"{server.url}/{issuer.id}/keyinfo"
+    async with httpx.AsyncClient(timeout=30) as http:
+        good = await http.get(keyinfo, auth=(created.id, created.secret_plain))
+        assert good.status_code == 200, good.text
+        info = good.json()
+        assert (info["id"], info["org_id"], info["status"]) == (created.id, org_id, "active")
+        assert (
+            info["scopes"] == ["projects.tasks:write", "reports:read"]
+            and created.secret_plain not in good.text
+        )
+        bearer = await http.get(
+            keyinfo, headers={"Authorization": f"Bearer {created.id}:{created.secret_plain}"}
+        )
+        assert bearer.status_code == 200
+        for auth in ((created.id, "wrong-secret-wrong-secret"), ("key_" + "0" * 32, created.secret_plain)):
+            assert (await http.get(keyinfo, auth=auth)).status_code == 401
+        assert (await http.get(keyinfo)).status_code == 401
+        elsewhere = await admin.issuers.create({"name": "other"})
+        assert (
+            await http.get(f"{server.url}/{elsewhere.id}/keyinfo", auth=(created.id, created.secret_plain))
+        ).status_code == 401
+
+        introspect = f"{account_path}/issuers/{issuer.id}/tokens/introspect"
+        seen = (await raw.post(introspect, json={"token": f"{created.id}:{created.secret_plain}"})).json()[
+            "data"
+        ]
+        assert seen["active"] is True and seen["org_id"] == org_id and seen["scopes"] == info["scopes"]
+
+        blocked = await raw.patch(
+            f"{account_path}/issuers/{issuer.id}/organizations/{org_id}/api-keys/{created.id}",
+            json={"status": "blocked"},
+        )
+        assert blocked.status_code == 200 and blocked.json()["data"]["status"] == "blocked"
+        refused = await http.get(keyinfo, auth=(created.id, created.secret_plain))
+        assert refused.status_code == 403 and refused.json()["error"] == "access_denied"
+        seen = (await raw.post(introspect, json={"token": f"{created.id}:{created.secret_plain}"})).json()[
+            "data"
+        ]
+        assert seen == {"active": False, "reason": "key_blocked"}
+        await raw.patch(
+            f"{account_path}/issuers/{issuer.id}/organizations/{org_id}/api-keys/{created.id}",
+            json={"status": "active"},
+        )
+        await iss.organizations.update(org_id, {"status": "suspended"})
+        assert (await http.get(keyinfo, auth=(created.id, created.secret_plain))).status_code == 403
+    assert [k.id for k in (await org.api_keys.list(status="active")).data] == [created.id]

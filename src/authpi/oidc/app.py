@@ -11,7 +11,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from authpi.oidc.errors import NO_STORE, OAuthError, oauth_error_response
-from authpi.oidc.routes import authorize, discovery, hosted, invitations, logout, revocation, token, userinfo
+from authpi.oidc.routes import (
+    authorize,
+    discovery,
+    hosted,
+    invitations,
+    keyinfo,
+    logout,
+    revocation,
+    token,
+    userinfo,
+)
 from authpi.oidc.signin import mfa as second_factor_pages
 from authpi.oidc.signin import pages as sign_in_pages
 from authpi.oidc.signin import registry as sign_in_methods
@@ -57,6 +67,7 @@ def create_idp_app() -> Starlette:
         second_factor_pages,
         hosted,
         invitations,
+        keyinfo,
         token,
         userinfo,
         revocation,
