@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from authpi_admin.generated.models import Event
 from authpi.clock import now_ms
 from authpi.services.event_types import CATALOGUE
 from tests.conftest import BACKENDS, skip_without_postgres
+from tests.core.message_outbox import Mailbox, smtp_server
 from tests.db_query import count, rows
 from tests.harness import RunningServer, run_server
 from tests.oidc.helpers import (
@@ -311,11 +313,29 @@ EMITTED = {
     "webhook.paused": "Core API PATCH status disabled",
     "webhook.resumed": "Core API PATCH status back to active",
     "auth.flow.device-mismatch": "a pending second-factor step opened in another browser",
+    "user.approval.approved": "Core API approvals PATCH status active",
+    "user.approval.rejected": "Core API approvals PATCH decision reject",
+    "organization.created": "Core API create",
+    "organization.updated": "Core API PATCH name",
+    "organization.deleted": "Core API DELETE",
+    "organization.suspended": "Core API PATCH status suspended",
+    "organization.reactivated": "Core API PATCH status back to active",
+    "organization.membership.created": "Core API add member, and an accepted invitation",
+    "organization.membership.updated": "Core API PATCH member",
+    "organization.membership.deleted": "Core API remove member",
+    "organization.group.created": "Core API create group",
+    "organization.group.updated": "Core API PATCH group",
+    "organization.group.deleted": "Core API DELETE group",
+    "organization.invitation.created": "Core API create invitation (an email to the invitee)",
+    "organization.invitation.accepted": "Accept on the hosted invitation page",
+    "organization.invitation.declined": "Decline on the hosted invitation page",
+    "organization.invitation.deleted": "Core API revoke invitation",
+    "email.sent": "the invitation and approval emails, delivered to the walk's SMTP server",
 }
 # Every other type, with why nothing emits it yet: the feature it reports does not exist.
-_NO_ORGS = "organizations are not built"
+_NO_SSO = "enterprise SSO (issue 13 item 6) is not built"
 _NO_AGENTS = "agents are not built"
-_NO_EMAIL = "no feature sends e-mail yet (the outbox exists)"
+_NO_EMAIL = "not built yet (the outbox and email delivery exist)"
 ABSENT = {
     "user.verification.succeeded": "identity verification is not built",
     "user.verification.failed": "identity verification is not built",
@@ -326,8 +346,6 @@ ABSENT = {
     "user.email.change-requested": f"no e-mail change flow: {_NO_EMAIL}",
     "user.email.changed": f"no e-mail change flow: {_NO_EMAIL}",
     "user.email.verified": f"no e-mail verification: {_NO_EMAIL}",
-    "user.approval.approved": "the approvals API is not built (a pending user cannot be approved)",
-    "user.approval.rejected": "the approvals API is not built (a pending user cannot be rejected)",
     "user.consent.revoked": "neither API can revoke a consent yet",
     "user.sso.provisioned": "sign-in through external providers is not built",
     "user.sso.linked": "sign-in through external providers is not built",
@@ -335,30 +353,8 @@ ABSENT = {
     "user.personal-token.updated": "personal tokens are not built",
     "user.personal-token.deleted": "personal tokens are not built",
     **{
-        f"organization.{name}": _NO_ORGS
-        for name in (
-            "created",
-            "updated",
-            "deleted",
-            "suspended",
-            "reactivated",
-            "membership.created",
-            "membership.updated",
-            "membership.deleted",
-            "group.created",
-            "group.updated",
-            "group.deleted",
-            "invitation.created",
-            "invitation.accepted",
-            "invitation.declined",
-            "invitation.deleted",
-            "sso.enabled",
-            "sso.disabled",
-            "sso.updated",
-            "sso.domain-created",
-            "sso.domain-verified",
-            "sso.domain-deleted",
-        )
+        f"organization.sso.{name}": _NO_SSO
+        for name in ("enabled", "disabled", "updated", "domain-created", "domain-verified", "domain-deleted")
     },
     **{
         f"agent.{name}": _NO_AGENTS
@@ -371,9 +367,58 @@ ABSENT = {
     "account.domain.removed": "account domains are not built",
     "account.credits.depleted": "never: billing is ungated (spec D.2)",
     "account.credits.updated": "never: billing is ungated (spec D.2)",
-    "email.sent": _NO_EMAIL,
-    "email.failed": _NO_EMAIL,
+    "email.failed": "the walk's SMTP server accepts every email (test_messages covers failures)",
 }
+
+
+async def organization_walk(server: RunningServer, realm: Realm, web: Any) -> None:
+    orgs = realm.api.organizations
+    org = await orgs.create({"name": "Walk Inc"})
+    await orgs.update(org.id, {"name": "Walk Corp"})
+    await orgs.update(org.id, {"status": "suspended"})
+    await orgs.update(org.id, {"status": "active"})
+    scoped = realm.api.organization(org.id)
+    group = await scoped.groups.create({"name": "walkers", "scopes": ["walk:read"]})
+    await scoped.groups.update(group.id, {"scopes": ["walk:write"]})
+    member = await realm.user("member@example.com")
+    await scoped.members.create({"member_id": member.id, "scopes": ["member"], "groups": [group.id]})
+    await scoped.members.update(member.id, {"user_title": "Walker"})
+    await scoped.groups.delete(group.id)
+    await scoped.members.delete(member.id)
+    revoked = await scoped.invitations.create({"email_invited": "gone@example.com", "scopes": ["member"]})
+    await scoped.invitations.revoke(revoked.id)
+    invitee = await realm.user("invitee@example.com")
+    await scoped.invitations.create({"email_invited": "declines@example.com", "scopes": ["member"]})
+    await scoped.invitations.create({"email_invited": invitee.username, "scopes": ["member"]})
+    links = {
+        address: await invitation_link_to(server, address)
+        for address in ("declines@example.com", invitee.username)
+    }
+    async with Browser(server.url) as browser:
+        page = await browser.get(links["declines@example.com"])
+        assert (await browser.submit(page, {"choice": "decline"})).status_code == 200
+        await browser.visit(realm.request(web.id).url, invitee.username)
+        page = await browser.get(links[invitee.username])
+        accepted = await browser.submit(page, {"choice": "accept"})
+        assert accepted.status_code == 200, describe(accepted)
+    await orgs.delete(org.id)
+
+
+# The walk server's SMTP mailbox, by server URL.
+WALK_MAIL: dict[str, Mailbox] = {}
+
+
+async def invitation_link_to(server: RunningServer, address: str) -> str:
+    """The link in the invitation email ``address`` received."""
+    deadline = time.monotonic() + 20
+    while not (received := WALK_MAIL[server.url].to(address)):
+        assert time.monotonic() < deadline, f"no email to {address}"
+        await asyncio.sleep(0.1)
+    body = received[0].get_body(("plain",))
+    assert body is not None
+    found = re.search(r"https?://\S+/invitations/[A-Za-z0-9_-]+", str(body.get_content()))
+    assert found, str(body.get_content())
+    return found.group(0)
 
 
 def test_the_walk_accounts_for_every_catalogue_type() -> None:
@@ -390,8 +435,16 @@ def walk_server(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
         "AUTHPI_RATE_LIMITS_ENABLED": "true",
         "AUTHPI_RATE_LIMIT_AUTHORIZE": "12/minute",
     }
-    with run_server(request.param, settings) as running:
-        yield running
+    with smtp_server() as (mailbox, port):
+        mail = {
+            "AUTHPI_SMTP_URL": f"smtp://127.0.0.1:{port}",
+            "AUTHPI_EMAIL_FROM": "Walk <walk@example.com>",
+            "AUTHPI_ALLOW_PRIVATE_NETWORKS": "true",
+            "AUTHPI_MESSAGE_POLL_INTERVAL": "0.2",
+        }
+        with run_server(request.param, {**settings, **mail}) as running:
+            WALK_MAIL[running.url] = mailbox
+            yield running
 
 
 async def eventually_seen(admin: AuthPIAdmin, event_type: str, seconds: float = 20) -> list[Event]:
@@ -489,6 +542,13 @@ async def test_every_existing_catalogue_type_is_emitted_by_a_real_action(walk_se
             approving, (await approving.client()).id, "new@example.com", "a sign-up passphrase 1"
         )
         assert signed_up.status_code == 200, describe(signed_up)
+        await sign_up(approving, (await approving.client()).id, "no@example.com", "a sign-up passphrase 1")
+        first, second = (await approving.api.approvals.list()).data
+        await approving.api.approvals.update(first.user_id, {"status": "active"})
+        await approving.api.approvals.update(second.user_id, {"decision": "reject"})
+
+        # Organizations: the org, its groups and members, invitations declined, accepted, revoked.
+        await organization_walk(server, realm, web)
 
         # Webhooks: create, change, pause, resume, delete.
         hook = await admin.webhooks.create(
