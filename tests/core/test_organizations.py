@@ -309,3 +309,21 @@ async def test_organization_api_keys_keyinfo_and_introspection(
         await iss.organizations.update(org_id, {"status": "suspended"})
         assert (await http.get(keyinfo, auth=(created.id, created.secret_plain))).status_code == 403
     assert [k.id for k in (await org.api_keys.list(status="active")).data] == [created.id]
+
+
+async def test_idempotent_create_and_etags(raw: httpx.AsyncClient, account_path: str, issuer: Issuer) -> None:
+    base = f"{account_path}/issuers/{issuer.id}/organizations"
+    headers = {"Idempotency-Key": "org-create-1"}
+    first = await raw.post(base, json={"name": "Once"}, headers=headers)
+    again = await raw.post(base, json={"name": "Once"}, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert again.headers.get("idempotent-replayed") == "true"
+    assert first.json()["data"]["id"] == again.json()["data"]["id"]
+    org_id = first.json()["data"]["id"]
+    etag = first.headers["etag"]
+    assert (
+        await raw.patch(f"{base}/{org_id}", json={"name": "x"}, headers={"If-Match": '"1"'})
+    ).status_code == 412
+    changed = await raw.patch(f"{base}/{org_id}", json={"name": "Twice"}, headers={"If-Match": etag})
+    assert changed.status_code == 200 and changed.headers["etag"] != etag
+    assert (await raw.delete(f"{base}/{org_id}", headers={"If-Match": etag})).status_code == 412

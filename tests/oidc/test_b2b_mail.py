@@ -18,7 +18,7 @@ from authpi_admin.errors import ConflictError, NotFoundError, RateLimitError
 from tests.conftest import BACKENDS, skip_without_postgres
 from tests.core.message_outbox import Mailbox, smtp_server
 from tests.harness import RunningServer, run_server
-from tests.oidc.helpers import PASSWORD, Browser, Realm, callback_params, describe, error_text, new_realm
+from tests.oidc.helpers import PASSWORD, Browser, Realm, callback_params, describe, heading, new_realm
 from tests.oidc.test_browser import CHROMIUM, CHROMIUM_ARGS
 from tests.oidc.test_lockout import sign_up
 
@@ -210,7 +210,7 @@ async def test_approval_from_sign_up_to_approved_sign_in(mailing: Mailing, mail_
     # Pending: the sign-in stops at a waiting page, no code, no session.
     async with Browser(mailing.server.url) as browser:
         page = await browser.sign_in(realm.request(client.id).url, email)
-        assert "waiting for approval" in (error_text(page) or page.text), describe(page)
+        assert page.status_code == 403 and heading(page) == "Waiting for approval", describe(page)
         assert browser.session_cookie is None
 
     approved = await approvals.update(waiting_id, {"status": "active"})

@@ -401,7 +401,15 @@ async def organization_walk(server: RunningServer, realm: Realm, web: Any) -> No
         page = await browser.get(links[invitee.username])
         accepted = await browser.submit(page, {"choice": "accept"})
         assert accepted.status_code == 200, describe(accepted)
+    assert await count(server, "organization_memberships", "org_id = ?", org.id) == 1
     await orgs.delete(org.id)
+    # Housekeeping (every second here) removes the organization with its members and invitations.
+    deadline = time.monotonic() + 20
+    while await count(server, "organizations", "id = ?", org.id):
+        assert time.monotonic() < deadline, "the deleted organization was never purged"
+        await asyncio.sleep(0.25)
+    assert await count(server, "organization_memberships", "org_id = ?", org.id) == 0
+    assert await count(server, "organization_invitations", "org_id = ?", org.id) == 0
 
 
 # The walk server's SMTP mailbox, by server URL.

@@ -33,6 +33,7 @@ class Outcome:
     error: str | None
     result: LoginResult = "failure"
     locked_now: bool = False  # this failure reached the limit: the credential is now locked
+    waiting: bool = False  # the right password of a user whose sign-up awaits approval
 
 
 async def password_method(session: AsyncSession, issuer_id: str) -> AuthMethod | None:
@@ -77,7 +78,9 @@ async def verify(session: AsyncSession, issuer: Issuer, identifier: str, passwor
     if user.status != "active":
         await session.commit()
         label = {"pending_approval": "is waiting for approval"}.get(user.status, f"is {user.status}")
-        return Outcome(None, f"This account {label} and cannot sign in.")
+        return Outcome(
+            None, f"This account {label} and cannot sign in.", waiting=user.status == "pending_approval"
+        )
     return Outcome(user, None, "success")
 
 
