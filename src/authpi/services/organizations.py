@@ -78,6 +78,8 @@ def _apply(org: Organization, body: dict[str, Any]) -> None:
     for field in _PLAIN_FIELDS:
         if field in body:
             setattr(org, field, body[field])
+    if org.org_type is None:  # a null org_type means the default
+        org.org_type = "business"
     if "max_members" in body:
         org.max_members = body["max_members"]
     for field in ("default_member_scopes", "scopes"):
