@@ -29,6 +29,7 @@ from authpi.http.routes import (
     org_api_keys,
     organizations,
     sessions,
+    sso,
     tokens,
     trusted_devices,
     users,
@@ -198,6 +199,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         organizations,
         invitations,
         org_api_keys,
+        sso,
         approvals,
     ):
         # Services never commit: a route outside the unit of work would lose its writes.
