@@ -279,6 +279,15 @@ async def accept(session: AsyncSession, invitation: Invitation, org: Organizatio
     else:
         existing.scopes = organizations.effective_scopes(existing.scopes, invitation.scopes)
         existing.updated_at = now
+        await session.flush()
+        await events.emit_for(
+            session,
+            "organization.membership.updated",
+            existing,
+            "organization_membership",
+            issuer_id=existing.issuer_id,
+            user_id=user_id,
+        )
     await session.refresh(invitation)
     await _emit(session, "organization.invitation.accepted", invitation)
     return True
