@@ -18,13 +18,18 @@ from authpi.http import api_docs, errors, middleware, unit_of_work
 from authpi.http.routes import (
     accounts,
     api_keys,
+    approvals,
     auth_methods,
     clients,
     events,
+    invitations,
     issuers,
     me,
     notes,
+    org_api_keys,
+    organizations,
     sessions,
+    sso,
     tokens,
     trusted_devices,
     users,
@@ -192,6 +197,11 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         notes,
         webhooks,
         webhook_deliveries,
+        organizations,
+        invitations,
+        org_api_keys,
+        sso,
+        approvals,
     ):
         # Services never commit: a route outside the unit of work would lose its writes.
         assert all(isinstance(route, unit_of_work.UnitOfWork) for route in module.router.routes)

@@ -106,3 +106,23 @@ def user_id() -> str:
 
 def session_id() -> str:
     return time_ordered("s_")
+
+
+def organization_id() -> str:
+    return time_ordered("org_")
+
+
+def membership_id() -> str:
+    return time_ordered("mem_")
+
+
+def group_id() -> str:
+    return time_ordered("grp_")
+
+
+def invitation_id() -> str:
+    return time_ordered("inv_")
+
+
+def sso_domain_id() -> str:
+    return time_ordered("dom_")

@@ -191,6 +191,11 @@ class Settings(BaseSettings):
         description="The From address of every email, e.g. `AuthPI <noreply@example.com>` (required with "
         "AUTHPI_SMTP_URL).",
     )
+    dns_nameservers: str | None = Field(
+        default=None,
+        description="Comma-separated DNS servers (host or host:port) for SSO domain verification; "
+        "unset, the system resolver.",
+    )
     sms_webhook_url: str | None = Field(
         default=None,
         description="SMS go to this URL as a signed JSON POST (the SMS provider's gateway). Unset, SMS "

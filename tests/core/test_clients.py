@@ -61,7 +61,7 @@ async def test_web_client_defaults_and_secret_shown_once(
             "id_token_ttl": None,
             "refresh_token_ttl": None,
             "require_consent": False,
-            "organizations": {"mode": "all", "allowlist": []},
+            "organizations": {"mode": "all", "allowlist": [], "required": False},
             "allowed_resources": [],
             "allowed_origins": [],
         }
@@ -245,7 +245,7 @@ async def test_full_settings_round_trip(admin: AuthPIAdmin, issuer: Issuer) -> N
         "id_token_ttl": 1814400,
         "refresh_token_ttl": 86400,
         "require_consent": True,
-        "organizations": {"mode": "allowlist", "allowlist": ["org_a", "org_b"]},
+        "organizations": {"mode": "allowlist", "allowlist": ["org_a", "org_b"], "required": False},
         "allowed_resources": ["https://api.example.com/", "urn:example:files"],
         "allowed_origins": ["https://app.example.com", "http://127.0.0.1:5173"],
     }

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from authpi.clock import now_ms
 from authpi.services.event_types import CATALOGUE
 from tests.conftest import BACKENDS, skip_without_postgres
 from tests.core.message_outbox import Mailbox, smtp_server
+from tests.core.test_sso_domains import dns_server
 from tests.db_query import count, rows
 from tests.harness import RunningServer, run_server
 from tests.oidc.helpers import (
@@ -336,48 +338,41 @@ EMITTED = {
     "user.password.reset": "a new password set through the emailed reset link",
     "user.login-link.requested": "a sign-in link asked for on the hosted page",
     "user.login-link.consumed": "the emailed sign-in link opened in the browser that asked",
-    "email.sent": "the reset and sign-in emails, accepted by the SMTP server",
+    "email.sent": "the reset, sign-in, invitation and approval emails, accepted by the SMTP server",
     "email.failed": "a reset email the SMTP server refuses until the attempt budget is spent",
+    "user.approval.approved": "Core API approvals PATCH status active",
+    "user.approval.rejected": "Core API approvals PATCH decision reject",
+    "organization.created": "Core API create",
+    "organization.updated": "Core API PATCH name",
+    "organization.deleted": "Core API DELETE",
+    "organization.suspended": "Core API PATCH status suspended",
+    "organization.reactivated": "Core API PATCH status back to active",
+    "organization.membership.created": "Core API add member, and an accepted invitation",
+    "organization.membership.updated": "Core API PATCH member",
+    "organization.membership.deleted": "Core API remove member",
+    "organization.group.created": "Core API create group",
+    "organization.group.updated": "Core API PATCH group",
+    "organization.group.deleted": "Core API DELETE group",
+    "organization.invitation.created": "Core API create invitation (an email to the invitee)",
+    "organization.invitation.accepted": "Accept on the hosted invitation page",
+    "organization.invitation.declined": "Decline on the hosted invitation page",
+    "organization.invitation.deleted": "Core API revoke invitation",
+    "organization.sso.domain-created": "Core API add SSO domain",
+    "organization.sso.domain-verified": "Core API verify SSO domain (TXT record on the walk's DNS server)",
+    "organization.sso.domain-deleted": "Core API remove SSO domain",
 }
 # Every other type, with why nothing emits it yet: the feature it reports does not exist.
-_NO_ORGS = "organizations are not built"
+_NO_SSO = "the SSO connection of issue 13 item 6 is not built (only its domains are)"
 _NO_AGENTS = "agents are not built"
 ABSENT = {
     "user.verification.succeeded": "identity verification is not built",
     "user.verification.failed": "identity verification is not built",
-    "user.approval.approved": "the approvals API is not built (a pending user cannot be approved)",
-    "user.approval.rejected": "the approvals API is not built (a pending user cannot be rejected)",
     "user.sso.provisioned": "sign-in through external providers is not built",
     "user.sso.linked": "sign-in through external providers is not built",
     "user.personal-token.created": "personal tokens are not built",
     "user.personal-token.updated": "personal tokens are not built",
     "user.personal-token.deleted": "personal tokens are not built",
-    **{
-        f"organization.{name}": _NO_ORGS
-        for name in (
-            "created",
-            "updated",
-            "deleted",
-            "suspended",
-            "reactivated",
-            "membership.created",
-            "membership.updated",
-            "membership.deleted",
-            "group.created",
-            "group.updated",
-            "group.deleted",
-            "invitation.created",
-            "invitation.accepted",
-            "invitation.declined",
-            "invitation.deleted",
-            "sso.enabled",
-            "sso.disabled",
-            "sso.updated",
-            "sso.domain-created",
-            "sso.domain-verified",
-            "sso.domain-deleted",
-        )
-    },
+    **{f"organization.sso.{name}": _NO_SSO for name in ("enabled", "disabled", "updated")},
     **{
         f"agent.{name}": _NO_AGENTS
         for name in ("created", "updated", "deleted", "verifier.added", "verifier.removed")
@@ -390,6 +385,69 @@ ABSENT = {
     "account.credits.depleted": "never: billing is ungated (spec D.2)",
     "account.credits.updated": "never: billing is ungated (spec D.2)",
 }
+
+
+async def organization_walk(server: RunningServer, realm: Realm, web: Any) -> None:
+    orgs = realm.api.organizations
+    org = await orgs.create({"name": "Walk Inc"})
+    await orgs.update(org.id, {"name": "Walk Corp"})
+    await orgs.update(org.id, {"status": "suspended"})
+    await orgs.update(org.id, {"status": "active"})
+    scoped = realm.api.organization(org.id)
+    group = await scoped.groups.create({"name": "walkers", "scopes": ["walk:read"]})
+    await scoped.groups.update(group.id, {"scopes": ["walk:write"]})
+    member = await realm.user("member@example.com")
+    await scoped.members.create({"member_id": member.id, "scopes": ["member"], "groups": [group.id]})
+    await scoped.members.update(member.id, {"user_title": "Walker"})
+    await scoped.groups.delete(group.id)
+    await scoped.members.delete(member.id)
+    revoked = await scoped.invitations.create({"email_invited": "gone@example.com", "scopes": ["member"]})
+    await scoped.invitations.revoke(revoked.id)
+    invitee = await realm.user("invitee@example.com")
+    await scoped.invitations.create({"email_invited": "declines@example.com", "scopes": ["member"]})
+    await scoped.invitations.create({"email_invited": invitee.username, "scopes": ["member"]})
+    links = {
+        address: await invitation_link_to(server, address)
+        for address in ("declines@example.com", invitee.username)
+    }
+    async with Browser(server.url) as browser:
+        page = await browser.get(links["declines@example.com"])
+        assert (await browser.submit(page, {"choice": "decline"})).status_code == 200
+        await browser.visit(realm.request(web.id).url, invitee.username)
+        page = await browser.get(links[invitee.username])
+        accepted = await browser.submit(page, {"choice": "accept"})
+        assert accepted.status_code == 200, describe(accepted)
+    domain = await scoped.sso.add_domain({"domain": "walk.example"})
+    WALK_DNS[server.url][domain.txt_record_name] = [domain.txt_record_value]
+    assert (await scoped.sso.verify_domain("walk.example")).verified
+    await scoped.sso.remove_domain("walk.example")
+    assert await count(server, "organization_memberships", "org_id = ?", org.id) == 1
+    await orgs.delete(org.id)
+    # Housekeeping (every second here) removes the organization with its members and invitations.
+    deadline = time.monotonic() + 20
+    while await count(server, "organizations", "id = ?", org.id):
+        assert time.monotonic() < deadline, "the deleted organization was never purged"
+        await asyncio.sleep(0.25)
+    assert await count(server, "organization_memberships", "org_id = ?", org.id) == 0
+    assert await count(server, "organization_invitations", "org_id = ?", org.id) == 0
+
+
+# The walk server's SMTP mailbox and DNS records, by server URL.
+WALK_MAIL: dict[str, Mailbox] = {}
+WALK_DNS: dict[str, dict[str, list[str]]] = {}
+
+
+async def invitation_link_to(server: RunningServer, address: str) -> str:
+    """The link in the invitation email ``address`` received."""
+    deadline = time.monotonic() + 20
+    while not (received := WALK_MAIL[server.url].to(address)):
+        assert time.monotonic() < deadline, f"no email to {address}"
+        await asyncio.sleep(0.1)
+    body = received[0].get_body(("plain",))
+    assert body is not None
+    found = re.search(r"https?://\S+/invitations/[A-Za-z0-9_-]+", str(body.get_content()))
+    assert found, str(body.get_content())
+    return found.group(0)
 
 
 def test_the_walk_accounts_for_every_catalogue_type() -> None:
@@ -407,7 +465,7 @@ def walk_mail() -> Iterator[tuple[Mailbox, int]]:
 @pytest.fixture(scope="module", params=BACKENDS)
 def walk_server(request: pytest.FixtureRequest, walk_mail: tuple[Mailbox, int]) -> Iterator[RunningServer]:
     """Housekeeping every second; /authorize limited to 12 a minute (the walk uses 8 before); mail
-    to the walk's SMTP server, given up after two attempts."""
+    to the walk's SMTP server, given up after two attempts; DNS from the walk's DNS server."""
     skip_without_postgres(request.param)
     settings = {
         "AUTHPI_HOUSEKEEPING_INTERVAL": "1",
@@ -421,8 +479,12 @@ def walk_server(request: pytest.FixtureRequest, walk_mail: tuple[Mailbox, int]) 
         "AUTHPI_MESSAGE_RETRY_DELAY": "0.2",
         "AUTHPI_MESSAGE_MAX_ATTEMPTS": "2",
     }
-    with run_server(request.param, settings) as running:
-        yield running
+    with dns_server() as (records, dns_port):
+        dns = {"AUTHPI_DNS_NAMESERVERS": f"127.0.0.1:{dns_port}"}
+        with run_server(request.param, {**settings, **dns}) as running:
+            WALK_MAIL[running.url] = walk_mail[0]
+            WALK_DNS[running.url] = records
+            yield running
 
 
 async def eventually_seen(admin: AuthPIAdmin, event_type: str, seconds: float = 20) -> list[Event]:
@@ -529,6 +591,13 @@ async def test_every_existing_catalogue_type_is_emitted_by_a_real_action(
             approving, (await approving.client()).id, "new@example.com", "a sign-up passphrase 1"
         )
         assert signed_up.status_code == 200, describe(signed_up)
+        await sign_up(approving, (await approving.client()).id, "no@example.com", "a sign-up passphrase 1")
+        first, second = (await approving.api.approvals.list()).data
+        await approving.api.approvals.update(first.user_id, {"status": "active"})
+        await approving.api.approvals.update(second.user_id, {"decision": "reject"})
+
+        # Organizations: the org, its groups and members, invitations declined, accepted, revoked.
+        await organization_walk(server, realm, web)
 
         # Webhooks: create, change, pause, resume, delete.
         hook = await admin.webhooks.create(

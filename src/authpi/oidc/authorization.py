@@ -100,6 +100,9 @@ class AuthorizeParams:
     hinted_sub: str | None = None
     # The end user's preferred languages for the hosted pages, in order (OIDC Core §3.1.2.1).
     ui_locales: list[str] = field(default_factory=list)
+    # A sign-in of the issuer's own pages (``portal.client.PORTAL_CLIENT``) for an invitation: the
+    # invited address, which sign-up may use on an invite-only issuer.
+    invited_email: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -292,6 +295,14 @@ async def recall_pending(
         await _expired(session, issuer, row)
         return None
     return row
+
+
+async def save_params(session: AsyncSession, request_id: str, params: AuthorizeParams) -> None:
+    await session.execute(
+        update(AuthorizationRequest)
+        .where(AuthorizationRequest.id == request_id)
+        .values(params=params.as_dict())
+    )
 
 
 async def save_progress(session: AsyncSession, request_id: str, progress: dict[str, Any]) -> None:

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from authpi.clock import now_ms
 from authpi.crypto import hashing
+from authpi.oidc import organizations as org_rules
 from authpi.oidc import pkce, tokens
 from authpi.oidc.context import openid, signing_alg, single, ttl
 from authpi.oidc.errors import OAuthError, invalid_grant, invalid_request
@@ -110,7 +111,7 @@ async def _user_tokens(
     alg = signing_alg(client)
     scopes = set(scope.split())
     access_ttl = min(ttl(issuer, client, "access_token_ttl"), MAX_TTL)
-    organizations: list[dict[str, Any]] = []
+    organizations = await org_rules.claim(session, client, user.id, org_id)
     access = tokens.access_token(
         keys,
         alg,

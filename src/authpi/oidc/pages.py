@@ -14,6 +14,7 @@ from starlette.templating import Jinja2Templates
 from authpi import i18n
 from authpi.i18n import Text, _l
 from authpi.oidc import authorization
+from authpi.oidc import organizations as org_rules
 from authpi.oidc.authorization import AuthorizeParams
 from authpi.oidc.browser import SESSION_COOKIE, Csrf, set_cookie
 from authpi.oidc.context import issuer_url
@@ -208,9 +209,6 @@ def _refusal(params: AuthorizeParams, user: User) -> tuple[str, str] | None:
     if not authorization.hint_matches(params, user.id):
         # Someone else signed in than the id_token_hint names: the client asked for that user only.
         return "login_required", "The signed-in user is not the one id_token_hint names"
-    if params.org is not None:
-        # Organizations are not modelled yet, so no user is a member of any (decision 18).
-        return "access_denied", "The user is not a member of that organization"
     return None
 
 
@@ -228,13 +226,24 @@ async def proceed(
     new_cookie: str | None = None,
 ) -> Response:
     """After the user is known: ask for consent if needed, else issue the code and redirect. A
-    sign-in to the account portal returns to the portal page it came from instead."""
+    sign-in to the issuer's own pages (the account portal, an invitation) returns to the page it
+    came from instead."""
     iss = issuer_url(rt, issuer.id)
+    portal = client.id == PORTAL_CLIENT
     refusal = _refusal(params, user)
-    if client.id == PORTAL_CLIENT:
+    org_step = None
+    if not portal and refusal is None:
+        org_step = await org_rules.before_code(session, client, params, user.id)
+        if org_step is not None and org_step.error is not None:
+            # Not a member of the requested organization (decision 18), or of any when one is required.
+            refusal = org_step.error
+    if portal:
         await authorization.forget(session, request_id)
         await session.commit()
         response = redirect(params.redirect_uri if is_portal_return(issuer.id, params.redirect_uri) else iss)
+    elif org_step is not None and org_step.choices is not None:
+        await session.commit()
+        response = redirect(page_url(issuer, "select-organization", request_id))
     elif refusal is not None:
         await authorization.forget(session, request_id)
         await session.commit()

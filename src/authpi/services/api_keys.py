@@ -19,10 +19,15 @@ from authpi.services.errors import Conflict, Forbidden, InvalidInput, NotFound, 
 from authpi.services.principal import Principal
 from authpi.storage.tables.accounts import Account
 from authpi.storage.tables.api_keys import ApiKey
+from authpi.storage.tables.organizations import OrganizationApiKey
 
 SECRET_PREFIX = "sk_"
 UPDATABLE = ("name", "description", "tags", "expires_at", "status_reason", "status_by")
 _BAD_CREDENTIALS = "Invalid API key credentials"
+
+
+# Account keys and organization keys follow the same rules (secret, statuses, lifetime, networks).
+KeyRow = ApiKey | OrganizationApiKey
 
 
 @dataclass(frozen=True)
@@ -31,7 +36,7 @@ class NewKey:
     secret: str
 
 
-def effective_status(key: ApiKey, now: int | None = None) -> str:
+def effective_status(key: KeyRow, now: int | None = None) -> str:
     if key.status == "active" and key.expires_at is not None and key.expires_at <= (now or now_ms()):
         return "expired"
     return key.status
@@ -50,7 +55,7 @@ def ip_allowed(allowlist: list[Any] | None, ip: str) -> bool:
 _UNKNOWN_KEY_DIGEST = hashing.digest("unknown-key")
 
 
-def rejection(key: ApiKey | None, secret: str, ip: str | None) -> str | None:
+def rejection(key: KeyRow | None, secret: str, ip: str | None) -> str | None:
     """Why ``secret`` (from ``ip``, when known) does not authenticate as ``key``, or None when it does:
     ``invalid_credentials``, ``key_<status>`` or ``ip_not_allowed``. An unknown key is compared
     against a dummy digest so timing does not reveal which key IDs exist."""
@@ -104,7 +109,7 @@ def _validate_scopes(raw_scopes: Any) -> list[str]:
     return list(dict.fromkeys(raw_scopes))
 
 
-def _validate_networks(ips: Any) -> list[str] | None:
+def validate_networks(ips: Any) -> list[str] | None:
     if ips is None:
         return None
     if not isinstance(ips, list):
@@ -121,7 +126,7 @@ def _validate_networks(ips: Any) -> list[str] | None:
 
 def _validate_restrictions(restrictions: dict[str, Any]) -> tuple[list[str], list[str] | None]:
     ips = restrictions.get("ip_addresses", restrictions.get("ip_allowlist"))
-    return _validate_scopes(restrictions.get("scopes", [])), _validate_networks(ips)
+    return _validate_scopes(restrictions.get("scopes", [])), validate_networks(ips)
 
 
 def _merge_restrictions(key: ApiKey, patch: dict[str, Any]) -> None:
@@ -130,7 +135,7 @@ def _merge_restrictions(key: ApiKey, patch: dict[str, Any]) -> None:
     if "scopes" in patch:
         key.scopes = _validate_scopes(patch["scopes"])
     if "ip_addresses" in patch:
-        key.ip_allowlist = _validate_networks(patch["ip_addresses"])
+        key.ip_allowlist = validate_networks(patch["ip_addresses"])
 
 
 @dataclass(frozen=True)
@@ -143,7 +148,7 @@ class Reach:
     networks: tuple[str, ...]  # empty: any address
 
     @classmethod
-    def of(cls, key: ApiKey) -> Reach:
+    def of(cls, key: KeyRow) -> Reach:
         return cls(key.status, tuple(key.scopes), key.expires_at, tuple(key.ip_allowlist or ()))
 
 
@@ -196,7 +201,7 @@ def _check_grantable(grantor: Principal | None, wanted: Sequence[str], after: Re
         raise Forbidden("This API key cannot grant access that outlives its own expires_at")
 
 
-def _new_secret_for(key: ApiKey, secret: str | None, hint: str | None) -> str:
+def new_secret_for(key: KeyRow, secret: str | None, hint: str | None) -> str:
     plain = secret or hashing.new_secret(SECRET_PREFIX)
     if len(plain) < 24:
         raise InvalidInput.on("secret", "too_short", "A supplied secret must be at least 24 characters")
@@ -239,7 +244,7 @@ async def create_key(
         updated_at=now,
     )
     _check_grantable(grantor, key_scopes, Reach.of(key))
-    plain = _new_secret_for(key, secret, secret_hint)
+    plain = new_secret_for(key, secret, secret_hint)
     session.add(key)
     await session.flush()
     await events.emit_for(session, "api-key.created", key, "api_key", account_id=account_id)
@@ -295,7 +300,7 @@ async def update_key(
     if changes.get("restrictions") is not None:
         _merge_restrictions(key, changes["restrictions"])
     if "status" in changes and changes["status"] is not None:
-        _transition(key, changes["status"], changes.get("status_reason"), changes.get("status_by"))
+        transition(key, changes["status"], changes.get("status_reason"), changes.get("status_by"))
     # Nothing is committed when this refuses: the session is rolled back with the request.
     after = Reach.of(key)
     _check_grantable(grantor, granted_scopes(before, after), after)
@@ -322,7 +327,7 @@ _ALLOWED = {
 }
 
 
-def _transition(key: ApiKey, target: str, reason: str | None, by: str | None) -> None:
+def transition(key: KeyRow, target: str, reason: str | None, by: str | None) -> None:
     if target == key.status:
         return
     if target not in _ALLOWED.get(key.status, set()):
@@ -347,7 +352,7 @@ async def set_status(
     await versions.claim(session, key, "API key", if_match)
     before = Reach.of(key)
     status_before = key.status
-    _transition(key, target, reason, by)
+    transition(key, target, reason, by)
     after = Reach.of(key)
     _check_grantable(grantor, granted_scopes(before, after), after)
     await session.flush()
@@ -372,7 +377,7 @@ async def rotate(
         raise Conflict("A revoked API key cannot be rotated")
     # The new secret hands over everything the key can do.
     _check_grantable(grantor, key.scopes, Reach.of(key))
-    plain = _new_secret_for(key, secret, None)
+    plain = new_secret_for(key, secret, None)
     key.last_rotated_at = now_ms()
     await session.flush()
     await events.emit_for(session, "api-key.updated", key, "api_key", account_id=account_id)

@@ -335,7 +335,7 @@ def _grant_types(
 
 def _organizations(field: str, value: Any, problems: list[FieldProblem]) -> dict[str, Any]:
     if value is None:
-        return {"mode": "all", "allowlist": []}
+        return {"mode": "all", "allowlist": [], "required": False}
     if not isinstance(value, dict):
         problems.append(FieldProblem(field, "invalid_type", f"{field} must be an object"))
         return {}
@@ -350,9 +350,13 @@ def _organizations(field: str, value: Any, problems: list[FieldProblem]) -> dict
             FieldProblem(f"{field}.allowlist", "invalid_type", "allowlist must be a list of organization IDs")
         )
         allowlist = []
-    extra = sorted(set(value) - {"mode", "allowlist"})
+    required = value.get("required", False)
+    if not isinstance(required, bool):
+        problems.append(FieldProblem(f"{field}.required", "invalid_type", "required must be a boolean"))
+    extra = sorted(set(value) - {"mode", "allowlist", "required"})
     problems.extend(FieldProblem(f"{field}.{k}", "unknown_field", f"Unknown field {k}") for k in extra)
-    return {"mode": mode, "allowlist": list(dict.fromkeys(allowlist))}
+    # required: every token set has a selected organization (the hosted picker asks which).
+    return {"mode": mode, "allowlist": list(dict.fromkeys(allowlist)), "required": required is True}
 
 
 def _openid(

@@ -46,6 +46,15 @@ from authpi.storage.tables.oauth import (
     RevokedToken,
 )
 from authpi.storage.tables.one_time_codes import OneTimeCode
+from authpi.storage.tables.organizations import (
+    Group,
+    Invitation,
+    Membership,
+    MembershipGroup,
+    Organization,
+    OrganizationApiKey,
+    SsoDomain,
+)
 from authpi.storage.tables.passkey_challenges import PasskeyChallenge
 from authpi.storage.tables.sessions import Session, idle_deadline
 from authpi.storage.tables.signing_keys import SigningKey
@@ -108,12 +117,28 @@ def _deleted_webhooks(before: int) -> Select[Any]:
     return select(Webhook.id).where(Webhook.status == "deleted", Webhook.status_at <= before)
 
 
+def _deleting_orgs() -> Select[Any]:
+    """Organizations deleted through the API: removed at the next pass, dependents first."""
+    return select(Organization.id).where(Organization.status == "deleting")
+
+
 def _idle_and_alone(cut: Cutoffs) -> ColumnElement[bool]:
     """Active sessions idle past their timeout. A browser session whose client sessions may still
     be in use stays: they live on their own activity, and lose their anchor without it."""
     child = aliased(Session)
     in_use = exists().where(child.op_session_id == Session.id, child.status.not_in(ENDED))
     return (Session.status == "active") & (idle_deadline() <= cut.ended_before) & ~in_use
+
+
+_ORG_PARTS: tuple[Any, ...] = (Membership, Group, Invitation, OrganizationApiKey, SsoDomain)
+
+
+def _org_part(model: Any) -> Purge:
+    def doomed(_: Cutoffs) -> ColumnElement[bool]:
+        column: ColumnElement[bool] = model.org_id.in_(_deleting_orgs())
+        return column
+
+    return Purge(model, doomed)
 
 
 PURGES: Sequence[Purge] = (
@@ -162,6 +187,16 @@ PURGES: Sequence[Purge] = (
     Purge(Client, lambda c: Client.issuer_id.in_(_deleted(Issuer, c.deleted_before)), batch=100),
     # What is left of an issuer (keys, methods, codes, tokens …) goes with it by cascade.
     Purge(Issuer, lambda c: Issuer.id.in_(_deleted(Issuer, c.deleted_before)), batch=5),
+    # A deleted organization, in batches: its members' group links, members, groups, invitations,
+    # keys and domains, then the organization.
+    Purge(
+        MembershipGroup,
+        lambda c: MembershipGroup.membership_id.in_(
+            select(Membership.id).where(Membership.org_id.in_(_deleting_orgs()))
+        ),
+    ),
+    *(_org_part(model) for model in _ORG_PARTS),
+    Purge(Organization, lambda c: Organization.id.in_(_deleting_orgs()), batch=20),
     # A deleted webhook (its status_at is the deletion) and its delivery history.
     Purge(WebhookDelivery, lambda c: WebhookDelivery.webhook_id.in_(_deleted_webhooks(c.deleted_before))),
     Purge(Webhook, lambda c: Webhook.id.in_(_deleted_webhooks(c.deleted_before)), batch=100),

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from authpi import ids
 from authpi.clock import now_ms
 from authpi.crypto import hashing, passwords
-from authpi.services import events, lockouts, sessions, trusted_devices, versions
+from authpi.services import events, lockouts, organizations, sessions, trusted_devices, versions
 from authpi.services.auth_method_types import TYPES as METHOD_TYPES
 from authpi.services.clients import scope_names
 from authpi.services.errors import Conflict, FieldProblem, InvalidInput, InvalidRequest, NotFound
@@ -469,5 +469,6 @@ async def delete_user(session: AsyncSession, issuer_id: str, user_id: str, if_ma
     # The unique key moves aside so the username can be registered again; username_hash remains.
     user.username_key = f"deleted:{user.id}"
     await sessions.revoke_all(session, issuer_id, user_id=user.id, reason="user_deleted")
+    await organizations.remove_user_everywhere(session, user.id)
     await session.flush()
     await _emit(session, "user.deleted", user)

@@ -5,8 +5,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from authpi.http.schemas.common import MAX_TIMESTAMP_MS, Metadata, StrictInput
-from authpi.services.api_keys import effective_status
-from authpi.storage.tables.api_keys import ApiKey
+from authpi.services.api_keys import KeyRow, effective_status
 
 KeyStatus = Literal["active", "blocked", "revoked", "expired", "suspended"]
 
@@ -64,7 +63,7 @@ class ApiKeyOut(BaseModel):
     updated_at: int | None
 
     @classmethod
-    def of(cls, key: ApiKey, org_id: str, issuer_id: str) -> ApiKeyOut:
+    def of(cls, key: KeyRow, org_id: str, issuer_id: str) -> ApiKeyOut:
         restrictions: dict[str, Any] = {"scopes": list(key.scopes)}
         if key.ip_allowlist is not None:
             restrictions["ip_addresses"] = list(key.ip_allowlist)
@@ -113,7 +112,7 @@ class ApiKeyListItemOut(BaseModel):
     updated_at: int | None
 
     @classmethod
-    def of(cls, key: ApiKey, org_id: str, issuer_id: str) -> ApiKeyListItemOut:
+    def of(cls, key: KeyRow, org_id: str, issuer_id: str) -> ApiKeyListItemOut:
         return cls(
             id=key.id,
             org_id=org_id,

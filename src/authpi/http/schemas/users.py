@@ -92,7 +92,7 @@ class UserOut(BaseModel):
             security=user.security,
             compliance=None,
             preferences=user.preferences,
-            approval=None,
+            approval=user.approval,
             custom_fields=user.custom_fields,
             metadata=user.metadata_,
             created_at=user.created_at,

@@ -27,7 +27,8 @@ def portal_client(issuer: Issuer) -> Client:
         confidential=False,
         status="active",
         scopes=[],
-        settings={"openid": {}},
+        # No codes and no organizations: the result of such a sign-in is the browser session.
+        settings={"openid": {"organizations": {"mode": "none"}, "grant_types": []}},
         metadata_={},
         created_at=0,
         updated_at=0,
@@ -39,15 +40,27 @@ def home(issuer_id: str, section: str = "") -> str:
 
 
 def is_portal_return(issuer_id: str, target: str) -> bool:
-    """Whether ``target`` is a page of this issuer's portal (where a portal sign-in may return)."""
-    return target == home(issuer_id) or target.startswith(home(issuer_id, "/"))
+    """Whether ``target`` is one of this issuer's own pages a portal sign-in may return to: the
+    account portal, or an invitation."""
+    return (
+        target == home(issuer_id)
+        or target.startswith(home(issuer_id, "/"))
+        or target.startswith(f"/{issuer_id}/invitations/")
+    )
 
 
 async def sign_in_request(
-    session: AsyncSession, issuer: Issuer, *, back_to: str, again_as: str | None = None
+    session: AsyncSession,
+    issuer: Issuer,
+    *,
+    back_to: str,
+    again_as: str | None = None,
+    invited_email: str | None = None,
 ) -> str:
-    """A pending sign-in that returns to ``back_to`` (a portal page). ``again_as``: the username
-    of the signed-in user, who must prove it anew (``prompt=login``) before a sensitive change."""
+    """A pending sign-in that returns to ``back_to`` (a portal or invitation page). ``again_as``:
+    the username of the signed-in user, who must prove it anew (``prompt=login``) before a
+    sensitive change; ``invited_email``: the address an invitation was sent to (the login hint, and
+    the address sign-up may use on an invite-only issuer)."""
     params = AuthorizeParams(
         client_id=PORTAL_CLIENT,
         redirect_uri=back_to if is_portal_return(issuer.id, back_to) else home(issuer.id),
@@ -57,7 +70,8 @@ async def sign_in_request(
         code_challenge=None,
         prompt=["login"] if again_as is not None else [],
         max_age=None,
-        login_hint=again_as,
+        login_hint=again_as or invited_email,
         org=None,
+        invited_email=invited_email,
     )
     return await authorization.remember(session, issuer, params)

@@ -1,4 +1,4 @@
-"""The hosted pages after sign-in (decision 21): consent and account selection."""
+"""The hosted pages after sign-in (decision 21): consent, account and organization selection."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ from starlette.responses import Response
 
 from authpi.i18n import _l
 from authpi.oidc import authorization
+from authpi.oidc import organizations as org_rules
 from authpi.oidc.context import issuer_url, runtime
 from authpi.oidc.pages import proceed, redirect
 from authpi.oidc.routes import Routes
 from authpi.oidc.routes.authorize import current_sign_in
 from authpi.oidc.signin import flow as flows
+from authpi.services import organizations as org_service
 
 router = Routes()
 # What the consent page says each standard scope lets the application do (others show their name).
@@ -85,6 +87,39 @@ async def select_account(issuer_id: str, request: Request) -> Response:
                 action=f"/{flow.issuer.id}/select-account",
                 username=user.username,
             )
+        return await proceed(
+            request, flow.rt, session, flow.issuer, flow.client, flow.params, flow.request_id, op, user
+        )
+
+
+@router.get("/{issuer_id}/select-organization")
+@router.post("/{issuer_id}/select-organization")
+async def select_organization(issuer_id: str, request: Request) -> Response:
+    """The hosted organization picker: a client that requires a selected organization, a user in
+    several. The choice must be one of the user's (visible) memberships."""
+    post = request.method == "POST"
+    async with runtime(request).sessions() as session:
+        flow = await flows.load(request, session, issuer_id, post=post)
+        if isinstance(flow, Response):
+            return flow
+        signed_in = await current_sign_in(request, session, flow.issuer)
+        if signed_in is None:
+            return redirect(flow.page_url("login"))
+        op, user = signed_in
+        choices = await org_rules.visible(session, flow.client, user.id)
+        chosen = flow.form.get("org") if post else None
+        if chosen is None or chosen not in {m.org_id for m in choices}:
+            names = await org_service.names(session, [m.org_id for m in choices])
+            return flow.render(
+                request,
+                "select_organization.html",
+                action=f"/{flow.issuer.id}/select-organization",
+                client_name=flow.client.name,
+                choices=[{"id": m.org_id, "name": names.get(m.org_id)} for m in choices],
+            )
+        flow.params.org = chosen
+        # Kept with the request: a consent page after this one continues with the same choice.
+        await authorization.save_params(session, flow.request_id, flow.params)
         return await proceed(
             request, flow.rt, session, flow.issuer, flow.client, flow.params, flow.request_id, op, user
         )

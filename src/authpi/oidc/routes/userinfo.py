@@ -5,9 +5,10 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from authpi.oidc import organizations as org_rules
 from authpi.oidc import tokens
 from authpi.oidc.access import check_access_token
-from authpi.oidc.context import issuer_url, load_issuer, runtime
+from authpi.oidc.context import issuer_url, load_client, load_issuer, runtime
 from authpi.oidc.cors import Cors
 from authpi.oidc.errors import NO_STORE, OAuthError, bearer_challenge, invalid_token
 from authpi.oidc.routes import Routes
@@ -45,10 +46,16 @@ async def userinfo(issuer_id: str, request: Request) -> Response:
         user = await session.get(User, str(claims.get("sub")))
         if user is None or user.status != "active" or user.issuer_id != issuer.id:
             raise invalid_token(iss, "The user is no longer active")
+        client = await load_client(session, issuer.id, str(claims.get("client_id", "")))
+        org_id = claims.get("org_id")
+        memberships = await org_rules.visible(session, client, user.id) if client is not None else []
+        if org_id:
+            memberships = [m for m in memberships if m.org_id == org_id]
         body = {
             "sub": user.id,
             **tokens.profile_claims(user.profile, user.username, user.username_type, scopes),
-            "organizations": [],
+            # Read now, like the profile: membership changes show here before the next refresh.
+            "organizations": [m.claim() for m in memberships],
             "created_at": user.created_at // 1000,
             "updated_at": user.updated_at // 1000,
         }

@@ -360,7 +360,7 @@ async def load(
     pending = await authorization.recall_pending(session, issuer, request_id)
     client = None
     if pending is not None:
-        portal = pending.client_id == PORTAL_CLIENT  # a sign-in to the account portal
+        portal = pending.client_id == PORTAL_CLIENT  # a sign-in to the account portal or an invitation
         client = portal_client(issuer) if portal else await load_client(session, issuer.id, pending.client_id)
     if pending is None or client is None or request_id is None:
         return message(request, rt, issuer, SIGN_IN_EXPIRED, EXPIRED)

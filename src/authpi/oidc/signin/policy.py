@@ -1,15 +1,16 @@
 """What a sign-in needs after each proven factor (decision 29, idp-api §C.2).
 
 A second factor is asked when the issuer requires one for everyone (``settings.security.mfa.
-required``), when the user has one set up, or when the request asks for a multi-factor sign-in
-(``acr_values``). A user who must give one but has none enrolls one first, if any enabled method
-can be set up at sign-in. A requested (not required) second factor the user cannot give is not
-forced: ``acr_values`` are voluntary, and the ID token's ``acr`` says what was achieved.
+required``) or an organization requires one of its members (``settings.enforce_2fa``), when the user
+has one set up, or when the request asks for a multi-factor sign-in (``acr_values``). A user who
+must give one but has none enrolls one first, if any enabled method can be set up at sign-in. A
+requested (not required) second factor the user cannot give is not forced: ``acr_values`` are
+voluntary, and the ID token's ``acr`` says what was achieved.
 
-The second factors are what the enabled strategies serving ``Step.SECOND_FACTOR`` offer this
-user, except fallbacks (backup codes), which stand in for another factor but never cause the
-question on their own, and except methods already used in this sign-in (two proofs of one method
-are not two factors). Nothing here names a method.
+The second factors are what the enabled strategies serving ``Step.SECOND_FACTOR`` offer this user,
+except fallbacks (backup codes), which stand in for another factor but never cause the question on
+their own, and except methods already used in this sign-in (two proofs of one method are not two
+factors). Nothing here names a method.
 
 A trusted device (``services/trusted_devices``) stands in for the second factor of its user: the
 browser's device cookie matching a live device of that user skips the question, unless the request
@@ -29,7 +30,7 @@ from authpi.oidc import acr
 from authpi.oidc.signin import registry
 from authpi.oidc.signin.steps import Offer, Step
 from authpi.oidc.signin.strategy import Strategy
-from authpi.services import trusted_devices
+from authpi.services import organizations, trusted_devices
 from authpi.services.issuer_settings import mfa_required
 from authpi.storage.tables.auth_methods import AuthMethod
 from authpi.storage.tables.users import User
@@ -93,7 +94,8 @@ def multi_factor(flow: Flow) -> bool:
 async def decide(flow: Flow, user: User) -> Decision:
     if not flow.progress.factors or multi_factor(flow):
         return Decision.DONE
-    required = mfa_required(flow.issuer.settings)
+    # An active organization of the user with ``settings.enforce_2fa`` requires it as well.
+    required = mfa_required(flow.issuer.settings) or await organizations.enforces_mfa(flow.session, user.id)
     requested = acr.asks_mfa(flow.params.acr_values)
     second = [c for c in await choices(flow, user, Step.SECOND_FACTOR) if not c.strategy.fallback]
     if second:

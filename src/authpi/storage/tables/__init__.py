@@ -14,6 +14,7 @@ from authpi.storage.tables import (  # noqa: F401
     notes,
     oauth,
     one_time_codes,
+    organizations,
     passkey_challenges,
     sessions,
     signing_keys,

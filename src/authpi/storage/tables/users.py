@@ -31,6 +31,8 @@ class User(Versioned, Base):
     profile: Mapped[dict[str, Any]] = mapped_column(default=dict)
     scopes: Mapped[list[Any] | None] = mapped_column()
     security: Mapped[dict[str, Any] | None] = mapped_column()
+    # The approval decision of a user who signed up to an issuer in approval mode.
+    approval: Mapped[dict[str, Any] | None] = mapped_column()
     preferences: Mapped[dict[str, Any] | None] = mapped_column()
     custom_fields: Mapped[dict[str, Any] | None] = mapped_column()
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)

@@ -50,6 +50,7 @@ class Outcome:
     locked_now: bool = False  # this failure reached the limit: the credential is now locked
     # The password is a temporary one (decision 30): it proves nothing until a new one is chosen.
     temporary: bool = False
+    waiting: bool = False  # the right password of a user whose sign-up awaits approval
 
 
 async def password_method(session: AsyncSession, issuer_id: str) -> AuthMethod | None:
@@ -93,7 +94,7 @@ async def verify(session: AsyncSession, issuer: Issuer, identifier: str, passwor
         user.password_hash = rehashed
     if user.status != "active":
         await session.commit()
-        return Outcome(None, inactive_text(user.status))
+        return Outcome(None, inactive_text(user.status), waiting=user.status == "pending_approval")
     if user.password_temporary_until is not None:
         if user.password_temporary_until <= now_ms():
             await session.commit()

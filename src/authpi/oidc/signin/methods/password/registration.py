@@ -26,11 +26,13 @@ def open_for(flow: Flow, method: AuthMethod) -> bool:
     """Whether sign-up is open: its portal and the login portal it leads to are on, the method
     accepts sign-ups, and the access mode lets anyone ask."""
     settings = flow.issuer.settings
+    # An invitation opens sign-up to its address even while the issuer is invite-only.
+    invited = flow.params.invited_email is not None and settings["access"]["mode"] == "invite_only"
     return (
         portal_enabled(settings, "signup")
         and portal_enabled(settings, "login")
         and method.enabled_signup
-        and settings["access"]["mode"] in ("open", "approval")
+        and (settings["access"]["mode"] in ("open", "approval") or invited)
     )
 
 
@@ -69,6 +71,13 @@ async def signup(issuer_id: str, request: Request) -> Response:
         if limited is not None:
             return limited
         email = flow.form.get("email", "").strip()[:320]
+        invited = flow.params.invited_email
+        invite_only = flow.issuer.settings["access"]["mode"] == "invite_only"
+        if invited is not None and invite_only and email.lower() != invited:
+            text = _l("This invitation is for %(address)s: sign up with that address.").format(
+                address=invited
+            )
+            return _signup_page(request, flow, policy, text, 400)
         verifying = email_verification.required_at_signup(flow.issuer)
         if verifying:
             limited = await send_limited(request, flow.rt, flow.issuer, email)
