@@ -45,6 +45,7 @@ from authpi.storage.tables.oauth import (
     RevokedToken,
 )
 from authpi.storage.tables.passkey_challenges import PasskeyChallenge
+from authpi.storage.tables.upstream import UpstreamRequest
 from authpi.storage.tables.sessions import Session, idle_deadline
 from authpi.storage.tables.signing_keys import SigningKey
 from authpi.storage.tables.users import User
@@ -125,6 +126,7 @@ PURGES: Sequence[Purge] = (
     # TOTP enrollments never confirmed (active verifiers have no expiry).
     Purge(Verifier, lambda c: (Verifier.status == "pending") & (Verifier.expires_at <= c.now)),
     Purge(PasskeyChallenge, lambda c: PasskeyChallenge.expires_at <= c.now),
+    Purge(UpstreamRequest, lambda c: UpstreamRequest.expires_at <= c.now),
     # Trusted devices past their trust period (revoked ones are deleted at once).
     Purge(TrustedDevice, lambda c: TrustedDevice.expires_at <= c.now),
     Purge(SigningKey, lambda c: SigningKey.unpublish_at <= c.now),

@@ -17,6 +17,7 @@ from authpi.storage.tables import (  # noqa: F401
     sessions,
     signing_keys,
     system,
+    upstream,
     users,
     verifiers,
     webhooks,
