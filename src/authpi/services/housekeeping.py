@@ -45,9 +45,9 @@ from authpi.storage.tables.oauth import (
     RevokedToken,
 )
 from authpi.storage.tables.passkey_challenges import PasskeyChallenge
-from authpi.storage.tables.upstream import UpstreamRequest
 from authpi.storage.tables.sessions import Session, idle_deadline
 from authpi.storage.tables.signing_keys import SigningKey
+from authpi.storage.tables.upstream import UpstreamRequest
 from authpi.storage.tables.users import User
 from authpi.storage.tables.verifiers import TrustedDevice, Verifier
 from authpi.storage.tables.webhooks import Webhook, WebhookDelivery

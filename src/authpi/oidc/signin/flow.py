@@ -31,7 +31,7 @@ from authpi.oidc.context import load_client, load_issuer, parse_form, runtime
 from authpi.oidc.pages import EXPIRED, message, page_url, proceed, rate_limited, redirect, render
 from authpi.oidc.signin.steps import Factor
 from authpi.runtime import Runtime
-from authpi.services import events, trusted_devices
+from authpi.services import events, trusted_devices, upstream_identities
 from authpi.services import sessions as session_service
 from authpi.services.issuer_settings import portal_enabled
 from authpi.storage.tables.auth_methods import AuthMethod
@@ -61,6 +61,9 @@ class Progress:
     factors: list[dict[str, Any]] = field(default_factory=list)
     # The user asked to trust this browser when proving a second factor.
     trust_device: bool = False
+    # An upstream identity waiting to be linked to an existing account (account_linking_required):
+    # linked once this browser proves that account's own first factor (services/upstream_identities).
+    link: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, raw: dict[str, Any] | None) -> Progress:
@@ -70,6 +73,7 @@ class Progress:
             raw.get("browser"),
             list(raw.get("factors") or []),
             raw.get("trust_device") is True,
+            raw.get("link") if isinstance(raw.get("link"), dict) else None,
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -78,6 +82,7 @@ class Progress:
             "browser": self.browser,
             "factors": self.factors,
             "trust_device": self.trust_device,
+            "link": self.link,
         }
 
     def amr(self) -> list[str]:
@@ -146,7 +151,11 @@ class Flow:
 
     async def passed(self, request: Request, user: User, factor: Factor) -> Response:
         """``factor`` of ``user`` is proven: go on to the next step, or finish the sign-in."""
+        link, self.progress.link = self.progress.link, None
         self.prove(user, factor)
+        if link is not None and link.get("user_id") == user.id and len(self.progress.factors) == 1:
+            # The account the upstream identity's email names proved its own first factor.
+            await upstream_identities.complete(self.session, self.rt.secretbox, self.issuer, user, link)
         return await self.advance(request, user)
 
     async def pending_user(self) -> User | None:
@@ -273,10 +282,13 @@ async def _form(request: Request) -> dict[str, str]:
     return {k: v[0] for k, v in parse_form(await request.body(), FORM_LIMIT).items()}
 
 
-async def load(request: Request, session: AsyncSession, issuer_id: str, *, post: bool) -> Flow | Response:
+async def load(
+    request: Request, session: AsyncSession, issuer_id: str, *, post: bool, request_id: str | None = None
+) -> Flow | Response:
     """The flow a hosted page continues, or the page to answer with when there is none: a POST
     without a valid CSRF token, an unknown or expired request, or progress made in another
-    browser."""
+    browser. ``request_id`` names the request when the page's URL does not (a callback from an
+    upstream provider finds it through its state)."""
     rt = runtime(request)
     issuer = await load_issuer(session, issuer_id)
     form = await _form(request) if post else {}
@@ -285,7 +297,8 @@ async def load(request: Request, session: AsyncSession, issuer_id: str, *, post:
         return message(
             request, rt, issuer, "Please try again", "Your session form expired. Go back and retry.", 403
         )
-    request_id = form.get("request") if post else request.query_params.get("request")
+    if request_id is None:
+        request_id = form.get("request") if post else request.query_params.get("request")
     pending = await authorization.recall_pending(session, issuer, request_id)
     client = await load_client(session, issuer.id, pending.client_id) if pending else None
     if pending is None or client is None or request_id is None:
@@ -328,11 +341,11 @@ async def _record_device_mismatch(
 
 
 async def load_sign_in(
-    request: Request, session: AsyncSession, issuer_id: str, *, post: bool
+    request: Request, session: AsyncSession, issuer_id: str, *, post: bool, request_id: str | None = None
 ) -> Flow | Response:
     """``load``, refused with the closed page while the issuer's login portal is switched off: what
     every sign-in page (identifier, picker, a method, the second factor) starts with."""
-    flow = await load(request, session, issuer_id, post=post)
+    flow = await load(request, session, issuer_id, post=post, request_id=request_id)
     if isinstance(flow, Response):
         return flow
     closed = flow.login_closed(request)

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.routing import Route
 
 from authpi.oidc.signin.methods.backup_codes import BACKUP_CODES
+from authpi.oidc.signin.methods.oidc import OIDC
 from authpi.oidc.signin.methods.passkey import PASSKEY
 from authpi.oidc.signin.methods.password import PASSWORD
 from authpi.oidc.signin.methods.totp import TOTP
@@ -19,7 +20,7 @@ from authpi.services.auth_method_types import TYPES
 from authpi.storage.tables.auth_methods import AuthMethod
 
 STRATEGIES: dict[str, Strategy] = {
-    strategy.method: strategy for strategy in (PASSWORD, PASSKEY, TOTP, BACKUP_CODES)
+    strategy.method: strategy for strategy in (PASSWORD, PASSKEY, TOTP, BACKUP_CODES, OIDC)
 }
 assert set(STRATEGIES) <= set(TYPES), "every strategy implements a known auth-method type"
 

@@ -31,7 +31,10 @@ def upgrade() -> None:
         sa.Column("created_at", sa.BigInteger(), nullable=False),
         sa.Column("last_used_at", sa.BigInteger(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["issuer_id"], ["issuers.id"], name=op.f("fk_upstream_identities_issuer_id_issuers"), ondelete="CASCADE"
+            ["issuer_id"],
+            ["issuers.id"],
+            name=op.f("fk_upstream_identities_issuer_id_issuers"),
+            ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(
             ["method_id"],
@@ -61,7 +64,10 @@ def upgrade() -> None:
         sa.Column("created_at", sa.BigInteger(), nullable=False),
         sa.Column("expires_at", sa.BigInteger(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["issuer_id"], ["issuers.id"], name=op.f("fk_upstream_requests_issuer_id_issuers"), ondelete="CASCADE"
+            ["issuer_id"],
+            ["issuers.id"],
+            name=op.f("fk_upstream_requests_issuer_id_issuers"),
+            ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(
             ["method_id"],

@@ -12,6 +12,7 @@ from authpi.oidc.pages import rate_limited
 from authpi.oidc.routes import Routes
 from authpi.oidc.signin import flow as flows
 from authpi.oidc.signin.flow import Flow
+from authpi.oidc.signin.steps import Step
 from authpi.oidc.signin.methods.password import credentials
 from authpi.oidc.signin.methods.password.login import MAX_PASSWORD, password_page
 from authpi.services.issuer_settings import portal_enabled
@@ -32,9 +33,13 @@ def open_for(flow: Flow, method: AuthMethod) -> bool:
     )
 
 
-def _signup_page(
+async def _signup_page(
     request: Request, flow: Flow, policy: dict[str, Any], error: str | None = None, status: int = 200
 ) -> Response:
+    from authpi.oidc.signin.pages import offers  # the pages import the registry, which imports this
+
+    # The other methods' sign-up buttons (another identity provider), not the links to this page.
+    entries = [offer for offer in await offers(flow, Step.REGISTRATION, signup=True) if not offer.link]
     return flow.render(
         request,
         "password/signup.html",
@@ -46,6 +51,7 @@ def _signup_page(
         min_length=policy["min_length"],
         max_length=policy["max_length"],
         error=error,
+        entries=entries,
     )
 
 
@@ -62,7 +68,7 @@ async def signup(issuer_id: str, request: Request) -> Response:
             return flow.message(request, "Sign-up closed", "This application does not accept sign-ups.", 403)
         policy = credentials.password_policy(method)
         if not post:
-            return _signup_page(request, flow, policy)
+            return await _signup_page(request, flow, policy)
         limited = await rate_limited(
             request, flow.rt, flow.issuer, "login", "Too many sign-in attempts. Wait and retry."
         )
@@ -78,7 +84,7 @@ async def signup(issuer_id: str, request: Request) -> Response:
             method,
         )
         if problem is not None:
-            return _signup_page(request, flow, policy, problem, 400)
+            return await _signup_page(request, flow, policy, problem, 400)
         # One answer whether the account was just created or the address was already taken
         # (see credentials.signup): never sign the visitor in from here, the password step decides.
         if flow.issuer.settings["access"]["mode"] == "approval":
