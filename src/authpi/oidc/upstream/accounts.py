@@ -95,9 +95,10 @@ async def sign_in(
             f"No account here uses the email address of your {method.name} account, and signing up is closed."
         )
         return flow.message(request, "No account", text, 403)
-    user = await upstream_identities.provision(session, flow.issuer, method, found)
-    await upstream_identities.link(session, box, flow.issuer, user, found, kept, provisioned=True)
     try:
+        user = await upstream_identities.provision(session, flow.issuer, method, found)
+        await session.flush()  # the user before its link (no ORM relationship orders them)
+        await upstream_identities.link(session, box, flow.issuer, user, found, kept, provisioned=True)
         await session.flush()
     except IntegrityError:
         # A concurrent sign-in created the same account or link first.

@@ -12,9 +12,9 @@ from authpi.oidc.pages import rate_limited
 from authpi.oidc.routes import Routes
 from authpi.oidc.signin import flow as flows
 from authpi.oidc.signin.flow import Flow
-from authpi.oidc.signin.steps import Step
 from authpi.oidc.signin.methods.password import credentials
 from authpi.oidc.signin.methods.password.login import MAX_PASSWORD, password_page
+from authpi.oidc.signin.steps import Step
 from authpi.services.issuer_settings import portal_enabled
 from authpi.storage.tables.auth_methods import AuthMethod
 
