@@ -142,9 +142,10 @@ _RANGES: dict[str, tuple[int, int]] = {
 _CHOICES: dict[str, tuple[str, ...]] = {
     "user_verification": ("required", "preferred", "discouraged"),
     "resident_key": ("required", "preferred", "discouraged"),
-    "provider": OAUTH2_PROVIDERS,
     "token_auth_method": ("client_secret_post", "client_secret_basic"),
 }
+# An ``oauth2`` provider AuthPI has no preset for: a 400 (the request names something unknown).
+UNKNOWN_PROVIDER = "unknown_provider"
 _TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,99}$")
 
 
@@ -228,7 +229,7 @@ def _check_upstream(spec: MethodType, settings: dict[str, Any]) -> list[FieldPro
     provider = settings.get("provider")
     if spec.name == "oauth2" and isinstance(provider, str) and provider not in OAUTH2_PROVIDERS:
         message = f"settings.provider must be one of {', '.join(OAUTH2_PROVIDERS)}"
-        problems.append(FieldProblem("settings.provider", "invalid_choice", message))
+        problems.append(FieldProblem("settings.provider", UNKNOWN_PROVIDER, message))
     tenant = settings.get("tenant")
     if tenant is not None and not (isinstance(tenant, str) and _TENANT.match(tenant)):
         message = "settings.tenant must be a Microsoft Entra tenant ID or domain"
