@@ -164,7 +164,7 @@ class Settings(BaseSettings):
         "exchange, user info) may take in all.",
     )
     upstream_url_rewrites: dict[str, str] = Field(
-        default_factory=dict,
+        default={},
         description="JSON object rewriting the URLs of built-in upstream providers (OAuth 2.0 presets, "
         "GitHub, Apple) by prefix, e.g. to reach them through an egress gateway or a stand-in in tests.",
     )

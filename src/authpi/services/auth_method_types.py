@@ -96,7 +96,7 @@ TYPES: dict[str, MethodType] = {
             defaults={
                 "scopes": [],
                 "claims": dict(CLAIMS),
-                "token_auth_method": "client_secret_post",
+                "token_endpoint_auth": "post",
                 "store_tokens": False,
             },
         ),
@@ -142,7 +142,7 @@ _RANGES: dict[str, tuple[int, int]] = {
 _CHOICES: dict[str, tuple[str, ...]] = {
     "user_verification": ("required", "preferred", "discouraged"),
     "resident_key": ("required", "preferred", "discouraged"),
-    "token_auth_method": ("client_secret_post", "client_secret_basic"),
+    "token_endpoint_auth": ("post", "basic"),
 }
 # An ``oauth2`` provider AuthPI has no preset for: a 400 (the request names something unknown).
 UNKNOWN_PROVIDER = "unknown_provider"
@@ -177,7 +177,7 @@ def check_settings(spec: MethodType, settings: dict[str, Any], *, creating: bool
             problems.append(
                 FieldProblem(f"settings.{key}", "invalid_url", f"settings.{key} must be an https URL")
             )
-    problems.extend(_check_upstream(spec, settings))
+    problems.extend(_check_upstream(spec, settings, creating=creating))
     for key, default in spec.defaults.items():
         if key not in settings or key == "claims":
             continue
@@ -223,11 +223,12 @@ def check_settings(spec: MethodType, settings: dict[str, Any], *, creating: bool
     return problems
 
 
-def _check_upstream(spec: MethodType, settings: dict[str, Any]) -> list[FieldProblem]:
+def _check_upstream(spec: MethodType, settings: dict[str, Any], *, creating: bool) -> list[FieldProblem]:
     """The upstream settings the generic checks cannot express."""
     problems: list[FieldProblem] = []
     provider = settings.get("provider")
-    if spec.name == "oauth2" and isinstance(provider, str) and provider not in OAUTH2_PROVIDERS:
+    # Only at creation: afterwards the provider cannot change at all (an "immutable" problem).
+    if creating and spec.name == "oauth2" and isinstance(provider, str) and provider not in OAUTH2_PROVIDERS:
         message = f"settings.provider must be one of {', '.join(OAUTH2_PROVIDERS)}"
         problems.append(FieldProblem("settings.provider", UNKNOWN_PROVIDER, message))
     tenant = settings.get("tenant")

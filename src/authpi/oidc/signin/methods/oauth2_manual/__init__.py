@@ -20,7 +20,8 @@ class ManualProvider(Provider):
         return str(ctx.settings["token_url"])
 
     async def token_auth(self, ctx: Context) -> str:
-        return str(ctx.settings.get("token_auth_method") or "client_secret_post")
+        chosen = ctx.settings.get("token_endpoint_auth")
+        return "client_secret_basic" if chosen == "basic" else "client_secret_post"
 
     async def identity(
         self, ctx: Context, tokens: dict[str, Any], nonce: str, callback: dict[str, str]
