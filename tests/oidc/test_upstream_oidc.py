@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import html
 import json
-import re
 from collections.abc import AsyncIterator
 from urllib.parse import urljoin
 
@@ -17,14 +15,12 @@ from authpi_admin import AuthPIAdmin
 
 from tests.harness import RunningServer
 from tests.oidc.helpers import (
-    PASSWORD,
     Browser,
     callback_params,
     describe,
     fetch_jwks,
     form,
     heading,
-    is_page,
     verify_id_token,
 )
 from tests.oidc.upstream_helpers import (
@@ -33,6 +29,7 @@ from tests.oidc.upstream_helpers import (
     federated_sign_in,
     federation,
     press_button,
+    prove_and_link,
     query_of,
     upstream_login,
     with_query,
@@ -107,10 +104,7 @@ async def test_existing_account_is_linked_only_after_its_own_sign_in(
             _, again = await federated_sign_in(other, fed, "bob@example.com")
             assert again.status_code == 409, describe(again)
         # The user proves the existing account with its password, in this browser.
-        login = await browser.get(urljoin(str(page.url), _link_href(page.text)))
-        assert is_page(login, "login") and 'value="bob@example.com"' in login.text, describe(login)
-        step = await browser.submit(login, {"username": "bob@example.com"}, action_suffix="/login")
-        done = await browser.submit(step, {"password": PASSWORD}, action_suffix="/login/password")
+        done = await prove_and_link(browser, page, "bob@example.com")
         assert "code" in callback_params(done)
     async with Browser(fed_server.url) as browser:
         assert await signed_in_subject(fed, browser, "bob@example.com") == existing.id
@@ -266,9 +260,3 @@ async def test_buttons_on_the_login_and_signup_pages(
         assert "Continue with Featured" in login.text
         signup = await browser.get(str(login.url).replace("/login?", "/signup?"))
         assert signup.status_code == 200 and "Sign up with Featured" in signup.text, describe(signup)
-
-
-def _link_href(page: str) -> str:
-    match = re.search(r'<a class="button" href="([^"]+)"', page)
-    assert match, page
-    return html.unescape(match.group(1))

@@ -3,6 +3,8 @@ and a federation of two issuers of it, the upstream one acting as a real OpenID 
 
 from __future__ import annotations
 
+import html
+import re
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -130,3 +132,14 @@ async def federated_sign_in(
     auth, location = await press_button(browser, fed)
     answer = await upstream_login(browser, location, username)
     return auth, await browser.get(urljoin(str(answer.url), answer.headers["location"]))
+
+
+async def prove_and_link(browser: Browser, page: httpx.Response, username: str) -> httpx.Response:
+    """On the ``account_linking_required`` page: follow its link to the login page and prove the
+    existing account with its password; returns what the sign-in ends with."""
+    match = re.search(r'<a class="button" href="([^"]+)"', page.text)
+    assert page.status_code == 409 and match, describe(page)
+    login = await browser.get(urljoin(str(page.url), html.unescape(match.group(1))))
+    assert is_page(login, "login") and f'value="{username}"' in login.text, describe(login)
+    step = await browser.submit(login, {"username": username}, action_suffix="/login")
+    return await browser.submit(step, {"password": PASSWORD}, action_suffix="/login/password")
