@@ -13,6 +13,7 @@ from urllib.parse import urljoin
 import pytest
 from authpi_admin import AuthPIAdmin
 
+from tests.db_query import rows
 from tests.harness import RunningServer
 from tests.oidc.helpers import (
     Browser,
@@ -260,3 +261,58 @@ async def test_buttons_on_the_login_and_signup_pages(
         assert "Continue with Featured" in login.text
         signup = await browser.get(str(login.url).replace("/login?", "/signup?"))
         assert signup.status_code == 200 and "Sign up with Featured" in signup.text, describe(signup)
+
+
+async def test_the_same_callback_fired_at_once_signs_in_once(
+    admin: AuthPIAdmin,
+    fed_server: RunningServer,  # noqa: F811
+) -> None:
+    fed = await federation(admin, fed_server)
+    await fed.upstream.user("jay@example.com", email_verified=True)
+    async with Browser(fed_server.url) as browser:
+        _, location = await press_button(browser, fed)
+        answer = await upstream_login(browser, location, "jay@example.com")
+        callback = urljoin(str(answer.url), answer.headers["location"])
+        answers = await asyncio.gather(*(browser.http.get(callback) for _ in range(4)))
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses == [303, 400, 400, 400], [describe(a) for a in answers]
+    assert len((await fed.downstream.api.users.list()).data) == 1
+
+
+async def test_upstream_tokens_are_kept_only_when_asked_and_then_sealed(
+    admin: AuthPIAdmin,
+    fed_server: RunningServer,  # noqa: F811
+) -> None:
+    plain = await federation(admin, fed_server)
+    keeping = await federation(admin, fed_server, store_tokens=True)
+    for fed in (plain, keeping):
+        await fed.upstream.user("kim@example.com", email_verified=True)
+        async with Browser(fed_server.url) as browser:
+            await signed_in_subject(fed, browser, "kim@example.com")
+    stored = {
+        method_id: sealed
+        for method_id, sealed in await rows(
+            fed_server,
+            "SELECT method_id, sealed_tokens FROM upstream_identities WHERE method_id IN (?, ?)",
+            plain.method_id,
+            keeping.method_id,
+        )
+    }
+    assert stored[plain.method_id] is None
+    sealed = stored[keeping.method_id]
+    assert isinstance(sealed, str) and "eyJ" not in sealed and "access_token" not in sealed
+
+
+async def test_the_issuers_mfa_rules_apply_after_an_upstream_first_factor(
+    admin: AuthPIAdmin,
+    fed_server: RunningServer,  # noqa: F811
+) -> None:
+    fed = await federation(admin, fed_server)
+    await fed.downstream.api.auth_methods.create(
+        {"name": "Authenticator", "method": "totp", "first_factor_only": False}
+    )
+    await admin.issuers.update(fed.downstream.id, {"settings": {"security": {"mfa": {"required": True}}}})
+    await fed.upstream.user("lee@example.com", email_verified=True)
+    async with Browser(fed_server.url) as browser:
+        _, page = await federated_sign_in(browser, fed, "lee@example.com")
+        assert page.status_code == 200 and page.url.path.endswith("/mfa/enroll"), describe(page)
