@@ -316,3 +316,17 @@ async def test_the_issuers_mfa_rules_apply_after_an_upstream_first_factor(
     async with Browser(fed_server.url) as browser:
         _, page = await federated_sign_in(browser, fed, "lee@example.com")
         assert page.status_code == 200 and page.url.path.endswith("/mfa/enroll"), describe(page)
+
+
+async def test_private_addresses_are_refused_without_the_setting(server: RunningServer) -> None:
+    """Decision 32: a provider URL that resolves to this machine is not reachable by default, so
+    an administrator's configuration cannot probe the server's network."""
+    assert server.env.get("AUTHPI_ALLOW_PRIVATE_NETWORKS", "false") == "false"
+    async with AuthPIAdmin(api_key=server.api_key, base_url=server.url) as local_admin:
+        fed = await federation(local_admin, server)
+    async with Browser(server.url) as browser:
+        login = await browser.get(fed.downstream.request(fed.app.id).url)
+        button = form(login, f"/social/{fed.method_id}/start")
+        page = await browser.http.post(urljoin(str(login.url), button.action), data=button.hidden)
+        assert page.status_code == 502 and "address is not allowed" in page.text, describe(page)
+    assert server.tracebacks() == []

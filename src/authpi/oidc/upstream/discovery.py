@@ -39,14 +39,16 @@ def _url(raw: Any, name: str) -> str:
 def parse(issuer_url: str, raw: Any) -> Metadata:
     if not isinstance(raw, dict):
         raise UpstreamError("the provider's metadata is not a JSON object")
-    # OIDC Discovery §4.3: the issuer in the document must be the one it was fetched for.
-    if raw.get("issuer") != issuer_url:
+    # OIDC Discovery §4.3: the issuer in the document must be the one it was fetched for (a
+    # trailing slash in the configured URL aside); ID tokens must then name it exactly.
+    issuer = raw.get("issuer")
+    if not isinstance(issuer, str) or issuer.rstrip("/") != issuer_url.rstrip("/"):
         raise UpstreamError("the provider's metadata names another issuer")
     algs = raw.get("id_token_signing_alg_values_supported") or ["RS256"]
     auth = raw.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
     userinfo = raw.get("userinfo_endpoint")
     return Metadata(
-        issuer=issuer_url,
+        issuer=issuer,
         authorization_endpoint=_url(raw.get("authorization_endpoint"), "authorization_endpoint"),
         token_endpoint=_url(raw.get("token_endpoint"), "token_endpoint"),
         jwks_uri=_url(raw.get("jwks_uri"), "jwks_uri"),
