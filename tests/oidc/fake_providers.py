@@ -26,7 +26,7 @@ from urllib.parse import urlencode
 
 import uvicorn
 from joserfc import jwt
-from joserfc.jwk import ECKey, KeySet, RSAKey
+from joserfc.jwk import ECKey, KeySet, OctKey, RSAKey
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -113,6 +113,9 @@ class Fakes:
     codes: dict[str, Grant] = field(default_factory=dict)
     tokens: dict[str, Grant] = field(default_factory=dict)
     signing: RSAKey = field(default_factory=lambda: RSAKey.generate_key(2048, parameters={"kid": "fake-1"}))
+    # How the next ID tokens are forged, if at all: "other-key" (the published kid, another key),
+    # "hs256" (HMAC keyed with the client secret), "none" (unsigned), "expired", "audience".
+    forge: str | None = None
 
     @property
     def url(self) -> str:
@@ -207,6 +210,17 @@ class Fakes:
             claims["xms_edov"] = bool(who.get("email_verified"))
         else:
             claims["email_verified"] = bool(who.get("email_verified"))
+        if self.forge == "expired":
+            claims["exp"] = now - 3600
+        if self.forge == "audience":
+            claims["aud"] = "someone-else"
+        if self.forge == "other-key":
+            return jwt.encode({"alg": "RS256", "kid": "fake-1"}, claims, RSAKey.generate_key(2048))
+        if self.forge == "hs256":
+            return jwt.encode({"alg": "HS256"}, claims, OctKey.import_key(CLIENT_SECRET.encode() * 2))
+        if self.forge == "none":
+            encode = lambda part: base64.urlsafe_b64encode(json.dumps(part).encode()).rstrip(b"=").decode()  # noqa: E731
+            return f"{encode({'alg': 'none'})}.{encode(claims)}."
         return jwt.encode({"alg": "RS256", "kid": "fake-1"}, claims, self.signing)
 
     def check_apple_secret(self, secret: str, client_id: str) -> str | None:

@@ -273,3 +273,41 @@ async def test_oauth2_manual_against_a_real_provider(fed_server: RunningServer) 
         async with Browser(fed_server.url) as browser:
             _, page = await federated_sign_in(browser, fed, "mia@example.com")
             assert page.status_code == 502 and "names no subject" in page.text, describe(page)
+
+
+async def test_forged_apple_id_tokens_are_refused(
+    admin: AuthPIAdmin, server: RunningServer, fakes: Fakes
+) -> None:
+    key = ECKey.generate_key("P-256", private=True)
+    fakes.apple_public_key = key.as_dict(private=False)
+    realm = await new_realm(admin, server)
+    settings = {
+        "client_id": "com.example.forged",
+        "team_id": APPLE_TEAM,
+        "key_id": APPLE_KEY_ID,
+        "private_key": key.as_pem(private=True).decode(),
+    }
+    method_id = await add_method(realm, "apple", settings)
+    fakes.identity = {
+        "sub": "000999.forged",
+        "email": "eve@example.com",
+        "email_verified": True,
+        "name": "E V",
+    }
+    reasons = {
+        "other-key": "signature is not valid",
+        "hs256": "signature is not valid",
+        "none": "signature is not valid",
+        "expired": "has expired",
+        "audience": "meant for another client",
+    }
+    try:
+        for forge, reason in reasons.items():
+            fakes.forge = forge
+            async with Browser(server.url) as browser:
+                page = await sign_in(realm, browser, method_id, fakes, form_post=True)
+                assert page.status_code == 502 and reason in page.text, (forge, describe(page))
+    finally:
+        fakes.forge = None
+    assert (await realm.api.users.list()).data == []
+    assert server.tracebacks() == []
