@@ -330,3 +330,22 @@ async def test_private_addresses_are_refused_without_the_setting(server: Running
         page = await browser.http.post(urljoin(str(login.url), button.action), data=button.hidden)
         assert page.status_code == 502 and "address is not allowed" in page.text, describe(page)
     assert server.tracebacks() == []
+
+
+async def test_one_new_identity_in_two_browsers_at_once_makes_one_user(
+    admin: AuthPIAdmin,
+    fed_server: RunningServer,  # noqa: F811
+) -> None:
+    fed = await federation(admin, fed_server)
+    await fed.upstream.user("max@example.com", email_verified=True)
+    async with Browser(fed_server.url) as one, Browser(fed_server.url) as two:
+        callbacks = []
+        for browser in (one, two):
+            _, location = await press_button(browser, fed)
+            answer = await upstream_login(browser, location, "max@example.com")
+            callbacks.append(urljoin(str(answer.url), answer.headers["location"]))
+        answers = await asyncio.gather(one.http.get(callbacks[0]), two.http.get(callbacks[1]))
+    assert all(a.status_code in (303, 409) for a in answers), [describe(a) for a in answers]
+    assert 303 in {a.status_code for a in answers}
+    assert len((await fed.downstream.api.users.list()).data) == 1
+    assert fed_server.tracebacks() == []

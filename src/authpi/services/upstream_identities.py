@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authpi import ids
@@ -193,4 +194,12 @@ async def complete(
     context = f"upstream_link:{user.id}:{method_id}"
     tokens = box.open_json(sealed, context) if isinstance(sealed, str) else None
     email = pending.get("email") if isinstance(pending.get("email"), str) else None
-    return await link(session, box, issuer, user, Found(method_id, subject, email, True, {}), tokens)
+    try:
+        # In a savepoint: a concurrent sign-in that linked the same identity first wins, and this
+        # sign-in goes on without the link (and without its event).
+        async with session.begin_nested():
+            row = await link(session, box, issuer, user, Found(method_id, subject, email, True, {}), tokens)
+            await session.flush()
+    except IntegrityError:
+        return None
+    return row
