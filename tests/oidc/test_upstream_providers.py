@@ -94,6 +94,7 @@ async def only_user(realm: Realm) -> Any:
 async def test_each_preset_signs_up_then_signs_the_same_user_in(
     admin: AuthPIAdmin, server: RunningServer, fakes: Fakes
 ) -> None:
+    seen, errors = len(fakes.requests), len(fakes.errors)
     for provider in PRESETS:
         realm = await new_realm(admin, server)
         settings: dict[str, Any] = {
@@ -122,9 +123,11 @@ async def test_each_preset_signs_up_then_signs_the_same_user_in(
             page = await sign_in(realm, browser, method_id, fakes)
             assert page.status_code == 303, (provider, describe(page))
         assert (await only_user(realm)).id == user.id
-    assert fakes.errors == []
+    assert fakes.errors[errors:] == []
     [tenant_path] = {
-        p["redirect_uri"] for name, step, p in fakes.requests if name == "microsoft" and step == "authorize"
+        p["redirect_uri"]
+        for name, step, p in fakes.requests[seen:]
+        if name == "microsoft" and step == "authorize"
     }
     assert tenant_path.endswith("/social/microsoft/callback")
 
@@ -181,6 +184,7 @@ async def test_github_uses_the_primary_verified_email(
 ) -> None:
     realm = await new_realm(admin, server)
     method_id = await add_method(realm, "github", {"client_id": "gh", "client_secret": CLIENT_SECRET})
+    seen = len(fakes.requests)
     fakes.identity = {
         "sub": "583231",
         "email": "octo@example.com",
@@ -192,7 +196,7 @@ async def test_github_uses_the_primary_verified_email(
         assert page.status_code == 303, (fakes.errors, describe(page))
     user = await only_user(realm)
     assert user.username == "octo@example.com"
-    paths = [step for name, step, _ in fakes.requests if name == "github"]
+    paths = [step for name, step, _ in fakes.requests[seen:] if name == "github"]
     assert "/github-api/user" in paths and "/github-api/user/emails" in paths
     # A primary address GitHub has not verified signs nobody in.
     fakes.identity = {"sub": "99", "email": "unverified@example.com", "email_verified": False, "name": "N"}
@@ -214,6 +218,7 @@ async def test_apple_client_secret_form_post_and_first_time_name(
         "private_key": key.as_pem(private=True).decode(),
     }
     method_id = await add_method(realm, "apple", settings)
+    seen, errors = len(fakes.requests), len(fakes.errors)
     fakes.identity = {
         "sub": "001234.abcd",
         "email": "ann@example.com",
@@ -235,7 +240,7 @@ async def test_apple_client_secret_form_post_and_first_time_name(
         assert page.status_code == 303, (fakes.errors, describe(page))
     assert (await only_user(realm)).profile.get("name") == "Ann Apple"
     secrets_sent = {
-        p["client_secret"] for name, step, p in fakes.requests if name == "apple" and step == "token"
+        p["client_secret"] for name, step, p in fakes.requests[seen:] if name == "apple" and step == "token"
     }
     assert len(secrets_sent) == 1, "the client secret JWT is made once and reused while valid"
     # A private relay address is one Apple verified.
@@ -250,7 +255,7 @@ async def test_apple_client_secret_form_post_and_first_time_name(
         page = await sign_in(realm, browser, method_id, fakes, form_post=True)
         assert page.status_code == 303, (fakes.errors, describe(page))
     assert len((await realm.api.users.list()).data) == 2
-    assert fakes.errors == []
+    assert fakes.errors[errors:] == []
 
 
 async def test_oauth2_manual_against_a_real_provider(fed_server: RunningServer) -> None:
