@@ -108,6 +108,7 @@ async def start(issuer_id: str, request: Request) -> Response:
             return limited
         ctx = context(rt, method)
         provider = strategy.provider
+        await session.commit()  # no transaction stays open while the provider is asked
         try:
             endpoint = await provider.authorization_endpoint(ctx)
         except UpstreamError as exc:
@@ -180,6 +181,7 @@ async def callback(issuer_id: str, request: Request) -> Response:
         if not query["code"]:
             return _failed(request, flow, method, "the answer carries no authorization code", 400)
         provider = strategy.provider
+        await session.commit()  # no transaction stays open while the provider is asked
         try:
             expected_iss = await provider.issuer(ctx)
             if query["iss"] and expected_iss is not None and query["iss"] != expected_iss:
