@@ -165,8 +165,20 @@ class Settings(BaseSettings):
     )
     allow_private_networks: bool = Field(
         default=False,
-        description="Let outbound requests (webhooks) reach private, loopback and link-local addresses. "
-        "Only for tests and single-machine setups.",
+        description="Let outbound requests (webhooks, upstream identity providers, SMS) reach private, "
+        "loopback and link-local addresses. Only for tests and single-machine setups.",
+    )
+    upstream_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        le=60,
+        description="Seconds one request to an upstream identity provider (discovery, keys, token "
+        "exchange, user info) may take in all.",
+    )
+    upstream_url_rewrites: dict[str, str] = Field(
+        default={},
+        description="JSON object rewriting the URLs of built-in upstream providers (OAuth 2.0 presets, "
+        "GitHub, Apple) by prefix, e.g. to reach them through an egress gateway or a stand-in in tests.",
     )
     webhook_timeout: float = Field(
         default=10.0, gt=0, le=120, description="Seconds one webhook delivery attempt may take in all."
@@ -335,6 +347,15 @@ class Settings(BaseSettings):
             except ValueError:
                 raise ValueError(f"{item!r} is not an IP address or CIDR network") from None
         return networks
+
+    @field_validator("upstream_url_rewrites")
+    @classmethod
+    def _check_rewrites(cls, value: dict[str, str]) -> dict[str, str]:
+        for prefix, target in value.items():
+            for url in (prefix, target):
+                if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
+                    raise ValueError(f"AUTHPI_UPSTREAM_URL_REWRITES: {url!r} is not an http(s) URL")
+        return value
 
     @field_validator("smtp_url")
     @classmethod

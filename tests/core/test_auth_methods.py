@@ -207,6 +207,27 @@ async def test_invalid_optional_settings(
     assert field_names(invalid.value.fields) == {field}
 
 
+@pytest.mark.parametrize(
+    ("method", "settings", "field"),
+    [
+        ("oauth2", {"tenant": "not a tenant/../"}, "settings.tenant"),
+        ("oidc", {"store_tokens": "yes"}, "settings.store_tokens"),
+        ("oauth2_manual", {"claims": {"subject": 5}}, "settings.claims"),
+        ("oauth2_manual", {"claims": {"birthday": "dob"}}, "settings.claims"),
+        ("oauth2_manual", {"token_endpoint_auth": "private_key_jwt"}, "settings.token_endpoint_auth"),
+    ],
+)
+async def test_invalid_upstream_settings(
+    admin: AuthPIAdmin, issuer: Issuer, method: str, settings: dict[str, Any], field: str
+) -> None:
+    body = body_for(method)
+    body["settings"].update(settings)
+    with pytest.raises(ValidationError) as invalid:
+        await admin.issuer(issuer.id).auth_methods.create(body)
+    assert invalid.value.status_code == 422
+    assert field_names(invalid.value.fields) == {field}
+
+
 async def test_social_urls_must_be_https(admin: AuthPIAdmin, issuer: Issuer) -> None:
     body = body_for("oidc")
     body["settings"]["issuer_url"] = "http://login.example.com"

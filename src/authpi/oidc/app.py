@@ -27,6 +27,7 @@ from authpi.oidc.routes import (
 from authpi.oidc.signin import mfa as second_factor_pages
 from authpi.oidc.signin import pages as sign_in_pages
 from authpi.oidc.signin import registry as sign_in_methods
+from authpi.oidc.upstream import routes as upstream
 from authpi.storage.errors import is_transient
 
 log = logging.getLogger("authpi.oidc")
@@ -75,6 +76,7 @@ def create_idp_app() -> Starlette:
         revocation,
         logout,
         verify_email,
+        upstream,
     ):
         routes.extend(module.router.routes)
     routes.extend(sign_in_methods.routes())

@@ -7,6 +7,7 @@ once created, plus the documented default of every optional setting.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -14,6 +15,16 @@ from urllib.parse import urlsplit
 from authpi.services.errors import FieldProblem
 
 SOCIAL = ("oauth2", "oidc", "apple", "github", "oauth2_manual")
+# The built-in providers of ``oauth2`` (oidc/signin/methods/oauth2/presets.py has their endpoints).
+OAUTH2_PROVIDERS = ("google", "microsoft", "gitlab", "discord", "slack", "linkedin", "facebook", "twitch")
+# What ``oauth2_manual`` reads from the user-info answer, and the default member names.
+CLAIMS = {
+    "subject": "sub",
+    "email": "email",
+    "email_verified": "email_verified",
+    "name": "name",
+    "picture": "picture",
+}
 
 
 @dataclass(frozen=True)
@@ -48,7 +59,7 @@ TYPES: dict[str, MethodType] = {
             required=("provider", "client_id", "client_secret", "redirect_uri"),
             secrets=("client_secret",),
             urls=("redirect_uri",),
-            defaults={"scopes": []},
+            defaults={"scopes": [], "tenant": None, "store_tokens": False},
         ),
         MethodType(
             "oidc",
@@ -57,7 +68,7 @@ TYPES: dict[str, MethodType] = {
             required=("issuer_url", "client_id", "client_secret"),
             secrets=("client_secret",),
             urls=("issuer_url",),
-            defaults={"scopes": ["openid", "email", "profile"]},
+            defaults={"scopes": ["openid", "email", "profile"], "store_tokens": False},
         ),
         MethodType(
             "apple",
@@ -65,7 +76,7 @@ TYPES: dict[str, MethodType] = {
             True,
             required=("client_id", "team_id", "key_id", "private_key"),
             secrets=("private_key",),
-            defaults={"scopes": ["name", "email"]},
+            defaults={"scopes": ["name", "email"], "store_tokens": False},
         ),
         MethodType(
             "github",
@@ -73,7 +84,7 @@ TYPES: dict[str, MethodType] = {
             True,
             required=("client_id", "client_secret"),
             secrets=("client_secret",),
-            defaults={"scopes": ["read:user", "user:email"]},
+            defaults={"scopes": ["read:user", "user:email"], "store_tokens": False},
         ),
         MethodType(
             "oauth2_manual",
@@ -82,7 +93,12 @@ TYPES: dict[str, MethodType] = {
             required=("authorization_url", "token_url", "userinfo_url", "client_id", "client_secret"),
             secrets=("client_secret",),
             urls=("authorization_url", "token_url", "userinfo_url"),
-            defaults={"scopes": []},
+            defaults={
+                "scopes": [],
+                "claims": dict(CLAIMS),
+                "token_endpoint_auth": "post",
+                "store_tokens": False,
+            },
         ),
         MethodType(
             "password",
@@ -126,7 +142,11 @@ _RANGES: dict[str, tuple[int, int]] = {
 _CHOICES: dict[str, tuple[str, ...]] = {
     "user_verification": ("required", "preferred", "discouraged"),
     "resident_key": ("required", "preferred", "discouraged"),
+    "token_endpoint_auth": ("post", "basic"),
 }
+# An ``oauth2`` provider AuthPI has no preset for: a 400 (the request names something unknown).
+UNKNOWN_PROVIDER = "unknown_provider"
+_TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,99}$")
 
 
 def _valid_url(value: str) -> bool:
@@ -157,8 +177,9 @@ def check_settings(spec: MethodType, settings: dict[str, Any], *, creating: bool
             problems.append(
                 FieldProblem(f"settings.{key}", "invalid_url", f"settings.{key} must be an https URL")
             )
+    problems.extend(_check_upstream(spec, settings, creating=creating))
     for key, default in spec.defaults.items():
-        if key not in settings:
+        if key not in settings or key == "claims":
             continue
         value = settings[key]
         if key in _RANGES:
@@ -199,4 +220,28 @@ def check_settings(spec: MethodType, settings: dict[str, Any], *, creating: bool
             problems.append(
                 FieldProblem("settings.min_length", "out_of_range", "min_length cannot exceed max_length")
             )
+    return problems
+
+
+def _check_upstream(spec: MethodType, settings: dict[str, Any], *, creating: bool) -> list[FieldProblem]:
+    """The upstream settings the generic checks cannot express."""
+    problems: list[FieldProblem] = []
+    provider = settings.get("provider")
+    # Only at creation: afterwards the provider cannot change at all (an "immutable" problem).
+    if creating and spec.name == "oauth2" and isinstance(provider, str) and provider not in OAUTH2_PROVIDERS:
+        message = f"settings.provider must be one of {', '.join(OAUTH2_PROVIDERS)}"
+        problems.append(FieldProblem("settings.provider", UNKNOWN_PROVIDER, message))
+    tenant = settings.get("tenant")
+    if tenant is not None and not (isinstance(tenant, str) and _TENANT.match(tenant)):
+        message = "settings.tenant must be a Microsoft Entra tenant ID or domain"
+        problems.append(FieldProblem("settings.tenant", "invalid_value", message))
+    claims = settings.get("claims")
+    if "claims" in settings and spec.name == "oauth2_manual":
+        valid = isinstance(claims, dict) and all(
+            key in CLAIMS and isinstance(value, str) and 0 < len(value) <= 100
+            for key, value in claims.items()
+        )
+        if not valid:
+            message = f"settings.claims maps {', '.join(CLAIMS)} to member names of the user-info answer"
+            problems.append(FieldProblem("settings.claims", "invalid_value", message))
     return problems

@@ -13,8 +13,8 @@ from authpi import ids
 from authpi.clock import now_ms
 from authpi.crypto.secretbox import SecretBox
 from authpi.services import events, versions
-from authpi.services.auth_method_types import TYPES, MethodType, check_settings
-from authpi.services.errors import Conflict, FieldProblem, InvalidInput, NotFound
+from authpi.services.auth_method_types import TYPES, UNKNOWN_PROVIDER, MethodType, check_settings
+from authpi.services.errors import Conflict, FieldProblem, InvalidInput, InvalidRequest, NotFound
 from authpi.storage.tables.auth_methods import AuthMethod
 
 MUTABLE = ("name", "enabled_login", "enabled_signup", "featured")
@@ -36,6 +36,9 @@ def _seal_context(method_id: str) -> str:
 
 
 def _problems_or_raise(problems: list[FieldProblem]) -> None:
+    unknown = [p for p in problems if p.code == UNKNOWN_PROVIDER]
+    if unknown:
+        raise InvalidRequest(unknown)
     if problems:
         raise InvalidInput(problems[0].message, fields=problems)
 

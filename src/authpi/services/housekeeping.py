@@ -58,6 +58,7 @@ from authpi.storage.tables.organizations import (
 from authpi.storage.tables.passkey_challenges import PasskeyChallenge
 from authpi.storage.tables.sessions import Session, idle_deadline
 from authpi.storage.tables.signing_keys import SigningKey
+from authpi.storage.tables.upstream import UpstreamRequest
 from authpi.storage.tables.users import User
 from authpi.storage.tables.verifiers import TrustedDevice, Verifier
 from authpi.storage.tables.webhooks import Webhook, WebhookDelivery
@@ -155,6 +156,7 @@ PURGES: Sequence[Purge] = (
     # Codes and links sent by mail or SMS, kept an hour past expiry so a late one is told "expired"
     # or "used" rather than "wrong".
     Purge(OneTimeCode, lambda c: OneTimeCode.expires_at <= c.now - FLOW_GRACE_MS),
+    Purge(UpstreamRequest, lambda c: UpstreamRequest.expires_at <= c.now),
     # Trusted devices past their trust period (revoked ones are deleted at once).
     Purge(TrustedDevice, lambda c: TrustedDevice.expires_at <= c.now),
     Purge(SigningKey, lambda c: SigningKey.unpublish_at <= c.now),

@@ -43,7 +43,7 @@ from authpi.oidc.pages import (
 from authpi.oidc.portal.client import PORTAL_CLIENT, portal_client
 from authpi.oidc.signin.steps import Factor
 from authpi.runtime import Runtime
-from authpi.services import events, trusted_devices
+from authpi.services import events, trusted_devices, upstream_identities
 from authpi.services import sessions as session_service
 from authpi.services.issuer_settings import portal_enabled
 from authpi.storage.tables.auth_methods import AuthMethod
@@ -98,6 +98,9 @@ class Progress:
     # new password after a temporary one: ``{"method": <type>, "step": <name>, ...}``. The flow
     # holds no proven factor meanwhile, so no page can finish the sign-in around it.
     pending: dict[str, Any] | None = None
+    # An upstream identity waiting to be linked to an existing account (account_linking_required):
+    # linked once this browser proves that account's own first factor (services/upstream_identities).
+    link: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, raw: dict[str, Any] | None) -> Progress:
@@ -109,6 +112,7 @@ class Progress:
             list(raw.get("factors") or []),
             raw.get("trust_device") is True,
             pending if isinstance(pending, dict) else None,
+            raw.get("link") if isinstance(raw.get("link"), dict) else None,
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -118,6 +122,7 @@ class Progress:
             "factors": self.factors,
             "trust_device": self.trust_device,
             "pending": self.pending,
+            "link": self.link,
         }
 
     def amr(self) -> list[str]:
@@ -191,7 +196,11 @@ class Flow:
 
     async def passed(self, request: Request, user: User, factor: Factor) -> Response:
         """``factor`` of ``user`` is proven: go on to the next step, or finish the sign-in."""
+        link, self.progress.link = self.progress.link, None
         self.prove(user, factor)
+        if link is not None and link.get("user_id") == user.id and len(self.progress.factors) == 1:
+            # The account the upstream identity's email names proved its own first factor.
+            await upstream_identities.complete(self.session, self.rt.secretbox, self.issuer, user, link)
         return await self.advance(request, user)
 
     async def pending_user(self) -> User | None:
@@ -347,7 +356,8 @@ async def load(
 ) -> Flow | Response:
     """The flow a hosted page continues, or the page to answer with when there is none: a POST
     without a valid CSRF token, an unknown or expired request, or progress made in another
-    browser. ``request_id`` names the request when the page's URL cannot (a link sent by mail)."""
+    browser. ``request_id`` names the request when the page's URL does not (a link sent by mail,
+    or a callback from an upstream provider, which finds it through its state)."""
     rt = runtime(request)
     issuer = await load_issuer(session, issuer_id)
     form = await read_form(request) if post else {}

@@ -9,9 +9,14 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.routing import Route
 
+from authpi.oidc.signin.methods.apple import APPLE
 from authpi.oidc.signin.methods.backup_codes import BACKUP_CODES
 from authpi.oidc.signin.methods.email_link import EMAIL_LINK
 from authpi.oidc.signin.methods.email_otp import EMAIL_OTP
+from authpi.oidc.signin.methods.github import GITHUB
+from authpi.oidc.signin.methods.oauth2 import OAUTH2
+from authpi.oidc.signin.methods.oauth2_manual import OAUTH2_MANUAL
+from authpi.oidc.signin.methods.oidc import OIDC
 from authpi.oidc.signin.methods.passkey import PASSKEY
 from authpi.oidc.signin.methods.password import PASSWORD
 from authpi.oidc.signin.methods.sms_otp import SMS_OTP
@@ -23,7 +28,20 @@ from authpi.storage.tables.auth_methods import AuthMethod
 
 STRATEGIES: dict[str, Strategy] = {
     strategy.method: strategy
-    for strategy in (PASSWORD, PASSKEY, TOTP, BACKUP_CODES, EMAIL_LINK, EMAIL_OTP, SMS_OTP)
+    for strategy in (
+        PASSWORD,
+        PASSKEY,
+        TOTP,
+        BACKUP_CODES,
+        EMAIL_LINK,
+        EMAIL_OTP,
+        SMS_OTP,
+        OIDC,
+        OAUTH2,
+        GITHUB,
+        APPLE,
+        OAUTH2_MANUAL,
+    )
 }
 assert set(STRATEGIES) <= set(TYPES), "every strategy implements a known auth-method type"
 

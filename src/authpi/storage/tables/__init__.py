@@ -19,6 +19,7 @@ from authpi.storage.tables import (  # noqa: F401
     sessions,
     signing_keys,
     system,
+    upstream,
     users,
     verifiers,
     webhooks,

@@ -15,6 +15,7 @@ from authpi.oidc.signin import flow as flows
 from authpi.oidc.signin.flow import Flow
 from authpi.oidc.signin.methods.password import credentials
 from authpi.oidc.signin.methods.password.login import MAX_PASSWORD, password_page
+from authpi.oidc.signin.steps import Step
 from authpi.services import email_verification, one_time_codes
 from authpi.services.issuer_settings import portal_enabled
 from authpi.storage.tables.auth_methods import AuthMethod
@@ -36,9 +37,13 @@ def open_for(flow: Flow, method: AuthMethod) -> bool:
     )
 
 
-def _signup_page(
+async def _signup_page(
     request: Request, flow: Flow, policy: dict[str, Any], error: Text | None = None, status: int = 200
 ) -> Response:
+    from authpi.oidc.signin.pages import offers  # the pages import the registry, which imports this
+
+    # The other methods' sign-up buttons (another identity provider), not the links to this page.
+    entries = [offer for offer in await offers(flow, Step.REGISTRATION, signup=True) if not offer.link]
     return flow.render(
         request,
         "password/signup.html",
@@ -50,6 +55,7 @@ def _signup_page(
         min_length=policy["min_length"],
         max_length=policy["max_length"],
         error=error,
+        entries=entries,
     )
 
 
@@ -66,7 +72,7 @@ async def signup(issuer_id: str, request: Request) -> Response:
             return flow.message(request, flows.SIGNUP_CLOSED, flows.NO_SIGNUPS, 403)
         policy = credentials.password_policy(method)
         if not post:
-            return _signup_page(request, flow, policy)
+            return await _signup_page(request, flow, policy)
         limited = await rate_limited(request, flow.rt, flow.issuer, "login", flows.TOO_MANY_SIGN_INS)
         if limited is not None:
             return limited
@@ -77,7 +83,7 @@ async def signup(issuer_id: str, request: Request) -> Response:
             text = _l("This invitation is for %(address)s: sign up with that address.").format(
                 address=invited
             )
-            return _signup_page(request, flow, policy, text, 400)
+            return await _signup_page(request, flow, policy, text, 400)
         verifying = email_verification.required_at_signup(flow.issuer)
         if verifying:
             limited = await send_limited(request, flow.rt, flow.issuer, email)
@@ -93,7 +99,7 @@ async def signup(issuer_id: str, request: Request) -> Response:
             verify=_mailer(flow) if verifying else None,
         )
         if problem is not None:
-            return _signup_page(request, flow, policy, problem, 400)
+            return await _signup_page(request, flow, policy, problem, 400)
         if verifying:
             await session.commit()
             return verify_page(request, flow, email)
