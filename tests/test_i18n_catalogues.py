@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ROOT / "src" / "authpi"
 TEMPLATE_DIRS = [
     SOURCES / "oidc" / "templates",
+    SOURCES / "oidc" / "portal" / "templates",
     *sorted((SOURCES / "oidc" / "signin" / "methods").glob("*/templates")),
     SOURCES / "messages" / "templates",
 ]

@@ -15,6 +15,7 @@ from starlette.responses import Response
 
 from authpi.clock import now_s
 from authpi.crypto import hashing
+from authpi.i18n import Text, _l
 from authpi.oidc.browser import Csrf
 from authpi.oidc.context import load_issuer, parse_form, runtime
 from authpi.oidc.pages import message, page_url, rate_limited, redirect, render
@@ -30,7 +31,7 @@ from authpi.storage.tables.users import User
 # this old (seconds); an older one signs in again first.
 REAUTH_MAX_AGE = 600
 FORM_LIMIT = 32 * 1024
-TOO_MANY = "Too many changes in a short time. Wait and retry."
+TOO_MANY = _l("Too many changes in a short time. Wait and retry.")
 
 
 @dataclass
@@ -68,7 +69,7 @@ class Portal:
             **context,
         )
 
-    def message(self, request: Request, heading: str, text: str, status: int = 400) -> Response:
+    def message(self, request: Request, heading: Text, text: Text, status: int = 400) -> Response:
         return message(request, self.rt, self.issuer, heading, text, status)
 
     def recent(self) -> bool:
@@ -83,7 +84,7 @@ async def _sign_in(
     request: Request, session: AsyncSession, issuer: Issuer, back_to: str, again_as: str | None = None
 ) -> Response:
     # A pending sign-in is a row written for anyone who asks, as at /authorize: limited alike.
-    text = "Too many sign-in requests from your network. Wait a moment and try again."
+    text = _l("Too many sign-in requests from your network. Wait a moment and try again.")
     limited = await rate_limited(request, runtime(request), issuer, "authorize", text)
     if limited is not None:
         return limited
@@ -107,13 +108,13 @@ async def load(
     rt = runtime(request)
     issuer = await load_issuer(session, issuer_id)
     if not portal_enabled(issuer.settings, "account"):
-        text = "Managing your account here is switched off for this application."
-        return message(request, rt, issuer, "Account unavailable", text, 403)
+        text = _l("Managing your account here is switched off for this application.")
+        return message(request, rt, issuer, _l("Account unavailable"), text, 403)
     csrf = Csrf(rt, request)
     form = {k: v[0] for k, v in parse_form(await request.body(), FORM_LIMIT).items()} if post else {}
     if post and not csrf.valid(form.get("csrf")):
-        text = "Your session form expired. Go back and retry."
-        return message(request, rt, issuer, "Please try again", text, 403)
+        text = _l("Your session form expired. Go back and retry.")
+        return message(request, rt, issuer, _l("Please try again"), text, 403)
     home = client.home(issuer.id)
     signed_in = await current_sign_in(request, session, issuer)
     if signed_in is None:

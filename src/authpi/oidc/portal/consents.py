@@ -6,6 +6,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from authpi.i18n import _l
 from authpi.oidc.context import runtime
 from authpi.oidc.portal import access, overview
 from authpi.oidc.routes import Routes
@@ -25,7 +26,7 @@ async def revoke_consent(issuer_id: str, request: Request) -> Response:
             await account.revoke_consent(session, portal.issuer, portal.user, portal.form.get("consent", ""))
         except NotFound:
             await session.rollback()
-            gone = "That consent is already withdrawn."
+            gone = _l("That consent is already withdrawn.")
             return await overview.page(request, portal, status=404, error=gone)
         await session.commit()
         return portal.done("consent", "consents")

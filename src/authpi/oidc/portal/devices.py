@@ -6,6 +6,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from authpi.i18n import _l
 from authpi.oidc.context import runtime
 from authpi.oidc.portal import access, overview
 from authpi.oidc.routes import Routes
@@ -35,6 +36,8 @@ async def revoke_device(issuer_id: str, request: Request) -> Response:
             )
         except ServiceError:
             await session.rollback()
-            return await overview.page(request, portal, status=404, error="That device is no longer trusted.")
+            return await overview.page(
+                request, portal, status=404, error=_l("That device is no longer trusted.")
+            )
         await session.commit()
         return portal.done("device", "devices")

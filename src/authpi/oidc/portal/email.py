@@ -9,6 +9,7 @@ from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import Response
 
+from authpi.i18n import Text, _l
 from authpi.oidc.context import runtime
 from authpi.oidc.pages import send_limited
 from authpi.oidc.portal import access, overview
@@ -19,12 +20,12 @@ from authpi.services.errors import InvalidInput
 from authpi.storage.tables.users import User
 
 router = Routes()
-WRONG_CODE = "That code is not right. Enter the code from the email."
-SPENT_CODE = "This code has expired or was tried too often. Ask for a new one."
+WRONG_CODE = _l("That code is not right. Enter the code from the email.")
+SPENT_CODE = _l("This code has expired or was tried too often. Ask for a new one.")
 
 
 def code_page(
-    request: Request, portal: Portal, email: str, *, error: str | None = None, status: int = 200
+    request: Request, portal: Portal, email: str, *, error: Text | None = None, status: int = 200
 ) -> Response:
     return portal.render(
         request, "account/email.html", status, action=portal.url("/email/confirm"), email=email, error=error
@@ -49,9 +50,9 @@ async def change_email(issuer_id: str, request: Request) -> Response:
         try:
             address = email_verification.normalized(portal.form.get("email", "")[:320])
         except InvalidInput:
-            return await overview.page(request, portal, status=400, error="Enter a valid email address.")
+            return await overview.page(request, portal, status=400, error=_l("Enter a valid email address."))
         if address.value == email_verification.address_of(portal.user):
-            return await overview.page(request, portal, status=400, error="That is already your address.")
+            return await overview.page(request, portal, status=400, error=_l("That is already your address."))
         limited = await send_limited(request, portal.rt, portal.issuer, address.key)
         if limited is not None:
             return limited
@@ -104,6 +105,6 @@ async def confirm_email(issuer_id: str, request: Request) -> Response:
         )
         if changed is None:
             await session.rollback()
-            return await overview.page(request, portal, status=409, error="This address cannot be used.")
+            return await overview.page(request, portal, status=409, error=_l("This address cannot be used."))
         await session.commit()
         return portal.done("email", "email")

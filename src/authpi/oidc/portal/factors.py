@@ -9,6 +9,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from authpi.i18n import Text, _l
 from authpi.oidc.context import runtime
 from authpi.oidc.portal import access, overview
 from authpi.oidc.portal.access import Portal
@@ -23,8 +24,8 @@ from authpi.storage.tables.auth_methods import AuthMethod
 router = Routes()
 ORIGIN = "portal"  # marks enrollments started here (the sign-in pages and the Core API have theirs)
 REMOVABLE = (verifiers.TOTP, verifiers.PASSKEY)
-SWITCHED_OFF = "Authenticator apps are switched off."
-GONE = "That sign-in method is already removed."
+SWITCHED_OFF = _l("Authenticator apps are switched off.")
+GONE = _l("That sign-in method is already removed.")
 
 
 async def _totp_method(portal: Portal) -> AuthMethod | None:
@@ -33,7 +34,7 @@ async def _totp_method(portal: Portal) -> AuthMethod | None:
 
 
 async def totp_page(
-    request: Request, portal: Portal, *, error: str | None = None, status: int = 200
+    request: Request, portal: Portal, *, error: Text | None = None, status: int = 200
 ) -> Response:
     try:
         row, secret, uri = await pending_enrollment(
@@ -54,7 +55,7 @@ async def totp_page(
     )
 
 
-def codes_page(request: Request, portal: Portal, codes: list[str], heading: str) -> Response:
+def codes_page(request: Request, portal: Portal, codes: list[str], heading: Text) -> Response:
     return portal.render(request, "account/codes.html", codes=codes, heading=heading)
 
 
@@ -66,7 +67,7 @@ async def start_totp(issuer_id: str, request: Request) -> Response:
             return portal
         if await _totp_method(portal) is None:
             return await overview.page(
-                request, portal, status=400, error="Authenticator apps are switched off."
+                request, portal, status=400, error=_l("Authenticator apps are switched off.")
             )
         return await totp_page(request, portal)
 
@@ -79,7 +80,7 @@ async def confirm_totp(issuer_id: str, request: Request) -> Response:
             return portal
         if await _totp_method(portal) is None:
             return await overview.page(
-                request, portal, status=400, error="Authenticator apps are switched off."
+                request, portal, status=400, error=_l("Authenticator apps are switched off.")
             )
         try:
             check = await verifiers.complete_totp(
@@ -101,7 +102,7 @@ async def confirm_totp(issuer_id: str, request: Request) -> Response:
             }.get(check.error or "", WRONG_CODE)
             return await totp_page(request, portal, error=text, status=400)
         if check.backup_codes:
-            return codes_page(request, portal, check.backup_codes, "Your authenticator app is set up")
+            return codes_page(request, portal, check.backup_codes, _l("Your authenticator app is set up"))
         return portal.done("authenticator", "factors")
 
 
@@ -122,9 +123,9 @@ async def regenerate_codes(issuer_id: str, request: Request) -> Response:
             )
         except ServiceError:
             await session.rollback()
-            return await overview.page(request, portal, status=404, error="You have no backup codes.")
+            return await overview.page(request, portal, status=404, error=_l("You have no backup codes."))
         await session.commit()
-        return codes_page(request, portal, codes, "Your new backup codes")
+        return codes_page(request, portal, codes, _l("Your new backup codes"))
 
 
 @router.post("/{issuer_id}/account/factors/remove")
@@ -142,7 +143,7 @@ async def remove_factor(issuer_id: str, request: Request) -> Response:
         except ServiceError:
             await session.rollback()
             return await overview.page(
-                request, portal, status=404, error="That sign-in method is already removed."
+                request, portal, status=404, error=_l("That sign-in method is already removed.")
             )
         await session.commit()
         return portal.done("factor", "factors")

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import Response
 
+from authpi.i18n import Text, _l
 from authpi.oidc.context import runtime
 from authpi.oidc.portal import access
 from authpi.oidc.portal.access import Portal
@@ -22,33 +23,33 @@ from authpi.storage.tables.auth_methods import AuthMethod
 router = Routes()
 
 NOTICES = {
-    "profile": "Your profile is saved.",
-    "new_password": "Your password is changed. Your other sign-ins have ended.",
-    "session": "That sign-in has ended.",
-    "email": "Your email address is changed.",
-    "phone": "Your phone number is changed.",
-    "consent": "The application no longer has your consent; it will ask again next time.",
-    "authenticator": "Your authenticator app is set up.",
-    "new_passkey": "Your passkey is added.",
-    "factor": "The sign-in method is removed.",
-    "device": "The device is no longer trusted.",
-    "devices": "No device is trusted any more.",
+    "profile": _l("Your profile is saved."),
+    "new_password": _l("Your password is changed. Your other sign-ins have ended."),
+    "session": _l("That sign-in has ended."),
+    "email": _l("Your email address is changed."),
+    "phone": _l("Your phone number is changed."),
+    "consent": _l("The application no longer has your consent; it will ask again next time."),
+    "authenticator": _l("Your authenticator app is set up."),
+    "new_passkey": _l("Your passkey is added."),
+    "factor": _l("The sign-in method is removed."),
+    "device": _l("The device is no longer trusted."),
+    "devices": _l("No device is trusted any more."),
 }
 
 
 PROFILE_LABELS = {
-    "name": "Full name",
-    "given_name": "Given name",
-    "family_name": "Family name",
-    "nickname": "Nickname",
-    "locale": "Language (e.g. en-GB)",
-    "zoneinfo": "Time zone (e.g. Europe/Paris)",
+    "name": _l("Full name"),
+    "given_name": _l("Given name"),
+    "family_name": _l("Family name"),
+    "nickname": _l("Nickname"),
+    "locale": _l("Language (e.g. en-GB)"),
+    "zoneinfo": _l("Time zone (e.g. Europe/Paris)"),
 }
 
 
-def when(ms: int | None) -> str:
+def when(ms: int | None) -> Text:
     if not ms:
-        return "never"
+        return _l("never")
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
@@ -78,7 +79,7 @@ async def view(portal: Portal) -> dict[str, Any]:
             {
                 "id": row.id,
                 "current": row.id == portal.op.id,
-                "device": ((row.device or {}).get("user_agent") or "Unknown browser")[:120],
+                "device": ((row.device or {}).get("user_agent") or "")[:120] or _l("Unknown browser"),
                 "method": (row.authentication or {}).get("method", ""),
                 "created": when(row.created_at),
                 "last_active": when(row.last_activity_at),
@@ -103,7 +104,7 @@ async def view(portal: Portal) -> dict[str, Any]:
         "can_totp": verifiers.TOTP in enabled,
         "can_passkey": verifiers.PASSKEY in enabled,
         "devices": [
-            {"id": d.id, "name": d.name or d.user_agent or "A browser", "expires": when(d.expires_at)}
+            {"id": d.id, "name": d.name or d.user_agent or _l("A browser"), "expires": when(d.expires_at)}
             for d in await trusted_devices.list_for_user(session, user.id)
         ],
     }
@@ -114,8 +115,8 @@ async def page(
     portal: Portal,
     *,
     status: int = 200,
-    error: str | None = None,
-    notice: str | None = None,
+    error: Text | None = None,
+    notice: Text | None = None,
 ) -> Response:
     # After a refused change's rollback or a commit the rows are expired: read them again.
     await portal.session.refresh(portal.user)

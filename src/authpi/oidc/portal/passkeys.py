@@ -9,6 +9,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from authpi.i18n import Text, _l
 from authpi.oidc.context import runtime
 from authpi.oidc.portal import access, overview
 from authpi.oidc.portal.access import Portal
@@ -22,9 +23,9 @@ from authpi.services import verifiers
 from authpi.storage.tables.auth_methods import AuthMethod
 
 router = Routes()
-SWITCHED_OFF = "Passkeys are switched off."
-EXPIRED = "This passkey request has expired. Start again."
-TAKEN = "This passkey is already registered."
+SWITCHED_OFF = _l("Passkeys are switched off.")
+EXPIRED = _l("This passkey request has expired. Start again.")
+TAKEN = _l("This passkey is already registered.")
 
 
 async def _method(portal: Portal) -> AuthMethod | None:
@@ -33,7 +34,7 @@ async def _method(portal: Portal) -> AuthMethod | None:
 
 
 async def ceremony_page(
-    request: Request, portal: Portal, method: AuthMethod, *, error: str | None = None, status: int = 200
+    request: Request, portal: Portal, method: AuthMethod, *, error: Text | None = None, status: int = 200
 ) -> Response:
     user = portal.user
     ceremony, options = await begin_registration(
@@ -52,9 +53,9 @@ async def ceremony_page(
         request,
         "passkey/ceremony.html",
         status,
-        heading="Add a passkey",
-        instructions=f"Your device saves a passkey for {user.username}.",
-        button="Create a passkey",
+        heading=_l("Add a passkey"),
+        instructions=_l("Your device saves a passkey for %(username)s.").format(username=user.username),
+        button=_l("Create a passkey"),
         mode="create",
         options=options,
         ceremony=ceremony,
@@ -104,7 +105,7 @@ async def register_passkey(issuer_id: str, request: Request) -> Response:
             return await ceremony_page(request, portal, method, error=NOT_CREATED, status=400)
         if await credentials.by_credential(session, portal.issuer.id, new.credential_id) is not None:
             return await overview.page(
-                request, portal, status=409, error="This passkey is already registered."
+                request, portal, status=409, error=_l("This passkey is already registered.")
             )
         second_factor = not method.first_factor_only
         await credentials.add(session, portal.issuer, portal.user, new, second_factor=second_factor)
@@ -115,5 +116,5 @@ async def register_passkey(issuer_id: str, request: Request) -> Response:
             )
         await session.commit()
         if codes:
-            return codes_page(request, portal, codes, "Your passkey is added")
+            return codes_page(request, portal, codes, _l("Your passkey is added"))
         return portal.done("new_passkey", "factors")

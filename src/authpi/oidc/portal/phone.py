@@ -9,6 +9,7 @@ from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import Response
 
+from authpi.i18n import Text, _l
 from authpi.oidc.context import runtime
 from authpi.oidc.pages import send_limited
 from authpi.oidc.portal import access, overview
@@ -19,12 +20,12 @@ from authpi.services.errors import InvalidInput
 from authpi.storage.tables.users import User
 
 router = Routes()
-WRONG_CODE = "That code is not right. Enter the code from the text message."
-SPENT_CODE = "This code has expired or was tried too often. Ask for a new one."
+WRONG_CODE = _l("That code is not right. Enter the code from the text message.")
+SPENT_CODE = _l("This code has expired or was tried too often. Ask for a new one.")
 
 
 def code_page(
-    request: Request, portal: Portal, number: str, *, error: str | None = None, status: int = 200
+    request: Request, portal: Portal, number: str, *, error: Text | None = None, status: int = 200
 ) -> Response:
     return portal.render(
         request, "account/phone.html", status, action=portal.url("/phone/confirm"), number=number, error=error
@@ -49,10 +50,10 @@ async def change_phone(issuer_id: str, request: Request) -> Response:
         try:
             number = users.normalize_username("phone", portal.form.get("phone", "")[:32])
         except InvalidInput:
-            error = "Enter the number in international format, such as +14155550123."
+            error = _l("Enter the number in international format, such as +14155550123.")
             return await overview.page(request, portal, status=400, error=error)
         if number.value == email_verification.phone_of(portal.user):
-            return await overview.page(request, portal, status=400, error="That is already your number.")
+            return await overview.page(request, portal, status=400, error=_l("That is already your number."))
         limited = await send_limited(request, portal.rt, portal.issuer, number.key, "sms")
         if limited is not None:
             return limited
@@ -91,6 +92,6 @@ async def confirm_phone(issuer_id: str, request: Request) -> Response:
         )
         if changed is None:
             await session.rollback()
-            return await overview.page(request, portal, status=409, error="This number cannot be used.")
+            return await overview.page(request, portal, status=409, error=_l("This number cannot be used."))
         await session.commit()
         return portal.done("phone", "phone")

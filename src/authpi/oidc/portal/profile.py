@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from authpi.i18n import _l
 from authpi.oidc.context import runtime
 from authpi.oidc.portal import access, overview
 from authpi.oidc.routes import Routes
@@ -25,7 +26,11 @@ async def save_profile(issuer_id: str, request: Request) -> Response:
             await account.update_profile(session, portal.user, values)
         except InvalidInput as exc:
             await session.rollback()
+            # The only refusal is a value over its field's length limit (account.PROFILE_FIELDS).
             field = exc.fields[0].field if exc.fields else ""
-            return await overview.page(request, portal, status=400, error=f"{field}: {exc.description}.")
+            error = _l("%(field)s: at most %(n)s characters.").format(
+                field=overview.PROFILE_LABELS.get(field, field), n=account.PROFILE_FIELDS.get(field, 0)
+            )
+            return await overview.page(request, portal, status=400, error=error)
         await session.commit()
         return portal.done("profile", "profile")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from authpi.i18n import _l
 from authpi.oidc.context import runtime
 from authpi.oidc.portal import access, overview
 from authpi.oidc.routes import Routes
@@ -25,6 +26,8 @@ async def revoke_session(issuer_id: str, request: Request) -> Response:
             await account.revoke_sign_in(session, portal.issuer, portal.user, portal.form.get("session", ""))
         except NotFound:
             await session.rollback()
-            return await overview.page(request, portal, status=404, error="That sign-in has already ended.")
+            return await overview.page(
+                request, portal, status=404, error=_l("That sign-in has already ended.")
+            )
         await session.commit()
         return portal.done("session", "sessions")

@@ -8,6 +8,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from authpi.i18n import _l
 from authpi.oidc.browser import Csrf
 from authpi.oidc.context import load_issuer, parse_form, runtime
 from authpi.oidc.pages import message, page_url, rate_limited, redirect, render
@@ -18,7 +19,7 @@ from authpi.services import invitations
 from authpi.services.errors import Conflict
 
 router = Routes()
-UNUSABLE = "This invitation can no longer be used. Ask for a new one if you still want to join."
+UNUSABLE = _l("This invitation can no longer be used. Ask for a new one if you still want to join.")
 FORM_LIMIT = 4 * 1024
 
 
@@ -30,14 +31,14 @@ async def invitation_page(issuer_id: str, request: Request) -> Response:
     post = request.method == "POST"
     async with rt.sessions() as session:
         issuer = await load_issuer(session, issuer_id)
-        limited = await rate_limited(request, rt, issuer, "login", "Too many attempts. Wait and retry.")
+        limited = await rate_limited(request, rt, issuer, "login", _l("Too many attempts. Wait and retry."))
         if limited is not None:
             return limited
         csrf = Csrf(rt, request)
         form = {k: v[0] for k, v in parse_form(await request.body(), FORM_LIMIT).items()} if post else {}
         if post and not csrf.valid(form.get("csrf")):
             return message(
-                request, rt, issuer, "Please try again", "Your form expired. Go back and retry.", 403
+                request, rt, issuer, _l("Please try again"), _l("Your form expired. Go back and retry."), 403
             )
         found = await invitations.by_token(session, issuer.id, token)
         if (
@@ -45,7 +46,7 @@ async def invitation_page(issuer_id: str, request: Request) -> Response:
             or invitations.effective_status(found[0]) != "pending"
             or found[1].status != "active"
         ):
-            return message(request, rt, issuer, "Invitation unavailable", UNUSABLE, 410)
+            return message(request, rt, issuer, _l("Invitation unavailable"), UNUSABLE, 410)
         invitation, org = found
         signed_in = await current_sign_in(request, session, issuer)
         user = signed_in[1] if signed_in else None
@@ -54,10 +55,12 @@ async def invitation_page(issuer_id: str, request: Request) -> Response:
         choice = form.get("choice")
         if choice == "decline":
             if not await invitations.decline(session, invitation):
-                return message(request, rt, issuer, "Invitation unavailable", UNUSABLE, 410)
+                return message(request, rt, issuer, _l("Invitation unavailable"), UNUSABLE, 410)
             await session.commit()
-            text = f"You declined the invitation to {org.name or org.id}."
-            return message(request, rt, issuer, "Invitation declined", text, 200)
+            text = _l("You declined the invitation to %(organization)s.").format(
+                organization=org.name or org.id
+            )
+            return message(request, rt, issuer, _l("Invitation declined"), text, 200)
         if choice == "sign_in" or (choice == "accept" and not is_invitee):
             request_id = await portal_client.sign_in_request(
                 session, issuer, back_to=here, invited_email=invitation.email_invited
@@ -68,13 +71,15 @@ async def invitation_page(issuer_id: str, request: Request) -> Response:
                 accepted = await invitations.accept(session, invitation, org, user.id)
             except Conflict as exc:
                 await session.rollback()
-                return message(request, rt, issuer, "Cannot join", exc.description, 409)
+                return message(request, rt, issuer, _l("Cannot join"), exc.description, 409)
             if not accepted:
-                return message(request, rt, issuer, "Invitation unavailable", UNUSABLE, 410)
+                return message(request, rt, issuer, _l("Invitation unavailable"), UNUSABLE, 410)
             await session.commit()
-            text = f"You are now a member of {org.name or org.id}. You can close this page."
-            return message(request, rt, issuer, "Welcome aboard", text, 200)
-        inviter = (invitation.inviter or {}).get("name") or "An administrator"
+            text = _l("You are now a member of %(organization)s. You can close this page.").format(
+                organization=org.name or org.id
+            )
+            return message(request, rt, issuer, _l("Welcome aboard"), text, 200)
+        inviter = (invitation.inviter or {}).get("name") or _l("An administrator")
         return render(
             request,
             rt,

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from authpi.clock import now_ms
+from authpi.i18n import _l
 from authpi.oidc.browser import Csrf
 from authpi.oidc.context import load_issuer, parse_form, runtime
 from authpi.oidc.pages import message, rate_limited, render
@@ -19,7 +20,7 @@ from authpi.storage.tables.one_time_codes import OneTimeCode
 
 router = Routes()
 PURPOSES = (email_verification.SIGNUP, email_verification.CHANGE)
-GONE = "This link has expired or was already used. Ask for a new one."
+GONE = _l("This link has expired or was already used. Ask for a new one.")
 MAX_TOKEN = 128
 
 
@@ -41,7 +42,7 @@ async def verify_email(issuer_id: str, request: Request) -> Response:
         csrf = Csrf(rt, request)
         row = await _find(session, issuer.id, token)
         if row is None or row.consumed_at is not None or row.expires_at <= now_ms():
-            return message(request, rt, issuer, "Link expired", GONE)
+            return message(request, rt, issuer, _l("Link expired"), GONE)
         email = str(row.data.get("email", ""))
         if request.method == "GET":
             return render(
@@ -55,9 +56,9 @@ async def verify_email(issuer_id: str, request: Request) -> Response:
             )
         form = {k: v[0] for k, v in parse_form(await request.body(), 4096).items()}
         if not csrf.valid(form.get("csrf")):
-            text = "Your session form expired. Go back and retry."
-            return message(request, rt, issuer, "Please try again", text, 403)
-        limited = await rate_limited(request, rt, issuer, "login", "Too many attempts. Wait and retry.")
+            text = _l("Your session form expired. Go back and retry.")
+            return message(request, rt, issuer, _l("Please try again"), text, 403)
+        limited = await rate_limited(request, rt, issuer, "login", _l("Too many attempts. Wait and retry."))
         if limited is not None:
             return limited
         spent = await one_time_codes.redeem_link(
@@ -65,16 +66,16 @@ async def verify_email(issuer_id: str, request: Request) -> Response:
         )
         if not spent.success or spent.row is None:
             await session.rollback()
-            return message(request, rt, issuer, "Link expired", GONE)
+            return message(request, rt, issuer, _l("Link expired"), GONE)
         if row.purpose == email_verification.SIGNUP:
             await email_verification.create_account(session, issuer, spent.row.data)
-            text = "Your email address is confirmed. You can now sign in."
+            text = _l("Your email address is confirmed. You can now sign in.")
         else:
             changed = await email_verification.apply_change(session, issuer, str(row.user_id), email)
             if changed is None:
                 await session.rollback()
-                text = "This address cannot be used."
-                return message(request, rt, issuer, "Address not changed", text, 409)
-            text = f"Your email address is now {email}."
+                text = _l("This address cannot be used.")
+                return message(request, rt, issuer, _l("Address not changed"), text, 409)
+            text = _l("Your email address is now %(email)s.").format(email=email)
         await session.commit()
-        return message(request, rt, issuer, "Email confirmed", text, 200)
+        return message(request, rt, issuer, _l("Email confirmed"), text, 200)

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
 
+from authpi.i18n import _l
 from authpi.oidc.pages import message, record_rate_limit
 from authpi.runtime import Runtime
 from authpi.services import messages, send_limits
@@ -30,7 +31,7 @@ from authpi.storage.tables.issuers import Issuer
 from authpi.storage.tables.one_time_codes import OneTimeCode
 from authpi.storage.tables.users import User
 
-TOO_MANY_SENT = "Too many codes were sent. Wait a while and try again."
+TOO_MANY_SENT = _l("Too many codes were sent. Wait a while and try again.")
 
 
 def recipient_of(user: User | None, channel: str) -> str | None:
@@ -105,7 +106,7 @@ async def send(
     except RateLimited as exc:
         if exc.first:
             await record_rate_limit(rt, issuer, f"send_{channel}", exc.retry_after)
-        response = message(request, rt, issuer, "Too many attempts", TOO_MANY_SENT, 429)
+        response = message(request, rt, issuer, _l("Too many attempts"), TOO_MANY_SENT, 429)
         response.headers["Retry-After"] = str(exc.retry_after)
         return response
     issued = await otc.issue(

@@ -17,6 +17,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from authpi.i18n import Text, _l, _ln
 from authpi.oidc.context import runtime
 from authpi.oidc.pages import rate_limited
 from authpi.oidc.routes import Routes
@@ -33,10 +34,10 @@ from authpi.storage.tables.auth_methods import AuthMethod
 from authpi.storage.tables.one_time_codes import OneTimeCode
 
 MAX_IDENTIFIER = 320
-WRONG = "That code is not right. Check it and try again."
-EXPIRED = "That code has expired. Ask for a new one."
-SPENT = "Too many wrong codes. Ask for a new one."
-NO_CODE = "Ask for a code first."
+WRONG = _l("That code is not right. Check it and try again.")
+EXPIRED = _l("That code has expired. Ask for a new one.")
+SPENT = _l("Too many wrong codes. Ask for a new one.")
+NO_CODE = _l("Ask for a code first.")
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ class CodeMethod:
         """The sign-up page (a link: it carries the request)."""
         return flow.page_url("signup" + self.path.removeprefix("/login"))
 
-    def signup_offer(self, flow: Flow, method: AuthMethod, label: str) -> Offer | None:
+    def signup_offer(self, flow: Flow, method: AuthMethod, label: Text) -> Offer | None:
         if method.enabled_signup and signup_open(flow):
             return Offer(label, self.signup_url(flow), method.id, link=True)
         return None
@@ -86,8 +87,8 @@ class CodeMethod:
         challenge: str,
         *,
         status: int = 200,
-        error: str | None = None,
-        notice: str | None = None,
+        error: Text | None = None,
+        notice: Text | None = None,
         signup: bool = False,
     ) -> Response:
         start = self.signup_action(flow) if signup else self.start_action(flow)
@@ -132,7 +133,11 @@ class CodeMethod:
             return sent
         notice = None
         if sent.wait_s:
-            notice = f"A code was sent moments ago. You can ask for a new one in {sent.wait_s} seconds."
+            notice = _ln(
+                "A code was sent moments ago. You can ask for a new one in %(n)s second.",
+                "A code was sent moments ago. You can ask for a new one in %(n)s seconds.",
+                sent.wait_s,
+            )
         challenge = sent.row.id if sent.row is not None else ""
         return self.page(request, flow, username, challenge, notice=notice)
 
@@ -184,14 +189,14 @@ class CodeMethod:
             return self.page(request, flow, username, code_id, status=400, error=error)
         if user.status != "active" or user.issuer_id != flow.issuer.id:
             await flow.session.commit()
-            return flow.message(request, SIGN_IN_UNAVAILABLE, "This account cannot sign in.", 403)
+            return flow.message(request, SIGN_IN_UNAVAILABLE, _l("This account cannot sign in."), 403)
         await lockouts.clear(flow.session, flow.issuer.id, lockouts.ONE_TIME_CODE, subject)
         return await flow.passed(request, user, flows.factor(method.method, method.id, self.amr))
 
     # --- sign-up: the code proves the address the account is created with ---------------------
 
     def signup_page(
-        self, request: Request, flow: Flow, *, error: str | None = None, status: int = 200
+        self, request: Request, flow: Flow, *, error: Text | None = None, status: int = 200
     ) -> Response:
         return flow.render(
             request,
@@ -215,10 +220,14 @@ class CodeMethod:
         try:
             username = users.normalize_username(self.username_type, raw)
         except InvalidInput:
-            kind = "email address" if self.channel == "email" else "phone number, e.g. +4915112345678"
-            return self.signup_page(request, flow, error=f"Enter a valid {kind}.", status=400)
+            error = (
+                _l("Enter a valid email address.")
+                if self.channel == "email"
+                else _l("Enter a valid phone number, e.g. +4915112345678.")
+            )
+            return self.signup_page(request, flow, error=error, status=400)
         if self.channel == "email" and not domain_allowed(flow, username.key):
-            error = "Sign-up is not open to this email domain."
+            error = _l("Sign-up is not open to this email domain.")
             return self.signup_page(request, flow, error=error, status=400)
         ttl_s = int(self.settings(method)["ttl"])
         sent = await delivery.send(
@@ -246,7 +255,11 @@ class CodeMethod:
             return sent
         notice = None
         if sent.wait_s:
-            notice = f"A code was sent moments ago. You can ask for a new one in {sent.wait_s} seconds."
+            notice = _ln(
+                "A code was sent moments ago. You can ask for a new one in %(n)s second.",
+                "A code was sent moments ago. You can ask for a new one in %(n)s seconds.",
+                sent.wait_s,
+            )
         challenge = sent.row.id if sent.row is not None else ""
         return self.page(request, flow, username.value, challenge, notice=notice, signup=True)
 
@@ -290,11 +303,11 @@ class CodeMethod:
         )
         if user is None:
             # The address proved to be the person's own: telling them it has an account is safe.
-            text = "An account already uses this address. Sign in with it instead."
-            return flow.message(request, "Account exists", text, 409)
+            text = _l("An account already uses this address. Sign in with it instead.")
+            return flow.message(request, _l("Account exists"), text, 409)
         if user.status != "active":
-            text = "Your account was created and waits for approval. You can sign in once it is approved."
-            return flow.message(request, "Waiting for approval", text, 200)
+            text = _l("Your account was created and waits for approval. You can sign in once it is approved.")
+            return flow.message(request, _l("Waiting for approval"), text, 200)
         return await flow.passed(request, user, flows.factor(method.method, method.id, self.amr))
 
     def routes(self) -> Routes:
@@ -305,12 +318,12 @@ class CodeMethod:
             if signup:
                 method = await flow.method_for_signup(self.method)
                 if method is None or not signup_open(flow):
-                    text = "This application does not accept sign-ups this way."
-                    return flow.message(request, "Sign-up closed", text, 403)
+                    text = _l("This application does not accept sign-ups this way.")
+                    return flow.message(request, _l("Sign-up closed"), text, 403)
                 return method
             method = await flow.method_of_type(self.method)
             if method is None:
-                return flow.message(request, SIGN_IN_UNAVAILABLE, "This sign-in method is switched off.")
+                return flow.message(request, SIGN_IN_UNAVAILABLE, _l("This sign-in method is switched off."))
             return method
 
         @router.post("/{issuer_id}" + self.path)
@@ -324,7 +337,9 @@ class CodeMethod:
                     return method
                 username = flow.form.get("username", "").strip()[:MAX_IDENTIFIER]
                 if not username:
-                    return flow.message(request, "Sign-in expired", "Start again and enter your identifier.")
+                    return flow.message(
+                        request, _l("Sign-in expired"), _l("Start again and enter your identifier.")
+                    )
                 return await self.start(request, flow, method, username)
 
         @router.post("/{issuer_id}" + self.path + "/verify")

@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from authpi.i18n import _l
 from authpi.oidc.signin import flow as flows
 from authpi.oidc.signin.flow import Flow, Progress
 from authpi.oidc.signin.strategy import Strategy
@@ -32,8 +33,7 @@ LINKING_REQUIRED = "account_linking_required"
 
 
 def _cannot_sign_in(request: Request, flow: Flow, user: User) -> Response:
-    label = {"pending_approval": "is waiting for approval"}.get(user.status, f"is {user.status}")
-    return flow.message(request, "Cannot sign in", f"This account {label} and cannot sign in.", 403)
+    return flow.message(request, _l("Cannot sign in"), flows.inactive_text(user.status), 403)
 
 
 async def sign_in(
@@ -63,11 +63,11 @@ async def sign_in(
 
     if email is None:
         await session.commit()
-        text = (
-            f"Your {method.name} account has no verified email address, so it cannot sign you in "
-            f"here. Verify your email address at {method.name}, or sign in another way."
-        )
-        return flow.message(request, "Email address not verified", text, 403)
+        text = _l(
+            "Your %(method)s account has no verified email address, so it cannot sign you in "
+            "here. Verify your email address at %(method)s, or sign in another way."
+        ).format(method=method.name)
+        return flow.message(request, _l("Email address not verified"), text, 403)
 
     existing = await upstream_identities.user_by_email(session, flow.issuer.id, email)
     if existing is not None:
@@ -91,10 +91,10 @@ async def sign_in(
 
     if not signup_open(flow, method) or not upstream_identities.email_allowed(flow.issuer, email):
         await session.commit()
-        text = (
-            f"No account here uses the email address of your {method.name} account, and signing up is closed."
-        )
-        return flow.message(request, "No account", text, 403)
+        text = _l(
+            "No account here uses the email address of your %(method)s account, and signing up is closed."
+        ).format(method=method.name)
+        return flow.message(request, _l("No account"), text, 403)
     try:
         user = await upstream_identities.provision(session, flow.issuer, method, found)
         await session.flush()  # the user before its link (no ORM relationship orders them)
@@ -103,9 +103,11 @@ async def sign_in(
     except IntegrityError:
         # A concurrent sign-in created the same account or link first.
         await session.rollback()
-        return flow.message(request, "Please try again", "This account was just created. Sign in again.", 409)
+        return flow.message(
+            request, _l("Please try again"), _l("This account was just created. Sign in again."), 409
+        )
     if user.status != "active":
         await session.commit()
-        text = "Your request has been received. You can sign in once it has been approved."
-        return flow.message(request, "Thanks for signing up", text, 200)
+        text = _l("Your request has been received. You can sign in once it has been approved.")
+        return flow.message(request, _l("Thanks for signing up"), text, 200)
     return await flow.passed(request, user, factor)

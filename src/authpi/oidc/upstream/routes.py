@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
 
+from authpi.i18n import _l
 from authpi.oidc import authorization
 from authpi.oidc.context import issuer_url, load_issuer, parse_form, runtime
 from authpi.oidc.pages import EXPIRED, message, rate_limited, redirect
@@ -88,8 +89,10 @@ async def _upstream_method(
 
 def _failed(request: Request, flow: Flow, method: AuthMethod, reason: str, status: int = 502) -> Response:
     log.warning("upstream sign-in failed: method %s: %s", method.id, reason)
-    text = f"Signing in with {method.name} did not work: {reason}. Go back and retry, or sign in another way."
-    return flow.message(request, f"{method.name} sign-in failed", text, status)
+    text = _l(
+        "Signing in with %(method)s did not work: %(reason)s. Go back and retry, or sign in another way."
+    ).format(method=method.name, reason=reason)
+    return flow.message(request, _l("%(method)s sign-in failed").format(method=method.name), text, status)
 
 
 @router.post("/{issuer_id}/social/{method_id}/start")
@@ -101,7 +104,7 @@ async def start(issuer_id: str, request: Request) -> Response:
             return flow
         picked = await _upstream_method(session, flow.issuer.id, request.path_params["method_id"])
         if picked is None:
-            return flow.message(request, SIGN_IN_UNAVAILABLE, "This sign-in method is switched off.")
+            return flow.message(request, SIGN_IN_UNAVAILABLE, _l("This sign-in method is switched off."))
         method, strategy = picked
         limited = await rate_limited(request, rt, flow.issuer, "login", TOO_MANY)
         if limited is not None:
@@ -158,7 +161,7 @@ async def callback(issuer_id: str, request: Request) -> Response:
         spent = await pending.spend(session, rt.secretbox, issuer.id, query["state"])
         await session.commit()
         if spent is None:
-            return message(request, rt, issuer, "Sign-in expired", EXPIRED)
+            return message(request, rt, issuer, _l("Sign-in expired"), EXPIRED)
         flow = await flows.load_sign_in(
             request, session, issuer_id, post=False, request_id=spent.row.request_id
         )
@@ -168,15 +171,17 @@ async def callback(issuer_id: str, request: Request) -> Response:
             return flow.expired(request)  # started in another browser
         picked = await _upstream_method(session, flow.issuer.id, spent.row.method_id)
         if picked is None:
-            return flow.message(request, SIGN_IN_UNAVAILABLE, "This sign-in method is switched off.")
+            return flow.message(request, SIGN_IN_UNAVAILABLE, _l("This sign-in method is switched off."))
         method, strategy = picked
         ctx = context(rt, method)
         if not same_path(ctx.redirect_uri, request.url.path):
             return flow.expired(request)  # another method's callback (a mix-up)
         if query["error"]:
             if query["error"] == "access_denied":
-                text = f"Signing in with {method.name} was cancelled. Go back to choose another way."
-                return flow.message(request, "Sign-in cancelled", text, 400)
+                text = _l("Signing in with %(method)s was cancelled. Go back to choose another way.").format(
+                    method=method.name
+                )
+                return flow.message(request, _l("Sign-in cancelled"), text, 400)
             return _failed(request, flow, method, f"{method.name} answered {query['error']!r}", 400)
         if not query["code"]:
             return _failed(request, flow, method, "the answer carries no authorization code", 400)

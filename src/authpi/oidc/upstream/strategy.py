@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
+from authpi.i18n import _l
 from authpi.oidc.routes import Routes
 from authpi.oidc.signin.steps import Offer, Step
 from authpi.oidc.signin.strategy import Strategy
@@ -55,7 +56,17 @@ class UpstreamStrategy(Strategy):
     ) -> Offer | None:
         action = start_action(flow.issuer.id, method.id)
         if step is Step.FIRST_FACTOR and identifier is None and method.enabled_login:
-            return Offer(f"Continue with {method.name}", action, method.id, featured=method.featured)
+            return Offer(
+                _l("Continue with %(method)s").format(method=method.name),
+                action,
+                method.id,
+                featured=method.featured,
+            )
         if step is Step.REGISTRATION and signup_open(flow, method):
-            return Offer(f"Sign up with {method.name}", action, method.id, featured=method.featured)
+            return Offer(
+                _l("Sign up with %(method)s").format(method=method.name),
+                action,
+                method.id,
+                featured=method.featured,
+            )
         return None

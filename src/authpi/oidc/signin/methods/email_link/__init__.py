@@ -8,6 +8,7 @@ from typing import ClassVar
 from starlette.requests import Request
 from starlette.responses import Response
 
+from authpi.i18n import _l
 from authpi.oidc.routes import Routes
 from authpi.oidc.signin.flow import Flow
 from authpi.oidc.signin.methods.email_link import login
@@ -35,7 +36,7 @@ class EmailLink(Strategy):
     ) -> Offer | None:
         # Offered for every identifier, account or not: the offer must not reveal which exist.
         if step is Step.FIRST_FACTOR and identifier is not None:
-            label = "Email me a sign-in link"
+            label = _l("Email me a sign-in link")
             return Offer(label, login.start_action(flow), method.id, featured=method.featured)
         return None
 

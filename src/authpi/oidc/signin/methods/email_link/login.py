@@ -24,6 +24,7 @@ from starlette.responses import Response
 
 from authpi.clock import now_ms
 from authpi.crypto import hashing
+from authpi.i18n import Text, _l, _ln
 from authpi.oidc.browser import Csrf
 from authpi.oidc.context import issuer_url, load_issuer, runtime
 from authpi.oidc.pages import message, rate_limited, render
@@ -43,10 +44,10 @@ METHOD = "email_link"
 AMR = ("otp",)  # RFC 8176 has no value for a mailed link; it is a one-time secret sent out of band
 MAX_IDENTIFIER = 320
 MAX_TOKEN = 128
-NOT_VALID = "This sign-in link is not valid. Ask for a new one on the sign-in page."
-USED = "This sign-in link was already used. Ask for a new one on the sign-in page."
-EXPIRED_LINK = "This sign-in link has expired. Ask for a new one on the sign-in page."
-NOT_YET = "Not confirmed yet. Open the link from the email here, or confirm it on the other device."
+NOT_VALID = _l("This sign-in link is not valid. Ask for a new one on the sign-in page.")
+USED = _l("This sign-in link was already used. Ask for a new one on the sign-in page.")
+EXPIRED_LINK = _l("This sign-in link has expired. Ask for a new one on the sign-in page.")
+NOT_YET = _l("Not confirmed yet. Open the link from the email here, or confirm it on the other device.")
 
 
 def start_action(flow: Flow) -> str:
@@ -63,8 +64,8 @@ def sent_page(
     username: str,
     row: OneTimeCode | None,
     *,
-    notice: str | None = None,
-    error: str | None = None,
+    notice: Text | None = None,
+    error: Text | None = None,
     status: int = 200,
 ) -> Response:
     return flow.render(
@@ -117,7 +118,11 @@ async def send_link(request: Request, flow: Flow, method: AuthMethod, username: 
         await flow.session.commit()
     notice = None
     if sent.wait_s:
-        notice = f"A link was sent moments ago. You can ask for a new one in {sent.wait_s} seconds."
+        notice = _ln(
+            "A link was sent moments ago. You can ask for a new one in %(n)s second.",
+            "A link was sent moments ago. You can ask for a new one in %(n)s seconds.",
+            sent.wait_s,
+        )
     return sent_page(request, flow, username, sent.row, notice=notice)
 
 
@@ -141,10 +146,10 @@ async def request_link(issuer_id: str, request: Request) -> Response:
             return flow
         method = await flow.method_of_type(METHOD)
         if method is None:
-            return flow.message(request, SIGN_IN_UNAVAILABLE, "This sign-in method is switched off.")
+            return flow.message(request, SIGN_IN_UNAVAILABLE, _l("This sign-in method is switched off."))
         username = flow.form.get("username", "").strip()[:MAX_IDENTIFIER]
         if not username:
-            return flow.message(request, "Sign-in expired", "Start again and enter your identifier.")
+            return flow.message(request, _l("Sign-in expired"), _l("Start again and enter your identifier."))
         return await send_link(request, flow, method, username)
 
 
@@ -153,11 +158,11 @@ async def _sign_in(request: Request, flow: Flow, method: AuthMethod, row: OneTim
     user_id = row.user_id
     if user_id is None or not await otc.consume(flow.session, row.id):
         await flow.session.rollback()
-        return flow.message(request, "Link not valid", USED)
+        return flow.message(request, _l("Link not valid"), USED)
     user = await users.lock(flow.session, user_id)
     if user is None or user.issuer_id != flow.issuer.id or user.status != "active":
         await flow.session.rollback()
-        return flow.message(request, SIGN_IN_UNAVAILABLE, "This account cannot sign in.", 403)
+        return flow.message(request, SIGN_IN_UNAVAILABLE, _l("This account cannot sign in."), 403)
     await _emit(flow.session, flow.issuer, "user.login-link.consumed", row)
     return await flow.passed(request, user, flows.factor(method.method, method.id, AMR))
 
@@ -186,13 +191,13 @@ async def _landing(issuer_id: str, request: Request) -> tuple[Issuer, OneTimeCod
             return limited
         row = await otc.find_link(session, issuer_id=issuer.id, token=token, purpose=otc.SIGN_IN_LINK)
     if row is None or row.user_id is None:
-        return message(request, rt, issuer, "Link not valid", NOT_VALID)
+        return message(request, rt, issuer, _l("Link not valid"), NOT_VALID)
     if row.consumed_at is not None:
         await _flow_event(issuer, request, "auth.flow.replay-attempt", row)
-        return message(request, rt, issuer, "Link already used", USED)
+        return message(request, rt, issuer, _l("Link already used"), USED)
     if row.expires_at <= now_ms():
         await _flow_event(issuer, request, "auth.flow.expired", row)
-        return message(request, rt, issuer, "Link expired", EXPIRED_LINK)
+        return message(request, rt, issuer, _l("Link expired"), EXPIRED_LINK)
     return issuer, row
 
 
@@ -222,7 +227,7 @@ async def open_link(issuer_id: str, request: Request) -> Response:
             return flow
         method = await flow.method_of_type(METHOD)
         if method is None or row.data.get("method_id") != method.id:
-            return flow.message(request, SIGN_IN_UNAVAILABLE, "This sign-in method is switched off.")
+            return flow.message(request, SIGN_IN_UNAVAILABLE, _l("This sign-in method is switched off."))
         return await _sign_in(request, flow, method, row)
 
 
@@ -237,7 +242,9 @@ async def confirm_elsewhere(issuer_id: str, request: Request) -> Response:
         return landed
     issuer, row = landed
     if not Csrf(rt, request).valid(form.get("csrf")):
-        return message(request, rt, issuer, "Please try again", "The form expired. Open the link again.", 403)
+        return message(
+            request, rt, issuer, _l("Please try again"), _l("The form expired. Open the link again."), 403
+        )
     expected = str(row.data.get("number", ""))
     typed = form.get("number", "").strip()[:8]
     right = bool(expected) and hmac.compare_digest(typed, expected)
@@ -245,12 +252,12 @@ async def confirm_elsewhere(issuer_id: str, request: Request) -> Response:
         taken = await otc.confirm_elsewhere(session, code_id=row.id, approved=right)
         await session.commit()
     if not taken:
-        return message(request, rt, issuer, "Link already used", USED)
+        return message(request, rt, issuer, _l("Link already used"), USED)
     if not right:
-        text = "That number does not match, so this link no longer works. Ask for a new one."
-        return message(request, rt, issuer, "Not confirmed", text)
-    text = "Go back to the browser where you asked for the link and press Continue there."
-    return message(request, rt, issuer, "Confirmed", text, 200)
+        text = _l("That number does not match, so this link no longer works. Ask for a new one.")
+        return message(request, rt, issuer, _l("Not confirmed"), text)
+    text = _l("Go back to the browser where you asked for the link and press Continue there.")
+    return message(request, rt, issuer, _l("Confirmed"), text, 200)
 
 
 @router.post("/{issuer_id}/login/email-link/continue")
@@ -262,7 +269,7 @@ async def continue_after_confirmation(issuer_id: str, request: Request) -> Respo
             return flow
         method = await flow.method_of_type(METHOD)
         if method is None:
-            return flow.message(request, SIGN_IN_UNAVAILABLE, "This sign-in method is switched off.")
+            return flow.message(request, SIGN_IN_UNAVAILABLE, _l("This sign-in method is switched off."))
         username = flow.form.get("username", "").strip()[:MAX_IDENTIFIER]
         challenge = flow.form.get("challenge", "")[:64]
         row = await otc.get(session, challenge) if challenge else None

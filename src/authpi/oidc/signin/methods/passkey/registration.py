@@ -225,7 +225,7 @@ async def _ceremony_for(
 
 
 def _verify_page(
-    request: Request, flow: Flow, email: str, *, error: str | None = None, status: int = 200
+    request: Request, flow: Flow, email: str, *, error: Text | None = None, status: int = 200
 ) -> Response:
     return flow.render(
         request,
@@ -271,7 +271,7 @@ async def passkey_signup_verify(issuer_id: str, request: Request) -> Response:
             return flow
         method = await credentials.passkey_method(session, flow.issuer.id)
         if method is None or not signup_open(flow, method):
-            return flow.message(request, "Sign-up closed", SIGNUP_CLOSED, 403)
+            return flow.message(request, _l("Sign-up closed"), SIGNUP_CLOSED, 403)
         limited = await rate_limited(request, flow.rt, flow.issuer, "login", login.RATE_LIMITED)
         if limited is not None:
             return limited

@@ -15,6 +15,7 @@ from starlette.responses import Response
 
 from authpi.clock import now_ms
 from authpi.crypto import hashing, passwords
+from authpi.i18n import Text, _l
 from authpi.oidc.context import runtime
 from authpi.oidc.pages import rate_limited
 from authpi.oidc.routes import Routes
@@ -36,7 +37,7 @@ def action(flow: Flow) -> str:
 
 
 def change_page(
-    request: Request, flow: Flow, method: AuthMethod, *, error: str | None = None, status: int = 200
+    request: Request, flow: Flow, method: AuthMethod, *, error: Text | None = None, status: int = 200
 ) -> Response:
     policy = credentials.password_policy(method)
     return flow.render(
@@ -59,15 +60,16 @@ async def required(request: Request, flow: Flow, user: User, method: AuthMethod)
     return change_page(request, flow, method)
 
 
-async def problem(method: AuthMethod, temporary_hash: str, password: str, confirm: str) -> str | None:
+async def problem(method: AuthMethod, temporary_hash: str, password: str, confirm: str) -> Text | None:
     """What is wrong with the new password, if anything."""
     if password != confirm:
-        return "The two passwords do not match."
-    found = users.policy_problems(credentials.password_policy(method), password)
+        return _l("The two passwords do not match.")
+    policy = credentials.password_policy(method)
+    found = users.policy_problems(policy, password)
     if found:
-        return found[0].message + "."
+        return credentials.policy_text(found[0], policy)
     if await passwords.verify_password(temporary_hash, password):
-        return "Choose a password other than the temporary one."
+        return _l("Choose a password other than the temporary one.")
     return None
 
 
@@ -80,7 +82,7 @@ async def change_password(issuer_id: str, request: Request) -> Response:
         owed = flow.owed("password", STEP)
         if owed is None:
             return flow.expired(request)
-        text = "Too many sign-in attempts. Wait and retry."
+        text = _l("Too many sign-in attempts. Wait and retry.")
         limited = await rate_limited(request, flow.rt, flow.issuer, "login", text)
         if limited is not None:
             return limited

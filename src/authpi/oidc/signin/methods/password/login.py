@@ -77,11 +77,11 @@ async def login_password(issuer_id: str, request: Request) -> Response:
         metrics.count_login(outcome.result, locked_now=outcome.locked_now)
         if outcome.waiting:
             # idp-api §C.5: the "pending" page; no session, no token until an admin approves.
-            text = (
+            text = _l(
                 "Your account is waiting for approval by an administrator. "
                 "You will get an email once it is decided."
             )
-            return flow.message(request, "Waiting for approval", text, 403)
+            return flow.message(request, _l("Waiting for approval"), text, 403)
         if outcome.user is None:
             # 400, not 401: a 401 must carry a WWW-Authenticate challenge, and a form has none.
             return password_page(request, flow, username, status=400, error=outcome.error)

@@ -20,6 +20,7 @@ from starlette.responses import Response
 
 from authpi.clock import now_ms
 from authpi.crypto import passwords
+from authpi.i18n import Text, _l, _ln
 from authpi.oidc.browser import Csrf
 from authpi.oidc.context import issuer_url, load_issuer, runtime
 from authpi.oidc.pages import message, page_url, rate_limited, render
@@ -39,9 +40,9 @@ TTL_S = 30 * 60
 MAX_IDENTIFIER = 320
 MAX_TOKEN = 128
 MAX_PASSWORD = 1024
-LINK_INVALID = "This reset link is not valid any more: it was used, it expired, or a newer one was sent."
-WRONG_CODE = "That code is not right, or it expired. Check it or ask for a new one."
-MISMATCH = "The two passwords are not the same."
+LINK_INVALID = _l("This reset link is not valid any more: it was used, it expired, or a newer one was sent.")
+WRONG_CODE = _l("That code is not right, or it expired. Check it or ask for a new one.")
+MISMATCH = _l("The two passwords are not the same.")
 
 
 def reset_url(flow: Flow) -> str:
@@ -53,7 +54,7 @@ def _action(issuer_id: str, suffix: str = "") -> str:
 
 
 def request_page(
-    request: Request, flow: Flow, username: str = "", *, error: str | None = None, status: int = 200
+    request: Request, flow: Flow, username: str = "", *, error: Text | None = None, status: int = 200
 ) -> Response:
     return flow.render(
         request,
@@ -72,8 +73,8 @@ def sent_page(
     username: str,
     challenge: str,
     *,
-    error: str | None = None,
-    notice: str | None = None,
+    error: Text | None = None,
+    notice: Text | None = None,
     status: int = 200,
 ) -> Response:
     return flow.render(
@@ -105,7 +106,7 @@ async def reset_page(issuer_id: str, request: Request) -> Response:
         if isinstance(flow, Response):
             return flow
         if not await _usable(flow):
-            return flow.message(request, SIGN_IN_UNAVAILABLE, "Passwords are switched off.")
+            return flow.message(request, SIGN_IN_UNAVAILABLE, _l("Passwords are switched off."))
         username = request.query_params.get("username", "")[:MAX_IDENTIFIER]
         return request_page(request, flow, username)
 
@@ -117,10 +118,10 @@ async def request_reset(issuer_id: str, request: Request) -> Response:
         if isinstance(flow, Response):
             return flow
         if not await _usable(flow):
-            return flow.message(request, SIGN_IN_UNAVAILABLE, "Passwords are switched off.")
+            return flow.message(request, SIGN_IN_UNAVAILABLE, _l("Passwords are switched off."))
         username = flow.form.get("username", "").strip()[:MAX_IDENTIFIER]
         if not username:
-            return request_page(request, flow, error="Enter your email or username.", status=400)
+            return request_page(request, flow, error=_l("Enter your email or username."), status=400)
         limited = await rate_limited(request, flow.rt, flow.issuer, "login", TOO_MANY)
         if limited is not None:
             return limited
@@ -154,17 +155,21 @@ async def request_reset(issuer_id: str, request: Request) -> Response:
             await session.commit()
         notice = None
         if sent.wait_s:
-            notice = f"An email was sent moments ago. You can ask for another in {sent.wait_s} seconds."
+            notice = _ln(
+                "An email was sent moments ago. You can ask for another in %(n)s second.",
+                "An email was sent moments ago. You can ask for another in %(n)s seconds.",
+                sent.wait_s,
+            )
         return sent_page(request, flow, username, sent.row.id if sent.row else "", notice=notice)
 
 
-def _new_password_problem(form: dict[str, str], policy: dict[str, Any]) -> str | None:
+def _new_password_problem(form: dict[str, str], policy: dict[str, Any]) -> Text | None:
     """What is wrong with the new password (the policy of sign-up), checked before anything is spent."""
     password = form.get("password", "")[:MAX_PASSWORD]
     if password != form.get("confirm", "")[:MAX_PASSWORD]:
         return MISMATCH
     problems = users.policy_problems(policy, password)
-    return problems[0].message + "." if problems else None
+    return credentials.policy_text(problems[0], policy) if problems else None
 
 
 @router.post("/{issuer_id}/password/reset/code")
@@ -181,7 +186,7 @@ async def reset_with_code(issuer_id: str, request: Request) -> Response:
             return limited
         method = await credentials.password_method(session, flow.issuer.id)
         if method is None or not method.enabled_login:
-            return flow.message(request, SIGN_IN_UNAVAILABLE, "Passwords are switched off.")
+            return flow.message(request, SIGN_IN_UNAVAILABLE, _l("Passwords are switched off."))
         problem = _new_password_problem(flow.form, credentials.password_policy(method))
         if problem is not None:
             return sent_page(request, flow, username, challenge, error=problem, status=400)
@@ -230,12 +235,12 @@ async def link_page(issuer_id: str, request: Request, token: str) -> Response:
             session, issuer_id=issuer.id, token=token[:MAX_TOKEN], purpose=otc.PASSWORD_RESET
         )
         if row is None or row.user_id is None or row.consumed_at is not None or row.expires_at <= now_ms():
-            return message(request, rt, issuer, "Reset link not valid", LINK_INVALID)
+            return message(request, rt, issuer, _l("Reset link not valid"), LINK_INVALID)
         return _link_form(request, rt, issuer, token)
 
 
 def _link_form(
-    request: Request, rt: Runtime, issuer: Issuer, token: str, *, error: str | None = None, status: int = 200
+    request: Request, rt: Runtime, issuer: Issuer, token: str, *, error: Text | None = None, status: int = 200
 ) -> Response:
     return render(
         request,
@@ -257,15 +262,15 @@ async def reset_with_link(issuer_id: str, request: Request) -> Response:
         issuer = await load_issuer(session, issuer_id)
         form = await flows.read_form(request)
         if not Csrf(rt, request).valid(form.get("csrf")):
-            text = "Your session form expired. Open the link from the email again."
-            return message(request, rt, issuer, "Please try again", text, 403)
+            text = _l("Your session form expired. Open the link from the email again.")
+            return message(request, rt, issuer, _l("Please try again"), text, 403)
         token = form.get("token", "")[:MAX_TOKEN]
         limited = await rate_limited(request, rt, issuer, "login", TOO_MANY)
         if limited is not None:
             return limited
         method = await credentials.password_method(session, issuer.id)
         if method is None or not method.enabled_login:
-            return message(request, rt, issuer, SIGN_IN_UNAVAILABLE, "Passwords are switched off.")
+            return message(request, rt, issuer, SIGN_IN_UNAVAILABLE, _l("Passwords are switched off."))
         problem = _new_password_problem(form, credentials.password_policy(method))
         if problem is not None:
             return _link_form(request, rt, issuer, token, error=problem, status=400)
@@ -276,7 +281,7 @@ async def reset_with_link(issuer_id: str, request: Request) -> Response:
         user_id = redeemed.row.user_id if redeemed.success and redeemed.row is not None else None
         if redeemed.row is None or user_id is None:
             await session.rollback()
-            return message(request, rt, issuer, "Reset link not valid", LINK_INVALID)
+            return message(request, rt, issuer, _l("Reset link not valid"), LINK_INVALID)
         return await _finish(request, rt, session, issuer, user_id, password_hash, redeemed.row.request_id)
 
 
@@ -293,7 +298,9 @@ async def _finish(
     user = await users.lock(session, user_id)
     if user is None or user.issuer_id != issuer.id or user.status != "active":
         await session.rollback()
-        return message(request, rt, issuer, "Reset link not valid", "This account cannot sign in.", 403)
+        return message(
+            request, rt, issuer, _l("Reset link not valid"), _l("This account cannot sign in."), 403
+        )
     await password_reset.complete(
         session, rt.secretbox, issuer, user, password_hash, notify=delivery.recipient_of(user, "email")
     )

@@ -138,7 +138,7 @@ def _mailer(flow: Flow) -> credentials.Verify:
 
 
 def verify_page(
-    request: Request, flow: Flow, email: str, *, error: str | None = None, status: int = 200
+    request: Request, flow: Flow, email: str, *, error: Text | None = None, status: int = 200
 ) -> Response:
     return flow.render(
         request,
@@ -151,8 +151,8 @@ def verify_page(
     )
 
 
-WRONG_CODE = "That code is not right. Enter the code from the email."
-SPENT_CODE = "This code has expired or was tried too often. Sign up again for a new one."
+WRONG_CODE = _l("That code is not right. Enter the code from the email.")
+SPENT_CODE = _l("This code has expired or was tried too often. Sign up again for a new one.")
 
 
 @router.post("/{issuer_id}/signup/verify")
@@ -164,9 +164,11 @@ async def signup_verify(issuer_id: str, request: Request) -> Response:
             return flow
         method = await credentials.password_method(session, flow.issuer.id)
         if method is None or not open_for(flow, method):
-            return flow.message(request, "Sign-up closed", "This application does not accept sign-ups.", 403)
+            return flow.message(
+                request, _l("Sign-up closed"), _l("This application does not accept sign-ups."), 403
+            )
         limited = await rate_limited(
-            request, flow.rt, flow.issuer, "login", "Too many sign-in attempts. Wait and retry."
+            request, flow.rt, flow.issuer, "login", _l("Too many sign-in attempts. Wait and retry.")
         )
         if limited is not None:
             return limited
@@ -191,7 +193,7 @@ async def signup_verify(issuer_id: str, request: Request) -> Response:
 def signed_up_page(request: Request, flow: Flow, email: str, *, created: bool) -> Response:
     """After a proven sign-up: sign in (or wait for approval)."""
     if flow.issuer.settings["access"]["mode"] == "approval":
-        text = "Your request has been received. You can sign in once it has been approved."
-        return flow.message(request, "Thanks for signing up", text, 200)
-    notice = "Your email address is confirmed. Enter your password to sign in."
+        text = _l("Your request has been received. You can sign in once it has been approved.")
+        return flow.message(request, _l("Thanks for signing up"), text, 200)
+    notice = _l("Your email address is confirmed. Enter your password to sign in.")
     return password_page(request, flow, email, notice=notice)

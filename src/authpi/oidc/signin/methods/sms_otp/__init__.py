@@ -8,6 +8,7 @@ from typing import ClassVar
 from starlette.requests import Request
 from starlette.responses import Response
 
+from authpi.i18n import _l
 from authpi.oidc.routes import Routes
 from authpi.oidc.signin.flow import Flow
 from authpi.oidc.signin.otp import CodeMethod
@@ -37,9 +38,9 @@ class SmsOtp(Strategy):
     ) -> Offer | None:
         # Offered for every identifier, account or not: the offer must not reveal which exist.
         if step is Step.FIRST_FACTOR and identifier is not None:
-            return Offer("Text me a code", CODES.start_action(flow), method.id, featured=method.featured)
+            return Offer(_l("Text me a code"), CODES.start_action(flow), method.id, featured=method.featured)
         if step is Step.REGISTRATION:
-            return CODES.signup_offer(flow, method, "Create an account with a text message code")
+            return CODES.signup_offer(flow, method, _l("Create an account with a text message code"))
         return None
 
     async def start(
