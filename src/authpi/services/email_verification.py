@@ -57,9 +57,11 @@ async def send(
     request_id: str | None = None,
     browser: str | None = None,
     link: bool = True,
+    locale: str | None = None,
 ) -> one_time_codes.Issued:
     """A code (and, with ``link``, a link) proving ``email`` for ``purpose``, mailed through the
-    outbox in the caller's transaction (the caller checks the send limits first and commits)."""
+    outbox in the caller's transaction (the caller checks the send limits first and commits), in
+    ``locale`` (the language of the page that asked)."""
     issued = await one_time_codes.issue(
         session,
         box,
@@ -90,6 +92,7 @@ async def send(
             "link": link_url(public_url, issuer.id, issued.link_token) if issued.link_token else None,
             "minutes": TTL_MS // 60_000,
         },
+        locale=locale,
     )
     return issued
 
@@ -217,7 +220,13 @@ def phone_of(user: User) -> str | None:
 
 
 async def send_phone_code(
-    session: AsyncSession, box: SecretBox, issuer: Issuer, *, number: str, user_id: str
+    session: AsyncSession,
+    box: SecretBox,
+    issuer: Issuer,
+    *,
+    number: str,
+    user_id: str,
+    locale: str | None = None,
 ) -> one_time_codes.Issued:
     """A code proving ``number`` for the user's phone change, sent by SMS through the outbox in
     the caller's transaction (the caller checks the send limits first and commits)."""
@@ -242,6 +251,7 @@ async def send_phone_code(
         recipient=number,
         template=TEMPLATE,
         context={"email": None, "link": None, "code": issued.code, "minutes": TTL_MS // 60_000},
+        locale=locale,
     )
     return issued
 

@@ -38,9 +38,11 @@ async def complete(
     password_hash: str,
     *,
     notify: str | None,
+    locale: str | None = None,
 ) -> int:
     """Give ``user`` (locked by the caller) the new password and end everything the old one
-    opened; ``notify`` is the address told about it. Returns the sessions ended. The caller commits."""
+    opened; ``notify`` is the address told about it (in ``locale``, the page's language).
+    Returns the sessions ended. The caller commits."""
     user.password_hash = password_hash
     user.password_changed_at = now_ms()
     await lockouts.clear(session, issuer.id, lockouts.PASSWORD, user.username_key)
@@ -67,5 +69,6 @@ async def complete(
             recipient=notify,
             template="password_changed",
             context={"username": user.username},
+            locale=locale,
         )
     return ended

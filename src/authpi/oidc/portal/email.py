@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from authpi.i18n import Text, _l
 from authpi.oidc.context import runtime
-from authpi.oidc.pages import send_limited
+from authpi.oidc.pages import locale_for, send_limited
 from authpi.oidc.portal import access, overview
 from authpi.oidc.portal.access import Portal
 from authpi.oidc.routes import Routes
@@ -66,6 +66,7 @@ async def change_email(issuer_id: str, request: Request) -> Response:
                 email=address.value,
                 data={"email": address.value},
                 user_id=portal.user.id,
+                locale=locale_for(request, portal.issuer),  # the portal page's language
             )
         await events.emit_for(
             session,

@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from authpi.i18n import Text, _l
 from authpi.oidc.context import runtime
-from authpi.oidc.pages import send_limited
+from authpi.oidc.pages import locale_for, send_limited
 from authpi.oidc.portal import access, overview
 from authpi.oidc.portal.access import Portal
 from authpi.oidc.routes import Routes
@@ -59,7 +59,12 @@ async def change_phone(issuer_id: str, request: Request) -> Response:
             return limited
         if not await _taken(portal, number.key):
             await email_verification.send_phone_code(
-                session, portal.rt.secretbox, portal.issuer, number=number.value, user_id=portal.user.id
+                session,
+                portal.rt.secretbox,
+                portal.issuer,
+                number=number.value,
+                user_id=portal.user.id,
+                locale=locale_for(request, portal.issuer),  # the portal page's language
             )
         await session.commit()
         return code_page(request, portal, number.value)

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from authpi.i18n import _l
-from authpi.oidc.pages import message, record_rate_limit
+from authpi.oidc.pages import locale_for, message, record_rate_limit
 from authpi.runtime import Runtime
 from authpi.services import messages, send_limits
 from authpi.services import one_time_codes as otc
@@ -134,6 +134,7 @@ async def send(
             recipient=recipient,
             template=template,
             context=context(issued),
+            locale=locale_for(request, issuer),  # the language of the page that asked
         )
     await session.commit()
     return Sent(issued.row, 0, issued)

@@ -257,6 +257,7 @@ async def _prove_address(request: Request, flow: Flow, email: str, key: str, nam
             request_id=flow.request_id,
             browser=flow.browser(),
             link=False,
+            locale=flow.locale(request),
         )
         await flow.session.commit()
     return _verify_page(request, flow, email)

@@ -23,7 +23,7 @@ from authpi.crypto import passwords
 from authpi.i18n import Text, _l, _ln
 from authpi.oidc.browser import Csrf
 from authpi.oidc.context import issuer_url, load_issuer, runtime
-from authpi.oidc.pages import message, page_url, rate_limited, render
+from authpi.oidc.pages import locale_for, message, page_url, rate_limited, render
 from authpi.oidc.routes import Routes
 from authpi.oidc.signin import delivery
 from authpi.oidc.signin import flow as flows
@@ -302,7 +302,13 @@ async def _finish(
             request, rt, issuer, _l("Reset link not valid"), _l("This account cannot sign in."), 403
         )
     await password_reset.complete(
-        session, rt.secretbox, issuer, user, password_hash, notify=delivery.recipient_of(user, "email")
+        session,
+        rt.secretbox,
+        issuer,
+        user,
+        password_hash,
+        notify=delivery.recipient_of(user, "email"),
+        locale=locale_for(request, issuer),  # the language of the page that set it
     )
     await session.commit()
     login = page_url(issuer, "login", request_id) if request_id else None

@@ -96,7 +96,7 @@ async def signup(issuer_id: str, request: Request) -> Response:
             flow.form.get("name", ""),
             flow.form.get("password", "")[:MAX_PASSWORD],
             method,
-            verify=_mailer(flow) if verifying else None,
+            verify=_mailer(flow, flow.locale(request)) if verifying else None,
         )
         if problem is not None:
             return await _signup_page(request, flow, policy, problem, 400)
@@ -119,7 +119,7 @@ async def signup(issuer_id: str, request: Request) -> Response:
 # --- proving the address before the account exists (services/email_verification) ---------------
 
 
-def _mailer(flow: Flow) -> credentials.Verify:
+def _mailer(flow: Flow, locale: str) -> credentials.Verify:
     async def mail(email: str, key: str, name: str, password_hash: str) -> None:
         data = {"email": email, "key": key, "name": name, "password_hash": password_hash}
         await email_verification.send(
@@ -132,6 +132,7 @@ def _mailer(flow: Flow) -> credentials.Verify:
             data=data,
             request_id=flow.request_id,
             browser=flow.browser(),
+            locale=locale,
         )
 
     return mail
