@@ -113,6 +113,41 @@ async def test_a_reset_link_sets_a_new_password_and_ends_every_session(
     assert link.rsplit("=", 1)[1] not in dumped and NEW_PASSWORD not in dumped
 
 
+async def test_a_reset_asked_for_in_french_is_french_from_the_page_to_both_emails(
+    realm: Realm, delivering: Delivering
+) -> None:
+    """The pages follow the sign-in's ui_locales, the reset email the page that asked for it, the
+    "password changed" notice the page where the new password was set (its browser's language)."""
+    client = await realm.client()
+    email = unique_address("reset-fr")
+    await realm.user(email)
+    async with Browser(realm.server_url) as browser:
+        browser.http.headers["Accept-Language"] = "en"  # ui_locales wins over the browser
+        page = await browser.password_page(realm.request(client.id, ui_locales="fr").url, email)
+        forgot = await browser.get(str(httpx.URL(str(page.url)).join(_link(page, "Mot de passe oublié ?"))))
+        assert heading(forgot) == "Réinitialisez votre mot de passe", describe(forgot)
+        sent = await browser.submit(forgot, {"username": email})
+        assert sent.status_code == 200 and heading(sent) == "Consultez vos e-mails", describe(sent)
+        assert sent.headers["content-language"] == "fr"
+    mail = await delivering.mail(email)
+    assert mail["Content-Language"] == "fr" and str(mail["Subject"]).startswith(
+        "Réinitialisez votre mot de passe"
+    )
+    body = text_of(mail)
+    assert "Quelqu'un a demandé la réinitialisation" in body and "Someone asked" not in body
+
+    async with Browser(realm.server_url) as phone:  # another browser, in Spanish
+        phone.http.headers["Accept-Language"] = "es"
+        page = await phone.get(link_in(body))
+        assert heading(page) == "Elige una contraseña nueva", describe(page)
+        mismatch = await phone.submit(page, {"password": NEW_PASSWORD, "confirm": NEW_PASSWORD + "x"})
+        assert mismatch.status_code == 400 and error_text(mismatch) == "Las dos contraseñas no son iguales."
+        done = await phone.submit(mismatch, {"password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
+        assert done.status_code == 200 and heading(done) == "Contraseña cambiada", describe(done)
+    notice = await delivering.mail(email, count=2)
+    assert notice["Content-Language"] == "es" and "ha cambiado" in str(notice["Subject"])
+
+
 async def test_the_code_resets_in_the_browser_that_asked(realm: Realm, delivering: Delivering) -> None:
     client = await realm.client()
     email = unique_address("code")
