@@ -75,6 +75,31 @@ async def factor_types(realm: Realm, user_id: str) -> list[str]:
     return sorted(str(t) for t in found if t != "password")
 
 
+async def test_the_portal_speaks_the_browser_language(realm: Realm, browser: Browser) -> None:
+    """No authorization request carries ui_locales here: Accept-Language, then the issuer default."""
+    await realm.user("portal-de@example.com", name="Grete", email_verified=True)
+    browser.http.headers["Accept-Language"] = "de-DE, en;q=0.5"
+    page = await browser.get(f"{realm.url}/account")
+    assert is_page(page, "login") and 'lang="de"' in page.text, describe(page)
+    page = await browser.submit(page, {"username": "portal-de@example.com"})
+    page = await browser.submit(page, {"password": PASSWORD})
+    assert heading(page) == "Ihr Konto" and page.headers["content-language"] == "de", describe(page)
+    assert "Vollständiger Name" in page.text and "Wo Sie angemeldet sind" in page.text
+    assert "Your account" not in page.text and "Save profile" not in page.text
+    saved = await browser.submit(page, {"name": "Grete M."}, action_suffix="/account/profile")
+    assert "Ihr Profil ist gespeichert." in saved.text, describe(saved)
+    too_long = await browser.submit(saved, {"name": "x" * 201}, action_suffix="/account/profile")
+    assert (
+        too_long.status_code == 400 and error_text(too_long) == "Vollständiger Name: höchstens 200 Zeichen."
+    )
+
+    await realm.api.update({"settings": {"portals": {"default_locale": "es"}}})
+    browser.http.headers["Accept-Language"] = "ja"  # no catalogue: the issuer's Spanish
+    page = await browser.get(f"{realm.url}/account")
+    assert heading(page) == "Tu cuenta" and page.headers["content-language"] == "es", describe(page)
+    await realm.api.update({"settings": {"portals": {"default_locale": None}}})
+
+
 async def test_signing_in_to_the_portal_and_editing_the_profile(realm: Realm, browser: Browser) -> None:
     user = await realm.user(EMAIL, name="Old Name", email_verified=True)
     branding = {"name": "Acme Accounts", "primary_color": "#aa0011"}
