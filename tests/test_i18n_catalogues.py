@@ -276,3 +276,14 @@ def test_a_lazy_text_is_translated_when_used_not_when_defined() -> None:
     assert str(i18n._l("Incorrect username or password.")) == "Incorrect username or password."
     assert str(text) == "3 days left for Ada"  # no catalogue has it: English, filled in
     assert bool(i18n._l("x")) and not bool(i18n._l(""))
+
+
+def test_a_lazy_date_is_written_in_the_language_in_use() -> None:
+    moment = i18n.LazyDateTime(1777627800000)  # 2026-05-01T09:30:00Z
+    written = {}
+    for locale in i18n.SUPPORTED:
+        with i18n.use(locale):
+            written[locale] = str(moment)
+    assert written["en"] == "01 May 2026, 09:30 UTC"  # the English the invitation mail always had
+    assert written["de"] == "01 Mai 2026, 09:30 UTC" and written["fr"] == "01 mai 2026, 09:30 UTC"
+    assert "mayo" in written["es"]

@@ -22,10 +22,12 @@ import io
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from babel.core import negotiate_locale
+from babel.dates import format_datetime
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
@@ -115,6 +117,22 @@ class LazyText:
         """The same text with (more) placeholders filled in, still lazy."""
         return LazyText(self._singular, self._plural, self._n, {**self._params, **params})
 
+
+class LazyDateTime:
+    """A moment (epoch milliseconds, shown in UTC) written out in the language in use when it
+    becomes text, month names included (CLDR pattern ``DATE_TIME_PATTERN``)."""
+
+    __slots__ = ("_ms",)
+
+    def __init__(self, ms: int) -> None:
+        self._ms = ms
+
+    def __str__(self) -> str:
+        moment = datetime.fromtimestamp(self._ms / 1000, UTC)
+        return format_datetime(moment, DATE_TIME_PATTERN, tzinfo=UTC, locale=_current.get())
+
+
+DATE_TIME_PATTERN = "dd MMMM y, HH:mm 'UTC'"  # 01 May 2026, 09:30 UTC / 01 mai 2026, 09:30 UTC
 
 # What a page or a message can show: plain text (a user's name, an issuer's) or a marked string.
 Text = str | LazyText

@@ -10,13 +10,12 @@ past ``expires_at`` reads as ``expired`` and can no longer be used.
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Select, and_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from authpi import ids
+from authpi import i18n, ids
 from authpi.clock import now_ms
 from authpi.crypto import hashing
 from authpi.crypto.secretbox import SecretBox
@@ -67,7 +66,7 @@ def _new_token(invitation: Invitation) -> str:
 async def _mail(
     session: AsyncSession, box: SecretBox, issuer: Issuer, org: Organization, invitation: Invitation, url: str
 ) -> None:
-    inviter = (invitation.inviter or {}).get("name") or org.name or "An administrator"
+    inviter = (invitation.inviter or {}).get("name") or org.name or i18n._l("An administrator")
     await messages.enqueue(
         session,
         box,
@@ -81,9 +80,7 @@ async def _mail(
             "org_name": org.name or org.id,
             "message": invitation.message or org.invitation_message,
             "link": url,
-            "expires": datetime.fromtimestamp(invitation.expires_at / 1000, UTC).strftime(
-                "%d %B %Y, %H:%M UTC"
-            ),
+            "expires": i18n.LazyDateTime(invitation.expires_at),  # in the message's language
         },
     )
     invitation.last_email_sent_at = now_ms()
