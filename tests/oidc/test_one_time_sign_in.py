@@ -109,6 +109,29 @@ async def test_an_emailed_code_signs_in_once(admin: AuthPIAdmin, delivering: Del
     assert all(code not in str(row) for row in stored)
 
 
+async def test_a_code_asked_for_in_german_comes_in_german(admin: AuthPIAdmin, delivering: Delivering) -> None:
+    """The code page and the email follow the sign-in's ui_locales, not the browser's language."""
+    realm = await code_realm(admin, delivering.server, "email_otp")
+    client = await realm.client()
+    email = unique_address("otp-de")
+    await realm.user(email)
+    async with Browser(realm.server_url) as browser:
+        browser.http.headers["Accept-Language"] = "fr"
+        login = await browser.get(realm.request(client.id, ui_locales="de").url)
+        page = await browser.submit(login, {"username": email})
+        assert heading(page) == "Prüfen Sie Ihre E-Mails" and page.headers["content-language"] == "de"
+        assert "Neuen Code senden" in page.text and "Send a new code" not in page.text
+        mail = await delivering.mail(email)
+        assert mail["Content-Language"] == "de" and str(mail["Subject"]).startswith("Ihr Code")
+        code = code_in(text_of(mail))
+        refused = await enter(browser, page, wrong(code))
+        assert (
+            error_text(refused)
+            == "Dieser Code ist nicht richtig. Prüfen Sie ihn und versuchen Sie es erneut."
+        )
+        assert callback_params(await enter(browser, refused, code))
+
+
 async def test_an_expired_code_is_refused(admin: AuthPIAdmin, delivering: Delivering) -> None:
     realm = await code_realm(admin, delivering.server, "email_otp")
     client = await realm.client()
