@@ -722,6 +722,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="NAME=VALUE",
         help="extra environment for authpi serve, e.g. AUTHPI_KEY_CACHE_SECONDS=3600 (repeatable)",
     )
+    parser.add_argument(
+        "--without-events",
+        action="store_true",
+        help="serve with event emission replaced by a no-op (bench/without_events): the baseline that "
+        "tells what emission costs",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: 3 s scenarios, 1 s warm-up, 20k users")
     parser.add_argument("--out", default=str(RESULTS), help="directory for latest.md / latest.png / latest.json")
     args = parser.parse_args(argv)
@@ -730,6 +736,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.events = 100_000
         args.refresh_pool = 1000
     args.server_env = dict(item.split("=", 1) for item in args.server_env)
+    if args.without_events:
+        hook = str(ROOT / "bench" / "without_events")
+        args.server_env["PYTHONPATH"] = os.pathsep.join(filter(None, [hook, os.environ.get("PYTHONPATH")]))
+        args.server_env["BENCH_WITHOUT_EVENTS"] = "1"
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     args.only = {s.strip() for s in args.only.split(",") if s.strip()}
     args.mixed_connections = [int(s) for s in args.mixed_connections.split(",") if s.strip()]

@@ -31,6 +31,8 @@ from tests.oidc.helpers import (
     is_page,
 )
 from tests.oidc.test_browser import CHROMIUM, CHROMIUM_ARGS, spa_callback_server
+from tests.oidc.test_mfa import EMAIL as MFA_EMAIL
+from tests.oidc.test_mfa import enroll, second_factor_methods
 
 pytestmark = pytest.mark.anyio
 
@@ -176,6 +178,28 @@ async def test_a_request_too_large_is_answered_in_the_browser_language(
     assert status == "HTTP/1.1 413 Request Entity Too Large", answer[:300]
     assert "content-language: fr" in headers.lower()
     assert '<html lang="fr">' in page and "<h1>Requête trop volumineuse</h1>" in page
+
+
+async def test_the_second_factor_pages_follow_the_flow_language(realm: Realm, browser: Browser) -> None:
+    """The ui_locales of the request reaches the /mfa pages, plurals and the lockout included."""
+    await second_factor_methods(realm)
+    enrolled = await enroll(realm)
+    client = await realm.client()
+    page = await browser.sign_in(realm.request(client.id, ui_locales="fr").url, MFA_EMAIL)
+    assert page.url.path.endswith("/mfa") and lang(page) == "fr", describe(page)
+    assert heading(page) == "Saisissez le code de votre application d'authentification"
+    assert "Faire confiance à cet appareil pendant 30 jours" in page.text  # the plural form
+    assert "Essayer une autre méthode" in page.text
+    good = enrolled.next_code()
+    wrong = "999999" if good != "999999" else "888888"
+    for _ in range(5):
+        page = await browser.submit(page, {"code": wrong})
+        assert error_text(page) == (
+            "Ce code est incorrect. Saisissez le code actuel de votre application d'authentification."
+        )
+    locked = await browser.submit(page, {"code": good})
+    assert locked.status_code == 400 and lang(locked) == "fr"
+    assert error_text(locked) == "Trop de tentatives échouées. Réessayez dans 15 minutes."
 
 
 # --- messages ----------------------------------------------------------------------------------------

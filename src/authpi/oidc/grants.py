@@ -93,7 +93,16 @@ def _response(
     return body
 
 
-async def _user_tokens(
+@dataclass(frozen=True)
+class _TokenSet:
+    """A signed token response, not yet recorded: the refresh token's row is added (and the
+    session touched) by ``_record`` once the grant is sure to succeed."""
+
+    body: dict[str, Any]
+    refresh_row: RefreshToken | None
+
+
+async def _mint(
     session: AsyncSession,
     grant: Grant,
     user: User,
@@ -106,7 +115,8 @@ async def _user_tokens(
     nonce: str | None,
     with_refresh: bool,
     org_id: str | None,
-) -> dict[str, Any]:
+) -> _TokenSet:
+    """Reads what the tokens say (the organizations claim) and signs them; writes nothing."""
     issuer, client, keys = grant.issuer, grant.client, grant.keys
     alg = signing_alg(client)
     scopes = set(scope.split())
@@ -146,7 +156,7 @@ async def _user_tokens(
             amr=list((rp.authentication or {}).get("amr") or []),
         )
     refresh_value = None
-    now = now_ms()
+    refresh_row = None
     if with_refresh:
         refresh = tokens.refresh_token(
             keys,
@@ -159,29 +169,43 @@ async def _user_tokens(
             ttl=min(ttl(issuer, client, "refresh_token_ttl"), MAX_TTL),
             org_id=org_id,
         )
-        session.add(
-            RefreshToken(
-                jti=refresh.jti,
-                issuer_id=issuer.id,
-                session_id=rp.id,
-                client_id=client.id,
-                user_id=user.id,
-                scope=full_scope,
-                # Like the scope, the family keeps the whole authorized set (RFC 8707 §2.2).
-                resources=granted_resources,
-                org_id=org_id,
-                status="active",
-                created_at=now,
-                expires_at=refresh.exp * 1000,
-            )
+        refresh_row = RefreshToken(
+            jti=refresh.jti,
+            issuer_id=issuer.id,
+            session_id=rp.id,
+            client_id=client.id,
+            user_id=user.id,
+            scope=full_scope,
+            # Like the scope, the family keeps the whole authorized set (RFC 8707 §2.2).
+            resources=granted_resources,
+            org_id=org_id,
+            status="active",
+            created_at=0,  # set by _record
+            expires_at=refresh.exp * 1000,
         )
         refresh_value = refresh.token
+    body = _response(access, access_ttl, scope, id_token=id_tok, refresh=refresh_value)
+    return _TokenSet(body, refresh_row)
+
+
+def _record(session: AsyncSession, rp: Session, minted: _TokenSet) -> dict[str, Any]:
+    """Adds the token set's rows to the caller's transaction; returns the response body."""
+    now = now_ms()
+    if minted.refresh_row is not None:
+        minted.refresh_row.created_at = now
+        session.add(minted.refresh_row)
         rp.refresh_token_issued_at = now
     rp.status = "active"
     rp.status_at = rp.status_at or now
     rp.access_token_issued_at = now
     session_service.touch(rp, now)
-    return _response(access, access_ttl, scope, id_token=id_tok, refresh=refresh_value)
+    return minted.body
+
+
+async def _user_tokens(
+    session: AsyncSession, grant: Grant, user: User, rp: Session, **options: Any
+) -> dict[str, Any]:
+    return _record(session, rp, await _mint(session, grant, user, rp, **options))
 
 
 async def authorization_code(
@@ -286,18 +310,9 @@ async def refresh_token(session: AsyncSession, grant: Grant, form: dict[str, lis
             raise OAuthError("invalid_scope", "A refresh may narrow the scope, never widen it")
         scope = " ".join(s for s in granted if s in narrowed)
     resources = _requested_resources(grant.client, form, list(row.resources))
-    claimed = await session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.jti == row.jti, RefreshToken.status == "active")
-        .values(status="rotated")
-    )
-    if claimed.rowcount != 1:  # type: ignore[attr-defined]
-        await session_service.mark_compromised(session, rp, "refresh_token_reuse")
-        await session.commit()
-        raise invalid_grant("The refresh token was already used")
-    rp.refresh_count = (rp.refresh_count or 0) + 1
-    await session_service.emit(session, "session.token-refreshed", rp, account_id=grant.issuer.account_id)
-    body = await _user_tokens(
+    # Signed before the rotation claims the old token: the claim is the transaction's first write
+    # (on SQLite, where the database's write lock is taken), and signing is not done holding it.
+    minted = await _mint(
         session,
         grant,
         user,
@@ -310,6 +325,18 @@ async def refresh_token(session: AsyncSession, grant: Grant, form: dict[str, lis
         with_refresh=True,
         org_id=row.org_id,
     )
+    claimed = await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.jti == row.jti, RefreshToken.status == "active")
+        .values(status="rotated")
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        await session_service.mark_compromised(session, rp, "refresh_token_reuse")
+        await session.commit()
+        raise invalid_grant("The refresh token was already used")
+    rp.refresh_count = (rp.refresh_count or 0) + 1
+    await session_service.emit(session, "session.token-refreshed", rp, account_id=grant.issuer.account_id)
+    body = _record(session, rp, minted)
     await session.commit()
     return body
 
