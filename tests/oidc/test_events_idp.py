@@ -456,16 +456,9 @@ def test_the_walk_accounts_for_every_catalogue_type() -> None:
     assert sorted({**EMITTED, **ABSENT}) == sorted(CATALOGUE) and len(CATALOGUE) == 106
 
 
-@pytest.fixture(scope="module")
-def walk_mail() -> Iterator[tuple[Mailbox, int]]:
-    """The SMTP server the walk's server mails to (in this process), and its port."""
-    with smtp_server() as found:
-        yield found
-
-
 @pytest.fixture(scope="module", params=BACKENDS)
-def walk_server(request: pytest.FixtureRequest, walk_mail: tuple[Mailbox, int]) -> Iterator[RunningServer]:
-    """Housekeeping every second; /authorize limited to 12 a minute (the walk needs a few dozen before
+def walk_server(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
+    """Housekeeping every second; /authorize limited to 40 a minute (the walk needs a few dozen before
     its own flood); mail to the walk's SMTP server, given up after two attempts; DNS from the walk's
     DNS server; outbound requests may reach this server (an issuer of it is another's upstream
     provider)."""
@@ -475,17 +468,21 @@ def walk_server(request: pytest.FixtureRequest, walk_mail: tuple[Mailbox, int]) 
         "AUTHPI_RATE_LIMITS_ENABLED": "true",
         "AUTHPI_RATE_LIMIT_AUTHORIZE": "40/minute",
         "AUTHPI_RATE_LIMIT_LOGIN": "100/minute",
-        "AUTHPI_SMTP_URL": f"smtp://127.0.0.1:{walk_mail[1]}",
         "AUTHPI_EMAIL_FROM": "walk@example.com",
         "AUTHPI_ALLOW_PRIVATE_NETWORKS": "true",
         "AUTHPI_MESSAGE_POLL_INTERVAL": "0.2",
         "AUTHPI_MESSAGE_RETRY_DELAY": "0.2",
         "AUTHPI_MESSAGE_MAX_ATTEMPTS": "2",
     }
-    with dns_server() as (records, dns_port):
-        dns = {"AUTHPI_DNS_NAMESERVERS": f"127.0.0.1:{dns_port}"}
-        with run_server(request.param, {**settings, **dns}) as running:
-            WALK_MAIL[running.url] = walk_mail[0]
+    # One SMTP server per walk server: each backend's walk reads only the mail its own server sent
+    # (the addresses are the same in both walks).
+    with smtp_server() as (mailbox, port), dns_server() as (records, dns_port):
+        local = {
+            "AUTHPI_SMTP_URL": f"smtp://127.0.0.1:{port}",
+            "AUTHPI_DNS_NAMESERVERS": f"127.0.0.1:{dns_port}",
+        }
+        with run_server(request.param, {**settings, **local}) as running:
+            WALK_MAIL[running.url] = mailbox
             WALK_DNS[running.url] = records
             yield running
 
@@ -499,9 +496,9 @@ async def eventually_seen(admin: AuthPIAdmin, event_type: str, seconds: float = 
 
 
 async def test_every_existing_catalogue_type_is_emitted_by_a_real_action(
-    walk_server: RunningServer, walk_mail: tuple[Mailbox, int]
+    walk_server: RunningServer,
 ) -> None:
-    server, mailbox = walk_server, walk_mail[0]
+    server, mailbox = walk_server, WALK_MAIL[walk_server.url]
     async with realm_on(server) as realm:
         admin, api = realm.admin, realm.api
         await admin.issuers.update(realm.id, {"description": "walk"})
