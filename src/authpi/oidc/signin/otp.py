@@ -40,6 +40,17 @@ SPENT = _l("Too many wrong codes. Ask for a new one.")
 NO_CODE = _l("Ask for a code first.")
 
 
+def _resend_notice(wait_s: int) -> Text | None:
+    """What the code page says when the cooldown kept a new code from being sent."""
+    if not wait_s:
+        return None
+    return _ln(
+        "A code was sent moments ago. You can ask for a new one in %(n)s second.",
+        "A code was sent moments ago. You can ask for a new one in %(n)s seconds.",
+        wait_s,
+    )
+
+
 @dataclass(frozen=True)
 class CodeMethod:
     """One OTP method type: its type name, the channel it sends on, its URL and ``amr``."""
@@ -131,13 +142,7 @@ class CodeMethod:
         )
         if isinstance(sent, Response):
             return sent
-        notice = None
-        if sent.wait_s:
-            notice = _ln(
-                "A code was sent moments ago. You can ask for a new one in %(n)s second.",
-                "A code was sent moments ago. You can ask for a new one in %(n)s seconds.",
-                sent.wait_s,
-            )
+        notice = _resend_notice(sent.wait_s)
         challenge = sent.row.id if sent.row is not None else ""
         return self.page(request, flow, username, challenge, notice=notice)
 
@@ -253,13 +258,7 @@ class CodeMethod:
         )
         if isinstance(sent, Response):
             return sent
-        notice = None
-        if sent.wait_s:
-            notice = _ln(
-                "A code was sent moments ago. You can ask for a new one in %(n)s second.",
-                "A code was sent moments ago. You can ask for a new one in %(n)s seconds.",
-                sent.wait_s,
-            )
+        notice = _resend_notice(sent.wait_s)
         challenge = sent.row.id if sent.row is not None else ""
         return self.page(request, flow, username.value, challenge, notice=notice, signup=True)
 
