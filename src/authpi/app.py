@@ -51,6 +51,7 @@ from authpi.services import events as event_log
 from authpi.services import housekeeping
 from authpi.settings import Settings, get_settings
 from authpi.shutdown import AnswerCancelledRequests
+from authpi.storage import invalidation
 from authpi.storage.errors import is_transient
 from authpi.storage.health import DatabaseHealth
 
@@ -146,6 +147,8 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         i18n.preload()  # compile the catalogues now: no request waits for it, a broken one fails here
         freeze_startup_objects()
         runtime.machine_tokens.start()
+        follower = invalidation.Follower(settings)
+        follower.start()
         keeper = housekeeping.Housekeeper(runtime.sessions, runtime.secretbox, settings)
         task = asyncio.create_task(_housekeeping(keeper))
         sender = WebhookSender(runtime.sessions, runtime.secretbox, settings)
@@ -166,6 +169,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
             if messenger is not None:
                 await messenger.stop()
             await _stop_housekeeping(task, keeper)
+            await follower.stop()
             # After the requests in flight: every token they issued is written out.
             await runtime.machine_tokens.close()
             metrics.worker_exited()

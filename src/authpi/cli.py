@@ -121,7 +121,7 @@ async def _rotate_keys(settings: Settings) -> int:
 def keys_rotate() -> None:
     """Give every issuer a new key per algorithm now; previous keys stay published for 45 days.
 
-    Running servers pick the new keys up within a minute (their key cache refreshes)."""
+    Running servers sign with the new keys within a second (the rotation evicts their cached keys)."""
     settings = _ready()
     created = asyncio.run(_rotate_keys(settings))
     click.echo(json.dumps({"created": created}))

@@ -21,7 +21,12 @@ class RateLimits:
         self.enabled = settings.rate_limits_enabled
         storage: Storage
         if settings.redis_url:
-            shared = storage_from_string("async+" + settings.redis_url, implementation="redispy")
+            # Every instance counts in the same keys: a limit holds for the deployment, not per instance.
+            shared = storage_from_string(
+                "async+" + settings.redis_url,
+                implementation="redispy",
+                key_prefix=f"{settings.redis_prefix}:limits",
+            )
             assert isinstance(shared, Storage)
             storage = shared
         else:

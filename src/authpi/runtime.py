@@ -11,7 +11,7 @@ from authpi.oidc.keys import KeyCache
 from authpi.ratelimit import RateLimits
 from authpi.services.machine_tokens import MachineTokenLog
 from authpi.settings import Settings
-from authpi.storage import row_cache
+from authpi.storage import invalidation, row_cache
 from authpi.storage.db import make_engine, make_probe, make_sessionmaker
 from authpi.storage.health import DatabaseHealth
 
@@ -41,15 +41,18 @@ class Runtime:
         # Keys load through a pool of their own so a request holding a connection can never
         # wait on key loading that needs one from the same, exhausted pool.
         side_engine = make_engine(settings, pool_size=1, health=health)
+        keys = KeyCache(
+            make_sessionmaker(side_engine), box, settings.key_cache_seconds, settings.stale_cache_seconds
+        )
+        invalidation.configure(settings)
+        invalidation.subscribe("signing_keys", keys.evict, keys.clear)
         return cls(
             settings=settings,
             engine=engine,
             sessions=sessions,
             secretbox=box,
             rate_limits=RateLimits(settings),
-            keys=KeyCache(
-                make_sessionmaker(side_engine), box, settings.key_cache_seconds, settings.stale_cache_seconds
-            ),
+            keys=keys,
             side_engine=side_engine,
             health=health,
             probe_engine=probe_engine,
@@ -61,6 +64,7 @@ class Runtime:
         return {"main": self.engine, "keys": self.side_engine}
 
     async def close(self) -> None:
+        await invalidation.flush()  # evictions this process still publishes (a command's last write)
         await self.health.close()
         await self.engine.dispose()
         await self.side_engine.dispose()

@@ -39,7 +39,19 @@ class Settings(BaseSettings):
         default=None,
         description="Base64 32-byte key sealing secrets at rest. Default: a key file in data_dir.",
     )
-    redis_url: str | None = Field(default=None, description="Optional Redis for shared rate-limit counters.")
+    redis_url: str | None = Field(
+        default=None,
+        description="Optional Redis: rate-limit counters shared by every instance, and cache invalidation "
+        "across instances (pub/sub).",
+    )
+    redis_prefix: str = Field(
+        default="authpi",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="Prefix of this deployment's Redis keys and pub/sub channel (several deployments "
+        "can share one Redis; pub/sub channels ignore the database number).",
+    )
     purge_after: int = Field(default=30 * 86400, ge=0, description="Seconds a soft-deleted resource is kept.")
     expired_retention: int = Field(
         default=7 * 86400,

@@ -1,6 +1,7 @@
 """Per-issuer signing keys (decision 10): one active key per algorithm, rotated monthly, retired
 keys published for 45 days. Keys are cached in memory; the database is read only on a miss or
-after the cache's short freshness window, so rotations by another worker are picked up."""
+after the cache's freshness window. A rotation evicts the issuer's keys in every worker of every
+instance (``storage.invalidation``, kind ``signing_keys``); the freshness window is the backstop."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from authpi.clock import now_ms
 from authpi.crypto.secretbox import SecretBox
-from authpi.storage import dialects
+from authpi.storage import dialects, invalidation
 from authpi.storage.errors import is_transient
 from authpi.storage.tables.issuers import Issuer
 from authpi.storage.tables.signing_keys import SigningKey
@@ -35,6 +36,7 @@ ROTATE_AFTER_MS = 30 * 86400 * 1000
 PUBLISH_RETIRED_MS = 45 * 86400 * 1000
 CACHE_SECONDS = 60.0
 UNKNOWN_KID_RELOAD_SECONDS = 5.0
+SIGNING_KEYS = "signing_keys"  # the eviction kind (storage.invalidation); the key is the issuer ID
 
 Jwk = ECKey | OKPKey | RSAKey
 
@@ -144,6 +146,8 @@ async def rotate_issuer(session: AsyncSession, box: SecretBox, issuer_id: str, *
     for alg in due:
         row = current.get(alg)
         created += await _install(session, fresh[alg], row.kid if row else None, now_ms())
+    if created:
+        await invalidation.evict_everywhere(session, SIGNING_KEYS, issuer_id)
     await session.commit()
     return created
 
@@ -220,6 +224,14 @@ class KeyCache:
 
     def invalidate(self, issuer_id: str) -> None:
         self._cache.pop(issuer_id, None)
+
+    def evict(self, kind: str, key: str) -> None:
+        """An eviction from ``storage.invalidation`` (every kind arrives; only keys concern us)."""
+        if kind == SIGNING_KEYS:
+            self.invalidate(key)
+
+    def clear(self) -> None:
+        self._cache.clear()
 
     async def for_token(self, issuer_id: str, token: str) -> IssuerKeys:
         """Keys able to verify ``token``: reloads early when its ``kid`` is unknown, since another

@@ -23,8 +23,7 @@ from authpi.clock import now_ms
 from authpi.crypto import hashing
 from authpi.services import events, sessions, versions
 from authpi.services.errors import Conflict, FieldProblem, InvalidInput, NotFound
-from authpi.storage import row_cache
-from authpi.storage.after_commit import after_commit
+from authpi.storage import invalidation
 from authpi.storage.tables.clients import Client
 
 TYPES = ("web", "spa", "native", "m2m")
@@ -287,10 +286,10 @@ async def issuer_browser_origins(session: AsyncSession, issuer_id: str) -> froze
     return frozenset(origins)
 
 
-def _forget_cached(client: Client) -> None:
-    """Evict what protocol requests cache about this client (in this process; others converge)."""
-    row_cache.rows.invalidate("client", client.id)
-    row_cache.rows.invalidate("origins", client.issuer_id)
+async def _forget_cached(session: AsyncSession, client: Client) -> None:
+    """Once the write commits, evict what protocol requests cache about this client, everywhere."""
+    await invalidation.evict_everywhere(session, "client", client.id)
+    await invalidation.evict_everywhere(session, "origins", client.issuer_id)
 
 
 # A client is "blocked" while disabled; any other change is ``client.updated``.
@@ -304,7 +303,7 @@ async def _emit(session: AsyncSession, kind: str, client: Client) -> None:
 async def _saved(session: AsyncSession, client: Client) -> None:
     """Flush a change to ``client``; the cached copies go once the transaction commits."""
     await session.flush()
-    after_commit(session, lambda: _forget_cached(client))
+    await _forget_cached(session, client)
 
 
 # --- settings ----------------------------------------------------------------------------------

@@ -29,8 +29,9 @@ from authpi.crypto.secretbox import SecretBox
 from authpi.oidc import keys
 from authpi.services import events, sessions
 from authpi.settings import Settings
-from authpi.storage import dialects
+from authpi.storage import dialects, invalidation
 from authpi.storage.tables.base import Base
+from authpi.storage.tables.cache_invalidations import CacheInvalidation
 from authpi.storage.tables.clients import Client
 from authpi.storage.tables.events import Event
 from authpi.storage.tables.idempotency import IdempotencyRecord
@@ -160,6 +161,8 @@ PURGES: Sequence[Purge] = (
     # Trusted devices past their trust period (revoked ones are deleted at once).
     Purge(TrustedDevice, lambda c: TrustedDevice.expires_at <= c.now),
     Purge(SigningKey, lambda c: SigningKey.unpublish_at <= c.now),
+    # Cache evictions for SQLite's workers (storage.invalidation), applied within a second.
+    Purge(CacheInvalidation, lambda c: CacheInvalidation.created_at <= c.now - invalidation.KEEP_ROWS_MS),
     # The event log keeps AUTHPI_EVENT_RETENTION of history.
     # By ID, not timestamp: event IDs are ULIDs of their millisecond, and the primary key serves the range.
     Purge(Event, lambda c: Event.id < ids.ulid(events.ID_PREFIX, c.events_before, lowest=True)),

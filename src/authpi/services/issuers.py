@@ -12,8 +12,7 @@ from authpi import ids
 from authpi.clock import now_ms
 from authpi.services import events, issuer_settings, versions
 from authpi.services.errors import InvalidInput, NotFound
-from authpi.storage import row_cache
-from authpi.storage.after_commit import after_commit
+from authpi.storage import invalidation
 from authpi.storage.tables.auth_methods import AuthMethod
 from authpi.storage.tables.clients import Client
 from authpi.storage.tables.issuers import Issuer
@@ -185,7 +184,7 @@ async def update_issuer(
     await session.flush()
     kind = "issuer.deleted" if issuer.status == "deleted" else "issuer.updated"
     await events.emit_for(session, kind, issuer, "issuer", account_id=account_id, issuer_id=issuer.id)
-    after_commit(session, lambda: row_cache.rows.invalidate("issuer", issuer.id))
+    await invalidation.evict_everywhere(session, "issuer", issuer.id)
     return issuer
 
 

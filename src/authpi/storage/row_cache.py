@@ -1,6 +1,7 @@
 """A small process-local cache of configuration rows (issuers, clients) read on every protocol
 request. Entries live a few seconds (``AUTHPI_CONFIG_CACHE_SECONDS``); a write through the Core API
-evicts the entry in its own process at once, so other workers see a change within that window.
+evicts the entry in every worker of every instance (``storage.invalidation``), the freshness window
+being the backstop should an eviction message be lost.
 
 While the database is unreachable (or too busy to answer), an expired entry keeps serving for up to
 ``AUTHPI_STALE_CACHE_SECONDS`` after it was loaded (writes need the database too, so little can have
@@ -13,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from authpi.storage import invalidation
 from authpi.storage.errors import is_transient
 
 MAX_ENTRIES = 10_000
@@ -73,5 +75,9 @@ class RowCache:
     def invalidate(self, kind: str, key: str) -> None:
         self._entries.pop((kind, key), None)
 
+    def clear(self) -> None:
+        self._entries.clear()
+
 
 rows = RowCache()
+invalidation.subscribe("rows", rows.invalidate, rows.clear)

@@ -4,6 +4,7 @@ from authpi.storage.tables import (  # noqa: F401
     accounts,
     api_keys,
     auth_methods,
+    cache_invalidations,
     clients,
     events,
     idempotency,
