@@ -1,6 +1,6 @@
 """cache invalidations polled by the workers of a SQLite instance
 
-Revision ID: 0100_cache_invalidations
+Revision ID: 0019
 Revises: 0018
 Create Date: 2026-12-01 10:00:00.000000
 """
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0100_cache_invalidations"
+revision: str = "0019"
 down_revision: str | None = "0018"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
