@@ -212,6 +212,12 @@ async def test_an_existing_user_is_linked_and_the_domain_rules(admin: AuthPIAdmi
     assert login.status_code == 200
     assert await count(served.server, "users", "issuer_id = ? AND username = ?", ent.home.id, outsider) == 0
 
+    # Switched off, the connection takes nobody anywhere: the domain's users get the password page.
+    await ent.home.api.organizations.update(ent.org_id, {"sso": {"enabled": False}})
+    async with Browser(served.server.url) as browser:
+        _, after = await identifier(browser, ent, bob)
+    assert after.status_code == 200 and form(after, "/login/password"), describe(after)
+
 
 async def test_sso_only_refuses_the_password_of_the_organizations_users(
     admin: AuthPIAdmin, served: Served

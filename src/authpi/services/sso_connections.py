@@ -138,6 +138,14 @@ def merged(box: SecretBox, org: Organization, raw: Any) -> dict[str, Any] | None
     return current
 
 
+def ready(org: Organization) -> bool:
+    """Whether ``org``'s connection is on and has what a sign-in needs (a block stored before the
+    connection was validated may lack it: such an organization is skipped, never a 500)."""
+    sso = org.sso or {}
+    complete = isinstance(sso.get("issuer_url"), str) and isinstance(sso.get("client_id"), str)
+    return org.sso_enabled and complete and bool(org.sso_secret_sealed)
+
+
 def describe(org: Organization, public_url_base: str) -> dict[str, Any] | None:
     """The ``sso`` block as the API shows it: the settings, whether a client secret is set (never
     the secret) and the redirect URI to register at the organization's provider."""
@@ -225,7 +233,7 @@ async def for_email(
         )
         .limit(1)
     )
-    return org
+    return org if org is not None and ready(org) else None
 
 
 async def verified_domain(session: AsyncSession, org: Organization, email: str | None) -> bool:

@@ -77,7 +77,7 @@ async def usable(flow: Flow, org_id: str | None) -> Organization | None:
             Organization.sso_enabled.is_(True),
         )
     )
-    return org
+    return org if org is not None and sso_connections.ready(org) else None
 
 
 async def go(request: Request, flow: Flow, org: Organization) -> Response:
