@@ -36,7 +36,13 @@ async def test_organization_lifecycle_and_filters(admin: AuthPIAdmin, issuer: Is
             "max_members": 5,
             "default_member_scopes": ["member", "projects:read", "member"],
             "settings": {"enforce_2fa": True},
-            "sso": {"enabled": True, "sso_only": True},
+            "sso": {
+                "enabled": True,
+                "sso_only": True,
+                "issuer_url": "https://sso.acme.example",
+                "client_id": "authpi",
+                "client_secret": "s3cret",
+            },
             "metadata": {"crm": "1"},
         }
     )

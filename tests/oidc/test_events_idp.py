@@ -25,9 +25,9 @@ from authpi.clock import now_ms
 from authpi.services.event_types import CATALOGUE
 from tests.conftest import BACKENDS, skip_without_postgres
 from tests.core.message_outbox import Mailbox, smtp_server
-from tests.core.test_sso_domains import dns_server
 from tests.db_query import count, rows
 from tests.harness import RunningServer, run_server
+from tests.local_dns import dns_server
 from tests.oidc.helpers import (
     PASSWORD,
     Browser,
@@ -361,11 +361,13 @@ EMITTED = {
     "organization.sso.domain-created": "Core API add SSO domain",
     "organization.sso.domain-verified": "Core API verify SSO domain (TXT record on the walk's DNS server)",
     "organization.sso.domain-deleted": "Core API remove SSO domain",
+    "organization.sso.updated": "Core API PATCH of the sso block, and rotate-secret",
+    "organization.sso.enabled": "Core API PATCH sso.enabled true",
+    "organization.sso.disabled": "Core API PATCH sso.enabled false",
     "user.sso.provisioned": "a new identity of an upstream OIDC provider signs up",
     "user.sso.linked": "an upstream identity linked after the existing account signed in",
 }
 # Every other type, with why nothing emits it yet: the feature it reports does not exist.
-_NO_SSO = "the SSO connection of issue 13 item 6 is not built (only its domains are)"
 _NO_AGENTS = "agents are not built"
 ABSENT = {
     "user.verification.succeeded": "identity verification is not built",
@@ -373,7 +375,6 @@ ABSENT = {
     "user.personal-token.created": "personal tokens are not built",
     "user.personal-token.updated": "personal tokens are not built",
     "user.personal-token.deleted": "personal tokens are not built",
-    **{f"organization.sso.{name}": _NO_SSO for name in ("enabled", "disabled", "updated")},
     **{
         f"agent.{name}": _NO_AGENTS
         for name in ("created", "updated", "deleted", "verifier.added", "verifier.removed")
@@ -422,6 +423,10 @@ async def organization_walk(server: RunningServer, realm: Realm, web: Any) -> No
     WALK_DNS[server.url][domain.txt_record_name] = [domain.txt_record_value]
     assert (await scoped.sso.verify_domain("walk.example")).verified
     await scoped.sso.remove_domain("walk.example")
+    await orgs.update(org.id, {"sso": {"issuer_url": "https://sso.walk.example", "client_id": "walk"}})
+    await scoped.sso.rotate_secret()
+    await orgs.update(org.id, {"sso": {"enabled": True}})
+    await orgs.update(org.id, {"sso": {"enabled": False}})
     assert await count(server, "organization_memberships", "org_id = ?", org.id) == 1
     await orgs.delete(org.id)
     # Housekeeping (every second here) removes the organization with its members and invitations.

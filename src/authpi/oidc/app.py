@@ -28,6 +28,7 @@ from authpi.oidc.signin import mfa as second_factor_pages
 from authpi.oidc.signin import pages as sign_in_pages
 from authpi.oidc.signin import registry as sign_in_methods
 from authpi.oidc.upstream import routes as upstream
+from authpi.oidc.upstream import sso as organization_sso
 from authpi.storage.errors import is_transient
 
 log = logging.getLogger("authpi.oidc")
@@ -77,6 +78,7 @@ def create_idp_app() -> Starlette:
         logout,
         verify_email,
         upstream,
+        organization_sso,
     ):
         routes.extend(module.router.routes)
     routes.extend(sign_in_methods.routes())

@@ -27,7 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from authpi import ids
 from authpi.clock import now_ms
-from authpi.services import events, versions
+from authpi.crypto.secretbox import SecretBox
+from authpi.services import events, sso_connections, versions
 from authpi.services.clients import scope_names
 from authpi.services.errors import Conflict, InvalidInput, NotFound
 from authpi.storage.tables.organizations import Group, Membership, MembershipGroup, Organization
@@ -74,7 +75,9 @@ def _settings(value: Any) -> dict[str, Any]:
     return dict(value)
 
 
-def _apply(org: Organization, body: dict[str, Any]) -> None:
+def _apply(org: Organization, body: dict[str, Any], box: SecretBox) -> None:
+    if "sso" in body:
+        org.sso = sso_connections.merged(box, org, body["sso"])
     for field in _PLAIN_FIELDS:
         if field in body:
             setattr(org, field, body[field])
@@ -88,9 +91,8 @@ def _apply(org: Organization, body: dict[str, Any]) -> None:
             setattr(org, field, scope_names(field, value) if value is not None else None)
     if "invitation_enabled" in body:
         org.invitation_enabled = body["invitation_enabled"] is not False
-    for field in ("security", "sso"):
-        if field in body:
-            setattr(org, field, body[field])
+    if "security" in body:
+        org.security = body["security"]
     if "settings" in body:
         org.settings = {**org.settings, **_settings(body["settings"])}
     if "metadata" in body:
@@ -109,7 +111,7 @@ async def _emit(session: AsyncSession, kind: str, org: Organization, **data: Any
     )
 
 
-async def create(session: AsyncSession, issuer_id: str, body: dict[str, Any]) -> Organization:
+async def create(session: AsyncSession, box: SecretBox, issuer_id: str, body: dict[str, Any]) -> Organization:
     now = now_ms()
     org = Organization(
         id=ids.organization_id(),
@@ -124,10 +126,11 @@ async def create(session: AsyncSession, issuer_id: str, body: dict[str, Any]) ->
         created_at=now,
         updated_at=now,
     )
-    _apply(org, body)
+    _apply(org, body, box)
     session.add(org)
     await session.flush()
     await _emit(session, "organization.created", org)
+    await sso_connections.emit_changes(session, org, None, None)
     return org
 
 
@@ -163,12 +166,18 @@ _STATUS_EVENTS = {
 
 
 async def update_org(
-    session: AsyncSession, issuer_id: str, org_id: str, changes: dict[str, Any], if_match: str | None
+    session: AsyncSession,
+    box: SecretBox,
+    issuer_id: str,
+    org_id: str,
+    changes: dict[str, Any],
+    if_match: str | None,
 ) -> Organization:
     org = await get(session, issuer_id, org_id, for_update=True)
     await versions.claim(session, org, "Organization", if_match)
     before = org.status
-    _apply(org, changes)
+    sso_before, secret_before = org.sso, org.sso_secret_sealed
+    _apply(org, changes, box)
     if changes.get("status") and changes["status"] != org.status:
         org.status = changes["status"]
         org.status_at = now_ms()
@@ -180,6 +189,7 @@ async def update_org(
                 setattr(org, field, changes[field])
     await session.flush()
     await _emit(session, _STATUS_EVENTS.get((before, org.status), "organization.updated"), org)
+    await sso_connections.emit_changes(session, org, sso_before, secret_before)
     return org
 
 
@@ -429,6 +439,39 @@ async def add_member(
     await _member_emit(session, "organization.membership.created", row)
     [member] = await members_of(session, [row])
     return member
+
+
+async def join(session: AsyncSession, org: Organization, user_id: str) -> bool:
+    """Make ``user_id`` an active member of ``org`` with its ``default_member_scopes`` unless it is a
+    member already (just-in-time membership of an SSO sign-in). False when the organization is
+    full. In a savepoint: of two first sign-ins at once, the unique (org, member) keeps one row,
+    and the loser's place goes back with its savepoint."""
+    exists_ = select(Membership.id).where(Membership.org_id == org.id, Membership.member_id == user_id)
+    if await session.scalar(exists_):
+        return True
+    now = now_ms()
+    row = Membership(
+        id=ids.membership_id(),
+        org_id=org.id,
+        issuer_id=org.issuer_id,
+        member_id=user_id,
+        member_type="user",
+        status="active",
+        scopes=list(org.default_member_scopes or []),
+        metadata_={},
+        created_at=now,
+        updated_at=now,
+    )
+    try:
+        async with session.begin_nested():
+            if not await take_place(session, org.id):
+                return False
+            session.add(row)
+            await session.flush()
+    except IntegrityError:
+        return True  # a concurrent sign-in of the same user made the membership
+    await _member_emit(session, "organization.membership.created", row)
+    return True
 
 
 def _holds(column: Any, scope: str) -> ColumnElement[bool]:

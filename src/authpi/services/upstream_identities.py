@@ -32,11 +32,12 @@ TOKEN_FIELDS = ("access_token", "refresh_token", "id_token", "expires_in", "scop
 class Found:
     """An upstream identity as the accounts rules see it."""
 
-    method_id: str
+    method_id: str | None  # the auth method's provider, or
     subject: str
     email: str | None
     email_verified: bool
     profile: dict[str, Any]
+    org_id: str | None = None  # the organization's SSO connection
 
 
 def _seal_context(identity_id: str) -> str:
@@ -61,6 +62,14 @@ async def linked(session: AsyncSession, method_id: str, subject: str) -> Upstrea
         select(UpstreamIdentity).where(
             UpstreamIdentity.method_id == method_id, UpstreamIdentity.subject == subject
         )
+    )
+    return row
+
+
+async def linked_to_org(session: AsyncSession, org_id: str, subject: str) -> UpstreamIdentity | None:
+    """The link of ``subject`` at the SSO connection of ``org_id``, if any."""
+    row: UpstreamIdentity | None = await session.scalar(
+        select(UpstreamIdentity).where(UpstreamIdentity.org_id == org_id, UpstreamIdentity.subject == subject)
     )
     return row
 
@@ -111,6 +120,7 @@ async def link(
         id=row_id,
         issuer_id=issuer.id,
         method_id=found.method_id,
+        org_id=found.org_id,
         subject=found.subject,
         user_id=user.id,
         email=found.email[:320] if found.email else None,
@@ -123,7 +133,7 @@ async def link(
         session,
         "user.sso.provisioned" if provisioned else "user.sso.linked",
         subject={"type": "user", "id": user.id},
-        data={"method_id": found.method_id, "identity_id": row_id},
+        data={"method_id": found.method_id, "org_id": found.org_id, "identity_id": row_id},
         account_id=issuer.account_id,
         issuer_id=issuer.id,
         user_id=user.id,
@@ -131,7 +141,7 @@ async def link(
     return row
 
 
-async def provision(session: AsyncSession, issuer: Issuer, method: AuthMethod, found: Found) -> User:
+async def provision(session: AsyncSession, issuer: Issuer, found: Found) -> User:
     """A new user from a verified upstream identity (added with its events; the caller links it
     and commits: the unique username decides between concurrent sign-ups)."""
     assert found.email is not None and found.email_verified

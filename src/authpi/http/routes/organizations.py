@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import Depends, Path, Query
+from fastapi import Depends, Path, Query, Request
 from fastapi.responses import Response
 
 from authpi.http import unit_of_work
-from authpi.http.auth import require
+from authpi.http.auth import require, runtime
 from authpi.http.envelopes import Envelope, Page, no_content, page, single
 from authpi.http.pagination import PageRequest, keyset, page_request
 from authpi.http.routes._deps import AccountId, IdempotencyKey, IfMatch, IssuerId, Session
@@ -57,6 +57,7 @@ def _flag(value: Bool | None) -> bool | None:
 
 @router.get("", response_model=Page[OrganizationListItemOut], responses=ERRORS, summary="List Organizations")
 async def list_organizations(
+    request: Request,
     account_id: AccountId,
     issuer_id: IssuerId,
     _: Reader,
@@ -77,7 +78,9 @@ async def list_organizations(
     }
     stmt = organizations.list_statement(issuer_id, status, flags)
     found = await keyset(session, stmt, Organization.id, paging)
-    return page([OrganizationListItemOut.of(row[0]) for row in found.rows], found.has_more, found.next_cursor)
+    base = runtime(request).settings.public_url_base
+    items = [OrganizationListItemOut.of(row[0], base) for row in found.rows]
+    return page(items, found.has_more, found.next_cursor)
 
 
 @router.post(
@@ -88,6 +91,7 @@ async def list_organizations(
     summary="Create Organization",
 )
 async def create_organization(
+    request: Request,
     account_id: AccountId,
     issuer_id: IssuerId,
     body: OrganizationCreate,
@@ -96,24 +100,26 @@ async def create_organization(
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     await issuers.get_issuer(session, account_id, issuer_id)
-    org = await organizations.create(session, issuer_id, body.model_dump(exclude_unset=True))
-    return single(OrganizationOut.of(org), org.etag, status=201)
+    rt = runtime(request)
+    org = await organizations.create(session, rt.secretbox, issuer_id, body.model_dump(exclude_unset=True))
+    return single(OrganizationOut.of(org, rt.settings.public_url_base), org.etag, status=201)
 
 
 @router.get(
     "/{org_id}", response_model=Envelope[OrganizationOut], responses=ERRORS, summary="Get Organization"
 )
 async def get_organization(
-    account_id: AccountId, issuer_id: IssuerId, org_id: OrgId, _: Reader, session: Session
+    request: Request, account_id: AccountId, issuer_id: IssuerId, org_id: OrgId, _: Reader, session: Session
 ) -> Response:
     org = await load_org(session, account_id, issuer_id, org_id)
-    return single(OrganizationOut.of(org), org.etag)
+    return single(OrganizationOut.of(org, runtime(request).settings.public_url_base), org.etag)
 
 
 @router.patch(
     "/{org_id}", response_model=Envelope[OrganizationOut], responses=ERRORS, summary="Update Organization"
 )
 async def update_organization(
+    request: Request,
     account_id: AccountId,
     issuer_id: IssuerId,
     org_id: OrgId,
@@ -125,8 +131,9 @@ async def update_organization(
 ) -> Response:
     await issuers.get_issuer(session, account_id, issuer_id)
     changes = body.model_dump(exclude_unset=True)
-    org = await organizations.update_org(session, issuer_id, org_id, changes, if_match)
-    return single(OrganizationOut.of(org), org.etag)
+    rt = runtime(request)
+    org = await organizations.update_org(session, rt.secretbox, issuer_id, org_id, changes, if_match)
+    return single(OrganizationOut.of(org, rt.settings.public_url_base), org.etag)
 
 
 @router.delete("/{org_id}", status_code=204, responses=ERRORS, summary="Delete Organization")

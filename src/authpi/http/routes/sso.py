@@ -1,5 +1,5 @@
-"""SSO domains of an organization (core-api §B.2 rows 98-100). Row 101 (rotate the SSO client
-secret) waits for the SSO connection itself."""
+"""SSO domains of an organization (core-api §B.2 rows 98-100) and the SSO connection's client
+secret (row 101). The connection's settings are the organization's ``sso`` block (org PATCH)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from authpi.http.envelopes import Envelope, single
 from authpi.http.routes._deps import AccountId, IdempotencyKey, IfMatch, IssuerId, Session
 from authpi.http.routes.organizations import OrgId, load_org
 from authpi.http.schemas.common import ERRORS, StrictInput
-from authpi.services import sso_domains
+from authpi.services import organizations, sso_connections, sso_domains
 from authpi.services.principal import Principal
 
 router = unit_of_work.router(
@@ -35,6 +35,10 @@ class DomainOut(BaseModel):
     txt_record_value: str
     verified: bool
     verified_at: int | None
+
+
+class RotatedSecretOut(BaseModel):
+    secret: str = Field(description="The new client secret, shown once: register it at the provider")
 
 
 class VerifiedOut(BaseModel):
@@ -106,3 +110,25 @@ async def remove_domain(
     await load_org(session, account_id, issuer_id, org_id)
     removed = await sso_domains.remove(session, org_id, domain)
     return single({"domain": removed, "removed": True}, None)
+
+
+@router.post(
+    "/rotate-secret",
+    response_model=Envelope[RotatedSecretOut],
+    responses=ERRORS,
+    summary="Rotate SSO Client Secret",
+)
+async def rotate_secret(
+    request: Request,
+    account_id: AccountId,
+    issuer_id: IssuerId,
+    org_id: OrgId,
+    _: Writer,
+    session: Session,
+    if_match: IfMatch = None,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    await load_org(session, account_id, issuer_id, org_id)
+    org = await organizations.get(session, issuer_id, org_id, for_update=True)
+    secret = await sso_connections.rotate_secret(session, runtime(request).secretbox, org, if_match)
+    return single(RotatedSecretOut(secret=secret), org.etag)

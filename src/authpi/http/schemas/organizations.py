@@ -5,7 +5,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from authpi.http.schemas.common import Metadata, StrictInput
-from authpi.services import invitations, organizations
+from authpi.services import invitations, organizations, sso_connections
 from authpi.services.organizations import Member
 from authpi.storage.tables.organizations import Group, Invitation, Organization
 
@@ -28,6 +28,8 @@ class _OrgFields(StrictInput):
     social_links: list[dict[str, Any]] | None = Field(default=None, max_length=50)
     scopes: Scopes | None = Field(default=None, max_length=500)
     security: dict[str, Any] | None = None
+    # The SSO connection (``services/sso_connections``): enabled, sso_only, issuer_url, client_id,
+    # client_secret (write-only), scopes; merged into the stored block, null removes a member.
     sso: dict[str, Any] | None = None
     # ``enforce_2fa``: members must sign in with a second factor (decision 29).
     settings: dict[str, Any] | None = None
@@ -75,7 +77,7 @@ class OrganizationOut(BaseModel):
     updated_at: int | None
 
     @classmethod
-    def of(cls, org: Organization) -> OrganizationOut:
+    def of(cls, org: Organization, public_url_base: str) -> OrganizationOut:
         return cls(
             id=org.id,
             issuer_id=org.issuer_id,
@@ -97,7 +99,7 @@ class OrganizationOut(BaseModel):
             social_links=org.social_links,
             scopes=org.scopes,
             security=org.security,
-            sso=org.sso,
+            sso=sso_connections.describe(org, public_url_base),
             settings=org.settings,
             custom_fields=org.custom_fields,
             stats=organizations.stats(org),
@@ -125,7 +127,7 @@ class OrganizationListItemOut(BaseModel):
     updated_at: int | None
 
     @classmethod
-    def of(cls, org: Organization) -> OrganizationListItemOut:
+    def of(cls, org: Organization, public_url_base: str) -> OrganizationListItemOut:
         return cls(
             id=org.id,
             issuer_id=org.issuer_id,
@@ -134,7 +136,7 @@ class OrganizationListItemOut(BaseModel):
             status=org.status,
             org_type=org.org_type,
             stats=organizations.stats(org),
-            sso=org.sso,
+            sso=sso_connections.describe(org, public_url_base),
             security=org.security,
             scopes=org.scopes,
             invitation_enabled=org.invitation_enabled,

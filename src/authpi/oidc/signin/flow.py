@@ -195,7 +195,14 @@ class Flow:
         return hashing.digest(self.csrf.cookie)
 
     async def passed(self, request: Request, user: User, factor: Factor) -> Response:
-        """``factor`` of ``user`` is proven: go on to the next step, or finish the sign-in."""
+        """``factor`` of ``user`` is proven: go on to the next step, or finish the sign-in. A first
+        factor a home realm refuses for this user (``sso_only``) ends on a page saying why."""
+        from authpi.oidc.signin import realms  # the realms reach the upstream routes, which import this
+
+        if not self.progress.factors or self.progress.user_id != user.id:
+            refused = await realms.refusal(self, user, factor)
+            if refused is not None:
+                return self.message(request, SIGN_IN_UNAVAILABLE, refused, 403)
         link, self.progress.link = self.progress.link, None
         self.prove(user, factor)
         if link is not None and link.get("user_id") == user.id and len(self.progress.factors) == 1:

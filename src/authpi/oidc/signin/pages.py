@@ -1,9 +1,11 @@
 """The sign-in pages that belong to no method: the identifier page and the method picker.
 
 The identifier page lists what the issuer's methods offer before an identifier (social buttons,
-passkeys) and a sign-up link when a method accepts sign-ups. After the identifier, the methods that
-can prove it are asked: one is started at once, several are offered on the picker. The same steps
-run whether or not an account exists for the identifier, so the pages reveal nothing about it.
+passkeys) and a sign-up link when a method accepts sign-ups. After the identifier, the home realms
+(``realms``: an organization's SSO for the email's domain) may take the sign-in elsewhere;
+otherwise the methods that can prove it are asked: one is started at once, several are offered on
+the picker. The same steps run whether or not an account exists for the identifier, so the pages
+reveal nothing about it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from authpi.i18n import Text, _l
 from authpi.oidc.context import runtime
 from authpi.oidc.routes import Routes
 from authpi.oidc.signin import flow as flows
-from authpi.oidc.signin import registry
+from authpi.oidc.signin import realms, registry
 from authpi.oidc.signin.flow import SIGN_IN_UNAVAILABLE, Flow
 from authpi.oidc.signin.steps import Offer, Step
 
@@ -73,6 +75,10 @@ async def login_identifier(issuer_id: str, request: Request) -> Response:
         username = flow.form.get("username", "").strip()[:MAX_IDENTIFIER]
         if not username:
             return await identifier_page(request, flow, error=_l("Enter your email or username."), status=400)
+        # A home realm (an organization's SSO for the email's domain) takes the sign-in first.
+        routed = await realms.route(request, flow, username)
+        if routed is not None:
+            return routed
         methods = await registry.enabled(session, flow.issuer.id, Step.FIRST_FACTOR)
         choices = [
             (method, strategy, offer)

@@ -96,7 +96,7 @@ async def sign_in(
         ).format(method=method.name)
         return flow.message(request, _l("No account"), text, 403)
     try:
-        user = await upstream_identities.provision(session, flow.issuer, method, found)
+        user = await upstream_identities.provision(session, flow.issuer, found)
         await session.flush()  # the user before its link (no ORM relationship orders them)
         await upstream_identities.link(session, box, flow.issuer, user, found, kept, provisioned=True)
         await session.flush()

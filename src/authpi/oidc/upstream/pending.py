@@ -39,9 +39,17 @@ def _context(row_id: str) -> str:
 
 
 def begin(
-    session: AsyncSession, box: SecretBox, *, issuer_id: str, method_id: str, request_id: str, browser: str
+    session: AsyncSession,
+    box: SecretBox,
+    *,
+    issuer_id: str,
+    method_id: str | None,
+    org_id: str | None = None,
+    request_id: str,
+    browser: str,
 ) -> Started:
-    """A fresh state, nonce and PKCE pair for one trip upstream (added; the caller commits)."""
+    """A fresh state, nonce and PKCE pair for one trip upstream to a method's provider or an
+    organization's SSO connection (added; the caller commits)."""
     state, nonce, verifier = (secrets.token_urlsafe(32) for _ in range(3))
     now = now_ms()
     row_id = ids.ulid("upr_")
@@ -51,6 +59,7 @@ def begin(
             state_digest=hashing.digest(state),
             issuer_id=issuer_id,
             method_id=method_id,
+            org_id=org_id,
             request_id=request_id,
             browser=browser,
             sealed=box.seal_json({"nonce": nonce, "verifier": verifier}, _context(row_id)),

@@ -14,7 +14,6 @@ from urllib.parse import urlsplit
 import httpx2
 
 from authpi.oidc.upstream.http import UpstreamError, request_json
-from authpi.storage.tables.auth_methods import AuthMethod
 
 MAX_CLAIM = 320
 
@@ -44,19 +43,16 @@ class Identity:
 
 @dataclass
 class Context:
-    """One sign-in's view of a method: its public settings, its secrets and where to reach it."""
+    """One sign-in's view of a provider (an auth method's, or an organization's SSO connection):
+    its public settings, its secrets and where to reach it."""
 
     http: httpx2.AsyncClient
-    method: AuthMethod
+    settings: dict[str, Any]
     secrets: dict[str, Any]
     redirect_uri: str
     timeout: float
     # Built-in provider URLs rewritten by AUTHPI_UPSTREAM_URL_REWRITES (prefix → prefix).
     rewrites: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def settings(self) -> dict[str, Any]:
-        return self.method.settings
 
     @property
     def client_id(self) -> str:

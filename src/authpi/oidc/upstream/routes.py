@@ -19,6 +19,8 @@ Failures end on a page that says what went wrong (or an OAuth error for the clie
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import urlencode
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -34,12 +36,14 @@ from authpi.oidc.signin import flow as flows
 from authpi.oidc.signin import registry
 from authpi.oidc.signin.flow import SIGN_IN_UNAVAILABLE, TOO_MANY, Flow
 from authpi.oidc.upstream import accounts, pending
+from authpi.oidc.upstream.connection import Connection
 from authpi.oidc.upstream.http import UpstreamError, client
-from authpi.oidc.upstream.provider import Context, same_path
+from authpi.oidc.upstream.provider import Context, Identity, same_path
 from authpi.oidc.upstream.strategy import UpstreamStrategy
 from authpi.runtime import Runtime
 from authpi.services import auth_methods
 from authpi.storage.tables.auth_methods import AuthMethod
+from authpi.storage.tables.upstream import UpstreamRequest
 
 log = logging.getLogger("authpi.upstream")
 router = Routes()
@@ -64,20 +68,33 @@ def redirect_uri(rt: Runtime, method: AuthMethod) -> str:
     return f"{issuer_url(rt, method.issuer_id)}/social/{method.id}/callback"
 
 
-def context(rt: Runtime, method: AuthMethod) -> Context:
+def context(rt: Runtime, settings: dict[str, Any], secrets: dict[str, Any], redirect_to: str) -> Context:
     return Context(
         http=client(allow_private=rt.settings.allow_private_networks),
-        method=method,
-        secrets=auth_methods.secrets_of(rt.secretbox, method),
-        redirect_uri=redirect_uri(rt, method),
+        settings=settings,
+        secrets=secrets,
+        redirect_uri=redirect_to,
         timeout=rt.settings.upstream_timeout,
         rewrites=rt.settings.upstream_url_rewrites,
     )
 
 
+def method_connection(rt: Runtime, method: AuthMethod, strategy: UpstreamStrategy) -> Connection:
+    """An auth method's provider as a connection: its button's identity goes through ``accounts``."""
+
+    async def sign_in(request: Request, flow: Flow, identity: Identity, tokens: dict[str, Any]) -> Response:
+        return await accounts.sign_in(request, flow, method, strategy, identity, tokens)
+
+    secrets = auth_methods.secrets_of(rt.secretbox, method)
+    ctx = context(rt, method.settings, secrets, redirect_uri(rt, method))
+    return Connection(method.name, strategy.provider, ctx, sign_in, method_id=method.id)
+
+
 async def _upstream_method(
-    session: AsyncSession, issuer_id: str, method_id: str
+    session: AsyncSession, issuer_id: str, method_id: str | None
 ) -> tuple[AuthMethod, UpstreamStrategy] | None:
+    if method_id is None:
+        return None
     picked = await registry.method_of(session, issuer_id, method_id)
     if picked is None or not isinstance(picked[1], UpstreamStrategy):
         return None
@@ -87,44 +104,38 @@ async def _upstream_method(
     return method, strategy
 
 
-def _failed(request: Request, flow: Flow, method: AuthMethod, reason: str, status: int = 502) -> Response:
-    log.warning("upstream sign-in failed: method %s: %s", method.id, reason)
+def _failed(request: Request, flow: Flow, name: str, reason: str, status: int = 502) -> Response:
+    log.warning("upstream sign-in failed: %s: %s", name, reason)
     text = _l(
         "Signing in with %(method)s did not work: %(reason)s. Go back and retry, or sign in another way."
-    ).format(method=method.name, reason=reason)
-    return flow.message(request, _l("%(method)s sign-in failed").format(method=method.name), text, status)
+    ).format(method=name, reason=reason)
+    return flow.message(request, _l("%(method)s sign-in failed").format(method=name), text, status)
 
 
-@router.post("/{issuer_id}/social/{method_id}/start")
-async def start(issuer_id: str, request: Request) -> Response:
-    rt = runtime(request)
-    async with rt.sessions() as session:
-        flow = await flows.load_sign_in(request, session, issuer_id, post=True)
-        if isinstance(flow, Response):
-            return flow
-        picked = await _upstream_method(session, flow.issuer.id, request.path_params["method_id"])
-        if picked is None:
-            return flow.message(request, SIGN_IN_UNAVAILABLE, _l("This sign-in method is switched off."))
-        method, strategy = picked
-        limited = await rate_limited(request, rt, flow.issuer, "login", TOO_MANY)
-        if limited is not None:
-            return limited
-        ctx = context(rt, method)
-        provider = strategy.provider
-        await session.commit()  # no transaction stays open while the provider is asked
-        try:
-            endpoint = await provider.authorization_endpoint(ctx)
-        except UpstreamError as exc:
-            return _failed(request, flow, method, exc.reason)
-        started = pending.begin(
-            session,
-            rt.secretbox,
-            issuer_id=flow.issuer.id,
-            method_id=method.id,
-            request_id=flow.request_id,
-            browser=flow.browser(),
-        )
-        await session.commit()
+async def go_upstream(request: Request, flow: Flow, connection: Connection) -> Response:
+    """Send the browser to ``connection``'s provider with a fresh state, nonce and PKCE challenge
+    (kept server-side, bound to this sign-in and this browser): the button of an upstream method,
+    or home-realm discovery to an organization's SSO connection."""
+    rt, session = flow.rt, flow.session
+    limited = await rate_limited(request, rt, flow.issuer, "login", TOO_MANY)
+    if limited is not None:
+        return limited
+    ctx, provider = connection.context, connection.provider
+    await session.commit()  # no transaction stays open while the provider is asked
+    try:
+        endpoint = await provider.authorization_endpoint(ctx)
+    except UpstreamError as exc:
+        return _failed(request, flow, connection.name, exc.reason)
+    started = pending.begin(
+        session,
+        rt.secretbox,
+        issuer_id=flow.issuer.id,
+        method_id=connection.method_id,
+        org_id=connection.org_id,
+        request_id=flow.request_id,
+        browser=flow.browser(),
+    )
+    await session.commit()
     params = {
         "response_type": "code",
         "client_id": ctx.client_id,
@@ -143,15 +154,49 @@ async def start(issuer_id: str, request: Request) -> Response:
     return redirect(f"{endpoint}{'&' if '?' in endpoint else '?'}{query}")
 
 
-@router.post("/{issuer_id}/social/{method_id}/callback")
+@router.post("/{issuer_id}/social/{method_id}/start")
+async def start(issuer_id: str, request: Request) -> Response:
+    rt = runtime(request)
+    async with rt.sessions() as session:
+        flow = await flows.load_sign_in(request, session, issuer_id, post=True)
+        if isinstance(flow, Response):
+            return flow
+        picked = await _upstream_method(session, flow.issuer.id, request.path_params["method_id"])
+        if picked is None:
+            return flow.message(request, SIGN_IN_UNAVAILABLE, _l("This sign-in method is switched off."))
+        return await go_upstream(request, flow, method_connection(rt, *picked))
+
+
 async def callback_form_post(issuer_id: str, request: Request) -> Response:
+    """``response_mode=form_post``: turned into the GET callback (see the module's notes)."""
     form = parse_form(await request.body(), FORM_LIMIT)
     answer = {name: form[name][0][:limit] for name, limit in CALLBACK_FIELDS.items() if form.get(name)}
     return redirect(f"{request.url.path}?{urlencode(answer)}")
 
 
+router.post("/{issuer_id}/social/{method_id}/callback")(callback_form_post)
+router.post("/{issuer_id}/sso/{org_id}/callback")(callback_form_post)
+
+
+async def _method_of_request(flow: Flow, row: UpstreamRequest) -> Connection | None:
+    picked = await _upstream_method(flow.session, flow.issuer.id, row.method_id)
+    return method_connection(flow.rt, *picked) if picked is not None else None
+
+
 @router.get("/{issuer_id}/social/{method_id}/callback")
 async def callback(issuer_id: str, request: Request) -> Response:
+    return await answer(request, issuer_id, _method_of_request)
+
+
+async def answer(
+    request: Request,
+    issuer_id: str,
+    connection_of: Callable[[Flow, UpstreamRequest], Awaitable[Connection | None]],
+) -> Response:
+    """The provider's answer at a callback: the state must be one this browser started (spent once,
+    within ten minutes) for the connection ``connection_of`` finds for it, whose redirect URI is
+    this path; the code is exchanged with its credentials and the PKCE verifier, the identity read
+    (the ID token checked against the nonce) and handed to the connection's ``sign_in``."""
     rt = runtime(request)
     query = {name: request.query_params.get(name, "")[:limit] for name, limit in CALLBACK_FIELDS.items()}
     async with rt.sessions() as session:
@@ -169,23 +214,22 @@ async def callback(issuer_id: str, request: Request) -> Response:
             return flow
         if flow.browser() != spent.row.browser:
             return flow.expired(request)  # started in another browser
-        picked = await _upstream_method(session, flow.issuer.id, spent.row.method_id)
-        if picked is None:
+        connection = await connection_of(flow, spent.row)
+        if connection is None:
             return flow.message(request, SIGN_IN_UNAVAILABLE, _l("This sign-in method is switched off."))
-        method, strategy = picked
-        ctx = context(rt, method)
+        ctx, name = connection.context, connection.name
         if not same_path(ctx.redirect_uri, request.url.path):
             return flow.expired(request)  # another method's callback (a mix-up)
         if query["error"]:
             if query["error"] == "access_denied":
                 text = _l("Signing in with %(method)s was cancelled. Go back to choose another way.").format(
-                    method=method.name
+                    method=name
                 )
                 return flow.message(request, _l("Sign-in cancelled"), text, 400)
-            return _failed(request, flow, method, f"{method.name} answered {query['error']!r}", 400)
+            return _failed(request, flow, name, f"{name} answered {query['error']!r}", 400)
         if not query["code"]:
-            return _failed(request, flow, method, "the answer carries no authorization code", 400)
-        provider = strategy.provider
+            return _failed(request, flow, name, "the answer carries no authorization code", 400)
+        provider = connection.provider
         await session.commit()  # no transaction stays open while the provider is asked
         try:
             expected_iss = await provider.issuer(ctx)
@@ -194,8 +238,8 @@ async def callback(issuer_id: str, request: Request) -> Response:
             tokens = await provider.exchange(ctx, query["code"], spent.verifier)
             identity = await provider.identity(ctx, tokens, spent.nonce, query)
         except UpstreamError as exc:
-            return _failed(request, flow, method, exc.reason)
-        return await accounts.sign_in(request, flow, method, strategy, identity, tokens)
+            return _failed(request, flow, name, exc.reason)
+        return await connection.sign_in(request, flow, identity, tokens)
 
 
 @router.post("/{issuer_id}/social/decline")

@@ -49,7 +49,10 @@ class Organization(Versioned, Base):
     social_links: Mapped[list[Any] | None] = mapped_column()
     scopes: Mapped[list[Any] | None] = mapped_column()
     security: Mapped[dict[str, Any] | None] = mapped_column()
+    # The SSO connection's public settings (``services/sso_connections``); its client secret is
+    # kept apart, sealed with the master key, so no copy of ``sso`` (GET, events) can carry it.
     sso: Mapped[dict[str, Any] | None] = mapped_column()
+    sso_secret_sealed: Mapped[str | None] = mapped_column(Text)
     settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
     custom_fields: Mapped[dict[str, Any] | None] = mapped_column()
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
