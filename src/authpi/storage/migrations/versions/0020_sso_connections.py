@@ -1,8 +1,8 @@
 """organizations' SSO connections: the sealed client secret, and upstream requests and identities
 that belong to an organization's connection instead of an auth method
 
-Revision ID: 0100_sso_connections
-Revises: 0018
+Revision ID: 0020
+Revises: 0019
 Create Date: 2026-11-29 23:50:00.000000
 """
 
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0100_sso_connections"
-down_revision: str | None = "0018"
+revision: str = "0020"
+down_revision: str | None = "0019"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
