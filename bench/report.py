@@ -266,21 +266,7 @@ def markdown(results: Results) -> str:
         "* `/introspect` and `/userinfo` use one user access token from a real login (so each call also "
         "checks revocation and the session behind it).",
         "",
-        "| Backend | Core API seeding | directory (SQL) | events (SQL) | refresh pool |",
-        "|---|---|---|---|---|",
-        *[
-            f"| {TARGET_NAMES[k]} | {v.get('core_api_seconds')} s | {v.get('directory_users'):,} users in "
-            f"{v.get('directory_sql_seconds')} s | "
-            + (f"{v['events']:,} in {v['events_sql_seconds']} s" if "events" in v else "–")
-            + " | "
-            + (
-                f"{v['refresh_pool']['tokens']:,} tokens ({v['refresh_pool']['mode']}) in {v['refresh_pool']['seconds']} s"
-                if "refresh_pool" in v
-                else "–"
-            )
-            + " |"
-            for k, v in results.seeding.items()
-        ],
+        *_seeding(results),
         "",
         "## Machine",
         "",
@@ -321,6 +307,27 @@ def markdown(results: Results) -> str:
             top = [ln for ln in text.splitlines() if ln.startswith("  ")][:12]
             out += [f"### {name}", "", "```", *top, "```", ""]
     return "\n".join(out)
+
+
+def _seeding(results: Results) -> list[str]:
+    """Seeding times per backend (and the peer's refresh pool)."""
+    lines = [
+        "| Server | Core API seeding | directory (SQL) | events (SQL) | issuers / clients (SQL) | refresh pool |",
+        "|---|---|---|---|---|---|",
+    ]
+    for k, v in results.seeding.items():
+        pool = v.get("refresh_pool")
+        scale = v.get("scale")
+        cells = [
+            TARGET_NAMES.get(k, k),
+            f"{v['core_api_seconds']} s" if "core_api_seconds" in v else "–",
+            f"{v['directory_users']:,} users in {v['directory_sql_seconds']} s" if v.get("directory_users") else "–",
+            f"{v['events']:,} in {v['events_sql_seconds']} s" if "events" in v else "–",
+            f"{scale['issuers']:,} / {scale['clients']:,} in {scale['seconds']} s" if isinstance(scale, dict) else "–",
+            f"{pool['tokens']:,} tokens ({pool['mode']}) in {pool['seconds']} s" if isinstance(pool, dict) else "–",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def _rss_growth(results: Results) -> list[str]:
