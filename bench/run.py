@@ -1,7 +1,7 @@
 """The benchmark runner: ``python -m bench.run`` (``scripts/bench`` installs what it needs first).
 
 For each backend (SQLite, then PostgreSQL) it starts ``authpi serve --workers 2``, seeds it through
-the Core API (plus the 100,000-user directory, see bench/seed.py), and measures every scenario with
+the Core API (plus the 1,000,000-user directory, see bench/seed.py), and measures every scenario with
 ``wrk`` from a separate process on loopback: a warm-up run, then a measured run whose server CPU
 time (user + system over the server's process tree) is read before and after. The login scenarios
 use a Python driver (bench/login_load.py) in its own process. Then the peer (panva's oidc-provider,
@@ -42,6 +42,7 @@ from bench.procs import (
 from bench.seed import (
     LOGIN_PASSWORD,
     M2M_SCOPE,
+    DIRECTORY_USERS,
     PAGE_SIZE,
     REDIRECT_URI,
     Seeded,
@@ -55,6 +56,7 @@ from bench.seed import (
     seed_events,
     seed_webhooks,
 )
+from bench.scale import SCALE_CLIENTS, SCALE_ISSUERS, SCALE_SPREAD, seed_scale
 from bench.wrk import WrkResult, run_wrk
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,6 +65,7 @@ RESULTS = ROOT / "bench" / "results"
 
 DIRECTORY_SCENARIOS = {"core_get_user", "core_list_p1", "core_list_p2000"}
 EVENT_SCENARIOS = {"core_events_p1", "core_events_deep", "core_events_filtered_deep"}
+SCALE_SCENARIO = "cc_es256_scale"
 
 
 def log(message: str) -> None:
@@ -502,6 +505,9 @@ def run_backend(backend: str, args: argparse.Namespace, results: Results, work: 
             measure_spike(server, seeded, cc, args, results)
         if not args.only or "mixed" in args.only:
             measure_mixed(server, seeded, args, results)
+        if not args.only or SCALE_SCENARIO in args.only:
+            # Last, so that every other row is measured on the small database.
+            measure_scale(server, args, results, work, pg)
         if args.profile and backend in args.profile_backends:
             _profile(server, seeded, scenarios, args, results, work)
         results.rss_mb[backend] = [round(x, 1) for x in server.worker_rss_mb()]
@@ -529,6 +535,44 @@ def _keep_server_log(server: Server, backend: str) -> None:
     head = "\n".join(f"{count:6d}  {key}" for key, count in sorted(summary.items(), key=lambda kv: -kv[1]))
     path.write_text(f"Error lines in the {backend} server log (count, line):\n{head}\n\nFirst traceback:\n"
                     + text[first : first + 6000] + "\n")
+
+
+def measure_scale(server: AuthPI, args: argparse.Namespace, results: Results, work: Path, pg: str | None) -> None:
+    """client_credentials ES256 with the bench's issuer among ``--scale-issuers`` issuers and
+    ``--scale-clients`` clients, spread over ``--scale-spread`` clients of as many issuers."""
+    scale = asyncio.run(seed_scale(server, work, args.scale_issuers, args.scale_clients, args.scale_spread))
+    seeding: dict[str, object] = {
+        "issuers": scale.issuers,
+        "clients": scale.clients,
+        "keys": scale.keys,
+        "spread": scale.spread,
+        "seconds": round(scale.seconds, 1),
+    }
+    results.seeding.setdefault(server.backend, {})["scale"] = seeding
+    results.config["scale"] = {"issuers": scale.issuers, "clients": scale.clients, "spread": scale.spread}
+    log(
+        f"  seeded: {scale.issuers:,} issuers, {scale.clients:,} clients, {scale.keys:,} signing keys by SQL "
+        f"({scale.seconds:.1f} s); requests over {scale.spread:,} clients"
+    )
+    sc = Scenario(
+        SCALE_SCENARIO,
+        server.url,
+        "token_cc_many.lua",
+        {"BENCH_CLIENTS": str(scale.clients_file), "BENCH_SCOPE": M2M_SCOPE},
+    )
+    # Fill the caches first: the ordinary warm-up would leave most of the working set cold (a worker
+    # loading an issuer's keys for the first time imports its RSA key, ~75 ms). Until every client
+    # was asked about four times, so both workers have seen each (bounded by --scale-fill-max).
+    began, sent = time.monotonic(), 0
+    while sent < 4 * scale.spread and time.monotonic() - began < args.scale_fill_max:
+        sent += run_wrk(sc.url, sc.script, seconds=5, connections=sc.connections, env=sc.env).requests
+    fill = time.monotonic() - began
+    seeding["fill"] = {"requests": sent, "seconds": round(fill, 1)}
+    log(f"  cache fill: {sent:,} requests over {scale.spread:,} clients in {fill:.0f} s")
+    row = measure(server, sc, server.backend, args, pg_database=pg)
+    if sent < 4 * scale.spread:
+        row.note = (row.note + "; " if row.note else "") + f"caches not filled ({sent:,} requests in {fill:.0f} s)"
+    results.rows.append(row)
 
 
 def _refresh(
@@ -749,7 +793,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="8,32,64",
         help="connection counts of the write-heavy mixed scenario (`--only mixed` runs it alone)",
     )
-    parser.add_argument("--directory-users", type=int, default=100_000)
+    parser.add_argument(
+        "--users",
+        "--directory-users",
+        dest="directory_users",
+        type=int,
+        default=None,
+        help="users bulk-inserted into the directory of core_get_user / core_list_p1 / core_list_p2000 "
+        "(default 1,000,000; --quick: 20,000)",
+    )
+    parser.add_argument("--scale-issuers", type=int, default=None, help="issuers in the account for cc_es256_scale "
+                        f"(default {SCALE_ISSUERS:,}; --quick: 2,000)")
+    parser.add_argument("--scale-clients", type=int, default=None, help="clients in the account for cc_es256_scale "
+                        f"(default {SCALE_CLIENTS:,}; --quick: 20,000)")
+    parser.add_argument("--scale-spread", type=int, default=None, help="clients (of as many issuers) the "
+                        f"cc_es256_scale requests rotate over (default {SCALE_SPREAD:,}; --quick: 200)")
+    parser.add_argument("--scale-fill-max", type=float, default=300.0, help="longest cache fill before "
+                        "cc_es256_scale's warm-up, seconds")
     parser.add_argument(
         "--events", type=int, default=1_000_000, help="events bulk-inserted for the core_events_* scenarios"
     )
@@ -797,8 +857,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="smoke run: 3 s scenarios, 1 s warm-up, 20k users")
     parser.add_argument("--out", default=str(RESULTS), help="directory for latest.md / latest.png / latest.json")
     args = parser.parse_args(argv)
+    if args.directory_users is None:
+        args.directory_users = 20_000 if args.quick else DIRECTORY_USERS
+    for name, full, quick in (
+        ("scale_issuers", SCALE_ISSUERS, 2_000),
+        ("scale_clients", SCALE_CLIENTS, 20_000),
+        ("scale_spread", SCALE_SPREAD, 200),
+    ):
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
     if args.quick:
-        args.duration, args.warmup, args.directory_users, args.profile_seconds = 3.0, 1.0, 20_000, 3.0
+        args.duration, args.warmup, args.profile_seconds = 3.0, 1.0, 3.0
         args.events = 100_000
         args.refresh_pool = 1000
     args.server_env = dict(item.split("=", 1) for item in args.server_env)
