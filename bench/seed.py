@@ -176,7 +176,6 @@ def _user_rows(issuer_id: str, start: int, stop: int) -> list[tuple[object, ...]
                 now,
                 json.dumps({"first_name": f"User {i}"}),
                 "{}",
-                0,
                 now,
                 now,
             )
@@ -192,7 +191,7 @@ def _user_chunks(issuer_id: str, count: int, size: int = 50_000) -> Iterator[tup
 
 _COLUMNS = (
     "id, issuer_id, username_type, username, username_key, username_hash, status, status_at, "
-    "profile, metadata, password_failures, created_at, updated_at"
+    "profile, metadata, created_at, updated_at"
 )
 
 
@@ -203,7 +202,7 @@ def _sqlite_insert(db_path: Path, chunks: Iterable[list[tuple[object, ...]]]) ->
         conn.execute("PRAGMA cache_size=-262144")  # 256 MB for this connection: the indexes grow at once
         for rows in chunks:
             with conn:
-                conn.executemany(f"INSERT INTO users ({_COLUMNS}) VALUES ({','.join('?' * 13)})", rows)
+                conn.executemany(f"INSERT INTO users ({_COLUMNS}) VALUES ({','.join('?' * 12)})", rows)
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         conn.close()
