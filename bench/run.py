@@ -42,6 +42,7 @@ from bench.procs import (
 from bench.seed import (
     LOGIN_PASSWORD,
     M2M_SCOPE,
+    DEEP_PAGE,
     DIRECTORY_USERS,
     PAGE_SIZE,
     REDIRECT_URI,
@@ -569,7 +570,11 @@ def measure_scale(server: AuthPI, args: argparse.Namespace, results: Results, wo
     fill = time.monotonic() - began
     seeding["fill"] = {"requests": sent, "seconds": round(fill, 1)}
     log(f"  cache fill: {sent:,} requests over {scale.spread:,} clients in {fill:.0f} s")
-    row = measure(server, sc, server.backend, args, pg_database=pg)
+    # Measured over the key cache's freshness window (60 s by default), not 15 s: each worker
+    # reloads an issuer's keys once per window, so a shorter run would count those reloads or miss
+    # them depending on when it starts.
+    row = measure(server, sc, server.backend, argparse.Namespace(**{**vars(args), "duration": args.scale_duration}),
+                  pg_database=pg)
     if sent < 4 * scale.spread:
         row.note = (row.note + "; " if row.note else "") + f"caches not filled ({sent:,} requests in {fill:.0f} s)"
     results.rows.append(row)
@@ -614,7 +619,7 @@ def measure_refresh(
     """Refresh-token rotation (AuthPI or the peer): every request spends one token of a pool.
 
     The pool is sized from the warm-up: a first pool feeds the warm-up run, whose rate sets the
-    size of the measured pool (1.6× what the measured run needs at that rate), so the pool does
+    size of the measured pool (twice what the measured run needs at that rate), so the pool does
     not run out however fast the server is. One token is spent over HTTP first (``check``)."""
     began = time.monotonic()
     warm_n = max(500, args.refresh_pool // 3)
@@ -640,7 +645,7 @@ def measure_refresh(
             break
         warm_n *= 4
         rate *= 2  # still short after the last attempt: the real rate is higher than measured
-    count = min(args.refresh_pool_max, max(args.refresh_pool, int(rate * args.duration * 1.6)))
+    count = min(args.refresh_pool_max, max(args.refresh_pool, int(rate * args.duration * 2.0)))
     _write_pool(main_file, pool(count))
     results.seeding.setdefault(target, {})["refresh_pool"] = {
         "tokens": count + minted,
@@ -808,6 +813,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         f"(default {SCALE_CLIENTS:,}; --quick: 20,000)")
     parser.add_argument("--scale-spread", type=int, default=None, help="clients (of as many issuers) the "
                         f"cc_es256_scale requests rotate over (default {SCALE_SPREAD:,}; --quick: 200)")
+    parser.add_argument("--scale-duration", type=float, default=None, help="measured seconds of cc_es256_scale "
+                        "(default 60, the signing-key cache's freshness; --quick: --duration)")
     parser.add_argument("--scale-fill-max", type=float, default=300.0, help="longest cache fill before "
                         "cc_es256_scale's warm-up, seconds")
     parser.add_argument(
@@ -870,6 +877,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.duration, args.warmup, args.profile_seconds = 3.0, 1.0, 3.0
         args.events = 100_000
         args.refresh_pool = 1000
+    if args.scale_duration is None:
+        args.scale_duration = args.duration if args.quick else max(args.duration, 60.0)
     args.server_env = dict(item.split("=", 1) for item in args.server_env)
     if args.without_events:
         hook = str(ROOT / "bench" / "without_events")
@@ -918,6 +927,7 @@ def main(argv: list[str] | None = None) -> int:
         "wrk_threads": 2,
         "connections": 32,
         "directory_users": args.directory_users,
+        "directory_deep_page": min(DEEP_PAGE, -(-args.directory_users // PAGE_SIZE)),
         "events": args.events,
         "webhooks": args.webhooks,
         "login_concurrency": args.login_concurrency,
