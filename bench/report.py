@@ -15,7 +15,7 @@ LABELS = {
     "jwks": "JWKS",
     "cc_es256": "client_credentials (ES256)",
     "cc_rs256": "client_credentials (RS256)",
-    "cc_es256_scale": "client_credentials (ES256), 10,000 issuers / 100,000 clients",
+    "cc_es256_scale": "client_credentials (ES256), many issuers / clients",
     "refresh": "refresh_token rotation",
     "introspect": "/introspect",
     "userinfo": "/userinfo",
