@@ -563,13 +563,14 @@ def measure_scale(server: AuthPI, args: argparse.Namespace, results: Results, wo
     )
     # Fill the caches first: the ordinary warm-up would leave most of the working set cold (a worker
     # loading an issuer's keys for the first time imports its RSA key, ~75 ms, and each worker loads
-    # each issuer). 5-second rounds until every client was asked at least four times and the rate
-    # stopped climbing (a round within 10 % of the one before), bounded by --scale-fill-max.
-    began, sent, previous, last = time.monotonic(), 0, 0.0, 0.0
+    # each issuer). 5-second rounds until every client was asked at least eight times and the rate
+    # stopped climbing (two rounds in a row within 10 % of the one before), bounded by --scale-fill-max.
+    began, sent, previous, last, flat = time.monotonic(), 0, 0.0, 0.0, 0
     while time.monotonic() - began < args.scale_fill_max:
         fill_round = run_wrk(sc.url, sc.script, seconds=5, connections=sc.connections, env=sc.env)
         sent, last = sent + fill_round.requests, fill_round.rps
-        if sent >= 4 * scale.spread and last <= 1.1 * previous:
+        flat = flat + 1 if last <= 1.1 * previous else 0
+        if sent >= 8 * scale.spread and flat >= 2:
             break
         previous = last
     fill = time.monotonic() - began
