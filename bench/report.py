@@ -299,7 +299,7 @@ def markdown(results: Results) -> str:
         "login users (with passwords) are created through the Core API.",
         f"* The list-depth scenario's {cfg.get('directory_users', 0):,} users are bulk-inserted with SQL into "
         "`users` (same columns, ID format and username key/hash that `POST user` writes for a password-less "
-        "user): through the API they would take minutes per backend (see the POST user rate). The page-2,000 "
+        "user): through the API they would take up to an hour per backend (see the POST user rate). The page-2,000 "
         "cursor is the ID of the last user of page 1,999, found with SQL; PostgreSQL's `users` is ANALYZEd "
         "after the insert, SQLite is left as the server leaves it.",
         "* Refresh tokens: one real login and code exchange, then that rp session and refresh token are "
