@@ -292,8 +292,16 @@ def _nothing() -> Iterator[None]:
 
 
 @contextmanager
-def peer_server(clients: list[dict[str, str]], workers: int = 2) -> Iterator[Server]:
-    """panva's oidc-provider (bench/peer/server.js) with ``workers`` cluster workers."""
+def peer_server(
+    clients: list[dict[str, str]],
+    workers: int = 2,
+    *,
+    web_client: dict[str, str] | None = None,
+    bench_secret: str = "",
+) -> Iterator[Server]:
+    """panva's oidc-provider (bench/peer/server.js) with ``workers`` cluster workers; ``web_client``
+    ({client_id, client_secret, redirect_uri}) adds the authorization-code client, ``bench_secret``
+    opens its POST /bench/mint (refresh-token pools)."""
     port = free_port()
     tmp = Path(tempfile.mkdtemp(prefix="authpi-bench-peer-"))
     log = tmp / "peer.log"
@@ -303,6 +311,8 @@ def peer_server(clients: list[dict[str, str]], workers: int = 2) -> Iterator[Ser
         "PEER_PORT": str(port),
         "PEER_WORKERS": str(workers),
         "PEER_CLIENTS": json.dumps(clients),
+        "PEER_WEB_CLIENT": json.dumps(web_client) if web_client else "",
+        "PEER_BENCH_SECRET": bench_secret,
     }
     with open(log, "wb") as out:
         proc = subprocess.Popen(

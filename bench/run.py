@@ -1,7 +1,7 @@
 """The benchmark runner: ``python -m bench.run`` (``scripts/bench`` installs what it needs first).
 
 For each backend (SQLite, then PostgreSQL) it starts ``authpi serve --workers 2``, seeds it through
-the Core API (plus the 100,000-user directory, see bench/seed.py), and measures every scenario with
+the Core API (plus the 1,000,000-user directory, see bench/seed.py), and measures every scenario with
 ``wrk`` from a separate process on loopback: a warm-up run, then a measured run whose server CPU
 time (user + system over the server's process tree) is read before and after. The login scenarios
 use a Python driver (bench/login_load.py) in its own process. Then the peer (panva's oidc-provider,
@@ -21,10 +21,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bench import machine, profile, report
+from bench import machine, peer_flows, profile, report
 from bench.procs import (
     AuthPI,
     Server,
@@ -41,7 +42,10 @@ from bench.procs import (
 from bench.seed import (
     LOGIN_PASSWORD,
     M2M_SCOPE,
+    DEEP_PAGE,
+    DIRECTORY_USERS,
     PAGE_SIZE,
+    REDIRECT_URI,
     Seeded,
     basic_header,
     check_pool,
@@ -53,6 +57,7 @@ from bench.seed import (
     seed_events,
     seed_webhooks,
 )
+from bench.scale import SCALE_CLIENTS, SCALE_ISSUERS, SCALE_SPREAD, seed_scale
 from bench.wrk import WrkResult, run_wrk
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,6 +66,7 @@ RESULTS = ROOT / "bench" / "results"
 
 DIRECTORY_SCENARIOS = {"core_get_user", "core_list_p1", "core_list_p2000"}
 EVENT_SCENARIOS = {"core_events_p1", "core_events_deep", "core_events_filtered_deep"}
+SCALE_SCENARIO = "cc_es256_scale"
 
 
 def log(message: str) -> None:
@@ -500,6 +506,9 @@ def run_backend(backend: str, args: argparse.Namespace, results: Results, work: 
             measure_spike(server, seeded, cc, args, results)
         if not args.only or "mixed" in args.only:
             measure_mixed(server, seeded, args, results)
+        if not args.only or SCALE_SCENARIO in args.only:
+            # Last, so that every other row is measured on the small database.
+            measure_scale(server, args, results, work, pg)
         if args.profile and backend in args.profile_backends:
             _profile(server, seeded, scenarios, args, results, work)
         results.rss_mb[backend] = [round(x, 1) for x in server.worker_rss_mb()]
@@ -529,15 +538,58 @@ def _keep_server_log(server: Server, backend: str) -> None:
                     + text[first : first + 6000] + "\n")
 
 
+def measure_scale(server: AuthPI, args: argparse.Namespace, results: Results, work: Path, pg: str | None) -> None:
+    """client_credentials ES256 with the bench's issuer among ``--scale-issuers`` issuers and
+    ``--scale-clients`` clients, spread over ``--scale-spread`` clients of as many issuers."""
+    scale = asyncio.run(seed_scale(server, work, args.scale_issuers, args.scale_clients, args.scale_spread))
+    seeding: dict[str, object] = {
+        "issuers": scale.issuers,
+        "clients": scale.clients,
+        "keys": scale.keys,
+        "spread": scale.spread,
+        "seconds": round(scale.seconds, 1),
+    }
+    results.seeding.setdefault(server.backend, {})["scale"] = seeding
+    results.config["scale"] = {"issuers": scale.issuers, "clients": scale.clients, "spread": scale.spread}
+    log(
+        f"  seeded: {scale.issuers:,} issuers, {scale.clients:,} clients, {scale.keys:,} signing keys by SQL "
+        f"({scale.seconds:.1f} s); requests over {scale.spread:,} clients"
+    )
+    sc = Scenario(
+        SCALE_SCENARIO,
+        server.url,
+        "token_cc_many.lua",
+        {"BENCH_CLIENTS": str(scale.clients_file), "BENCH_SCOPE": M2M_SCOPE},
+    )
+    # Fill the caches first: the ordinary warm-up would leave most of the working set cold (a worker
+    # loading an issuer's keys for the first time imports its RSA key, ~75 ms, and each worker loads
+    # each issuer). 5-second rounds until every client was asked at least eight times and the rate
+    # stopped climbing (two rounds in a row within 10 % of the one before), bounded by --scale-fill-max.
+    began, sent, previous, last, flat = time.monotonic(), 0, 0.0, 0.0, 0
+    while time.monotonic() - began < args.scale_fill_max:
+        fill_round = run_wrk(sc.url, sc.script, seconds=5, connections=sc.connections, env=sc.env)
+        sent, last = sent + fill_round.requests, fill_round.rps
+        flat = flat + 1 if last <= 1.1 * previous else 0
+        if sent >= 8 * scale.spread and flat >= 2:
+            break
+        previous = last
+    fill = time.monotonic() - began
+    seeding["fill"] = {"requests": sent, "seconds": round(fill, 1), "last_round_rps": round(last, 1)}
+    log(f"  cache fill: {sent:,} requests over {scale.spread:,} clients in {fill:.0f} s (last round {last:.0f} req/s)")
+    # Measured over the key cache's freshness window (60 s by default), not 15 s: each worker
+    # reloads an issuer's keys once per window, so a shorter run would count those reloads or miss
+    # them depending on when it starts.
+    row = measure(server, sc, server.backend, argparse.Namespace(**{**vars(args), "duration": args.scale_duration}),
+                  pg_database=pg)
+    if fill >= args.scale_fill_max:
+        row.note = (row.note + "; " if row.note else "") + f"caches may not be full ({sent:,} requests in {fill:.0f} s)"
+    results.rows.append(row)
+
+
 def _refresh(
     server: AuthPI, seeded: Seeded, args: argparse.Namespace, results: Results, work: Path, pg: str | None
 ) -> None:
-    """Refresh-token rotation: every request spends one token of a pre-generated pool.
-
-    The pool is sized from the warm-up: a first pool feeds the warm-up run, whose rate sets the
-    size of the measured pool (1.6× what the measured run needs at that rate), so the pool does
-    not run out however fast the server is."""
-    began = time.monotonic()
+    """Refresh-token rotation on AuthPI: every request spends one token of a pre-generated pool."""
 
     def pool(count: int) -> list[str]:
         if args.refresh_pool_mode == "http":
@@ -546,32 +598,70 @@ def _refresh(
             lines, _ = asyncio.run(minted_refresh_pool(server, seeded, count))
         return lines
 
-    warm_n = max(500, args.refresh_pool // 3)
-    warm_lines = pool(warm_n + 1)
-    asyncio.run(check_pool(seeded, warm_lines[0]))
-    warm_file, main_file = work / f"refresh-warm-{server.backend}.txt", work / f"refresh-{server.backend}.txt"
-    _write_pool(warm_file, warm_lines[1:])
-    warm = run_wrk(
+    measure_refresh(
+        server,
+        server.backend,
         f"{seeded.issuer_url}/token",
-        "refresh.lua",
-        seconds=max(args.warmup, 2.0),
-        connections=32,
-        env={"BENCH_TOKENS": str(warm_file)},
+        pool,
+        lambda line: asyncio.run(check_pool(seeded, line)),
+        args,
+        results,
+        work,
+        pg,
     )
-    rate = max(warm.requests - warm.exhausted, 1) / max(warm.seconds, 0.001)
-    if warm.exhausted:
-        rate *= 2  # the warm-up pool ran out: the real rate is higher than measured
-    count = min(args.refresh_pool_max, max(args.refresh_pool, int(rate * args.duration * 1.6)))
+
+
+def measure_refresh(
+    server: Server,
+    target: str,
+    token_url: str,
+    pool: Callable[[int], list[str]],
+    check: Callable[[str], None],
+    args: argparse.Namespace,
+    results: Results,
+    work: Path,
+    pg: str | None = None,
+) -> None:
+    """Refresh-token rotation (AuthPI or the peer): every request spends one token of a pool.
+
+    The pool is sized from the warm-up: a first pool feeds the warm-up run, whose rate sets the
+    size of the measured pool (twice what the measured run needs at that rate), so the pool does
+    not run out however fast the server is. One token is spent over HTTP first (``check``)."""
+    began = time.monotonic()
+    warm_n = max(500, args.refresh_pool // 3)
+    minted = 0
+    for attempt in range(4):
+        # A warm-up that ran out of tokens only gives a lower bound of the rate: again, with a pool
+        # four times larger (a fast server spends 500 tokens in a fraction of a second).
+        warm_lines = pool(warm_n + 1)
+        minted += warm_n + 1
+        if attempt == 0:
+            check(warm_lines[0])
+        warm_file, main_file = work / f"refresh-warm-{target}.txt", work / f"refresh-{target}.txt"
+        _write_pool(warm_file, warm_lines[1:])
+        warm = run_wrk(
+            token_url,
+            "refresh.lua",
+            seconds=max(args.warmup, 2.0),
+            connections=32,
+            env={"BENCH_TOKENS": str(warm_file)},
+        )
+        rate = max(warm.requests - warm.exhausted, 1) / max(warm.seconds, 0.001)
+        if not warm.exhausted:
+            break
+        warm_n *= 4
+        rate *= 2  # still short after the last attempt: the real rate is higher than measured
+    count = min(args.refresh_pool_max, max(args.refresh_pool, int(rate * args.duration * 2.0)))
     _write_pool(main_file, pool(count))
-    results.seeding.setdefault(server.backend, {})["refresh_pool"] = {
-        "tokens": count + warm_n,
+    results.seeding.setdefault(target, {})["refresh_pool"] = {
+        "tokens": count + minted,
         "mode": args.refresh_pool_mode,
         "seconds": round(time.monotonic() - began, 1),
     }
     log(f"  refresh pool: {count} tokens (warm-up rate {rate:.0f}/s)")
-    sc = Scenario("refresh", f"{seeded.issuer_url}/token", "refresh.lua", {"BENCH_TOKENS": str(main_file)})
+    sc = Scenario("refresh", token_url, "refresh.lua", {"BENCH_TOKENS": str(main_file)})
     args_no_warm = argparse.Namespace(**{**vars(args), "warmup": 0})
-    results.rows.append(measure(server, sc, server.backend, args_no_warm, pg_database=pg))
+    results.rows.append(measure(server, sc, target, args_no_warm, pg_database=pg))
 
 
 def _profile(
@@ -632,14 +722,17 @@ def _write_profile(
 # --- the peer -------------------------------------------------------------------------------------
 
 
-def run_peer(args: argparse.Namespace, results: Results) -> None:
+def run_peer(args: argparse.Namespace, results: Results, work: Path) -> None:
     clients = [
         {"client_id": f"bench-m2m-{alg.lower()}", "client_secret": secrets.token_urlsafe(32), "alg": alg, "scope": M2M_SCOPE}
         for alg in ("ES256", "RS256")
     ]
+    web = {"client_id": "bench-web", "client_secret": secrets.token_urlsafe(32), "redirect_uri": REDIRECT_URI}
+    bench_secret = secrets.token_urlsafe(24)
     log("== peer: oidc-provider with 2 cluster workers")
-    with peer_server(clients, workers=args.workers) as peer:
+    with peer_server(clients, workers=args.workers, web_client=web, bench_secret=bench_secret) as peer:
         by_alg = {c["alg"]: c for c in clients}
+        web_client = peer_flows.PeerWebClient(peer.url, web["client_id"], web["client_secret"], web["redirect_uri"])
 
         def m2m(alg: str) -> dict[str, str]:
             return {
@@ -648,15 +741,43 @@ def run_peer(args: argparse.Namespace, results: Results) -> None:
                 "BENCH_SCOPE": M2M_SCOPE,
             }
 
-        for sc in (
+        scenarios = [
             Scenario("discovery", f"{peer.url}/.well-known/openid-configuration", "get.lua", {}),
             Scenario("jwks", f"{peer.url}/jwks", "get.lua", {}),
             Scenario("cc_es256", f"{peer.url}/token", "token_cc.lua", m2m("ES256")),
             Scenario("cc_rs256", f"{peer.url}/token", "token_cc.lua", m2m("RS256")),
-        ):
+        ]
+        if not args.only or args.only & {"introspect", "userinfo"}:
+            # One user access token from a real sign-in, as for AuthPI (opaque: see server.js).
+            access = asyncio.run(peer_flows.sign_in(web_client)).access_token
+            auth = {"BENCH_CLIENT_ID": web["client_id"], "BENCH_CLIENT_SECRET": web["client_secret"]}
+            scenarios += [
+                Scenario("introspect", f"{peer.url}/token/introspection", "introspect.lua", {**auth, "BENCH_TOKEN": access}),
+                Scenario("userinfo", f"{peer.url}/me", "get.lua", {"BENCH_AUTH": f"Bearer {access}"}),
+            ]
+        for sc in scenarios:
             if args.only and sc.key not in args.only:
                 continue
             results.rows.append(measure(peer, sc, "peer", args))
+        if not args.only or "refresh" in args.only:
+
+            def pool(count: int) -> list[str]:
+                if args.refresh_pool_mode == "http":
+                    lines, _ = asyncio.run(peer_flows.http_pool(web_client, count))
+                else:
+                    lines, _ = asyncio.run(peer_flows.minted_pool(web_client, bench_secret, count))
+                return lines
+
+            measure_refresh(
+                peer,
+                "peer",
+                f"{peer.url}/token",
+                pool,
+                lambda line: asyncio.run(peer_flows.check_pool(web_client, line)),
+                args,
+                results,
+                work,
+            )
         results.rss_mb["peer"] = [round(x, 1) for x in peer.worker_rss_mb()]
         log(f"  peer worker RSS: {results.rss_mb['peer']} MB")
         peer_log = peer.log.read_text(errors="replace") if peer.log.exists() else ""
@@ -683,7 +804,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="8,32,64",
         help="connection counts of the write-heavy mixed scenario (`--only mixed` runs it alone)",
     )
-    parser.add_argument("--directory-users", type=int, default=100_000)
+    parser.add_argument(
+        "--users",
+        "--directory-users",
+        dest="directory_users",
+        type=int,
+        default=None,
+        help="users bulk-inserted into the directory of core_get_user / core_list_p1 / core_list_p2000 "
+        "(default 1,000,000; --quick: 20,000)",
+    )
+    parser.add_argument("--scale-issuers", type=int, default=None, help="issuers in the account for cc_es256_scale "
+                        f"(default {SCALE_ISSUERS:,}; --quick: 2,000)")
+    parser.add_argument("--scale-clients", type=int, default=None, help="clients in the account for cc_es256_scale "
+                        f"(default {SCALE_CLIENTS:,}; --quick: 20,000)")
+    parser.add_argument("--scale-spread", type=int, default=None, help="clients (of as many issuers) the "
+                        f"cc_es256_scale requests rotate over (default {SCALE_SPREAD:,}; --quick: 200)")
+    parser.add_argument("--scale-duration", type=float, default=None, help="measured seconds of cc_es256_scale "
+                        "(default 60, the signing-key cache's freshness; --quick: --duration)")
+    parser.add_argument("--scale-fill-max", type=float, default=300.0, help="longest cache fill before "
+                        "cc_es256_scale's warm-up, seconds")
     parser.add_argument(
         "--events", type=int, default=1_000_000, help="events bulk-inserted for the core_events_* scenarios"
     )
@@ -731,10 +870,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="smoke run: 3 s scenarios, 1 s warm-up, 20k users")
     parser.add_argument("--out", default=str(RESULTS), help="directory for latest.md / latest.png / latest.json")
     args = parser.parse_args(argv)
+    if args.directory_users is None:
+        args.directory_users = 20_000 if args.quick else DIRECTORY_USERS
+    for name, full, quick in (
+        ("scale_issuers", SCALE_ISSUERS, 2_000),
+        ("scale_clients", SCALE_CLIENTS, 20_000),
+        ("scale_spread", SCALE_SPREAD, 200),
+    ):
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
     if args.quick:
-        args.duration, args.warmup, args.directory_users, args.profile_seconds = 3.0, 1.0, 20_000, 3.0
+        args.duration, args.warmup, args.profile_seconds = 3.0, 1.0, 3.0
         args.events = 100_000
         args.refresh_pool = 1000
+    if args.scale_duration is None:
+        args.scale_duration = args.duration if args.quick else max(args.duration, 60.0)
     args.server_env = dict(item.split("=", 1) for item in args.server_env)
     if args.without_events:
         hook = str(ROOT / "bench" / "without_events")
@@ -783,6 +933,7 @@ def main(argv: list[str] | None = None) -> int:
         "wrk_threads": 2,
         "connections": 32,
         "directory_users": args.directory_users,
+        "directory_deep_page": min(DEEP_PAGE, -(-args.directory_users // PAGE_SIZE)),
         "events": args.events,
         "webhooks": args.webhooks,
         "login_concurrency": args.login_concurrency,
@@ -821,7 +972,7 @@ def main(argv: list[str] | None = None) -> int:
             run_backend(backend, args, results, work)
         if not args.no_peer:
             if (ROOT / "bench" / "peer" / "node_modules" / "oidc-provider").exists():
-                run_peer(args, results)
+                run_peer(args, results, work)
             else:
                 results.notes.append("oidc-provider not installed (run scripts/bench): peer skipped")
     finally:

@@ -1,9 +1,9 @@
 """Seeding through the Core API (issuers, auth method, clients, password users, tokens), plus the
-100,000-user directory for the list-depth scenario, which is bulk-inserted with SQL.
+1,000,000-user directory for the list-depth scenario, which is bulk-inserted with SQL.
 
 Why SQL for the directory: each Core API ``POST user`` is one request with a uniqueness check and a
-commit; at the rates this benchmark measures for it (see the ``core_post_user`` row) 100,000 of them
-would take minutes per backend, the bulk of the whole run's time budget. The rows written here
+commit; at the rates this benchmark measures for it (see the ``core_post_user`` row) 1,000,000 of them
+would take an hour per backend, the bulk of the whole run's time budget. The rows written here
 carry exactly the columns ``POST user`` writes for a password-less user (same ID format, same
 normalised username key and hash), so the list endpoint sees the same data it would after API
 seeding. On PostgreSQL the table is ANALYZEd afterwards (autovacuum would do it within a minute
@@ -30,7 +30,7 @@ from bench.procs import AuthPI
 REDIRECT_URI = "http://127.0.0.1:9/cb"
 LOGIN_PASSWORD = "correct horse battery staple"
 M2M_SCOPE = "invoices:read"
-DIRECTORY_USERS = 100_000
+DIRECTORY_USERS = 1_000_000
 PAGE_SIZE = 50
 DEEP_PAGE = 2_000
 
@@ -153,16 +153,17 @@ async def seed_core(server: AuthPI, login_users: int = 16) -> Seeded:
         await core.aclose()
 
 
-# --- the 100,000-user directory ------------------------------------------------------------------
+# --- the 1,000,000-user directory ------------------------------------------------------------------
 
 
-def _user_rows(issuer_id: str, count: int) -> list[tuple[object, ...]]:
+def _user_rows(issuer_id: str, start: int, stop: int) -> list[tuple[object, ...]]:
+    """Directory users ``start`` to ``stop - 1``, as ``POST user`` writes a password-less user."""
     from authpi import ids  # the server's own ID format (time-ordered, base-36)
 
     now = int(time.time() * 1000)
     rows = []
-    for i in range(count):
-        username = f"user{i:06d}@directory.example.com"
+    for i in range(start, stop):
+        username = f"user{i:07d}@directory.example.com"
         rows.append(
             (
                 ids.user_id(),
@@ -175,7 +176,6 @@ def _user_rows(issuer_id: str, count: int) -> list[tuple[object, ...]]:
                 now,
                 json.dumps({"first_name": f"User {i}"}),
                 "{}",
-                0,
                 now,
                 now,
             )
@@ -183,30 +183,39 @@ def _user_rows(issuer_id: str, count: int) -> list[tuple[object, ...]]:
     return rows
 
 
+def _user_chunks(issuer_id: str, count: int, size: int = 50_000) -> Iterator[tuple[int, list[tuple[object, ...]]]]:
+    """(index of the first row, rows) in chunks: 1,000,000 rows at once would hold about a gigabyte."""
+    for start in range(0, count, size):
+        yield start, _user_rows(issuer_id, start, min(count, start + size))
+
+
 _COLUMNS = (
     "id, issuer_id, username_type, username, username_key, username_hash, status, status_at, "
-    "profile, metadata, password_failures, created_at, updated_at"
+    "profile, metadata, created_at, updated_at"
 )
 
 
-def _sqlite_insert(db_path: Path, rows: list[tuple[object, ...]]) -> None:
+def _sqlite_insert(db_path: Path, chunks: Iterable[list[tuple[object, ...]]]) -> None:
     conn = sqlite3.connect(db_path, timeout=60)
     try:
         conn.execute("PRAGMA busy_timeout=60000")
-        with conn:
-            conn.executemany(f"INSERT INTO users ({_COLUMNS}) VALUES ({','.join('?' * 13)})", rows)
+        conn.execute("PRAGMA cache_size=-262144")  # 256 MB for this connection: the indexes grow at once
+        for rows in chunks:
+            with conn:
+                conn.executemany(f"INSERT INTO users ({_COLUMNS}) VALUES ({','.join('?' * 12)})", rows)
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         conn.close()
 
 
-async def _pg_insert(url: str, rows: list[tuple[object, ...]]) -> None:
+async def _pg_insert(url: str, chunks: Iterable[list[tuple[object, ...]]]) -> None:
     import asyncpg
 
     conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
     try:
         columns = [c.strip() for c in _COLUMNS.split(",")]
-        await conn.copy_records_to_table("users", records=rows, columns=columns)
+        for rows in chunks:
+            await conn.copy_records_to_table("users", records=rows, columns=columns)
         await conn.execute("ANALYZE users")
     finally:
         await conn.close()
@@ -245,14 +254,21 @@ async def seed_directory(server: AuthPI, seeded: Seeded, count: int = DIRECTORY_
     finally:
         await core.aclose()
     started = time.monotonic()
-    rows = _user_rows(seeded.directory_issuer_id, count)
+    middle: list[str] = []  # the user in the middle of the directory, for core_get_user
+
+    def chunks() -> Iterator[list[tuple[object, ...]]]:
+        for start, rows in _user_chunks(seeded.directory_issuer_id, count):
+            if start <= count // 2 < start + len(rows):
+                middle.append(str(rows[count // 2 - start][0]))
+            yield rows
+
     if server.backend == "sqlite":
-        await asyncio.to_thread(_sqlite_insert, server.data_dir / "authpi.db", rows)
+        await asyncio.to_thread(_sqlite_insert, server.data_dir / "authpi.db", chunks())
     else:
         assert server.database_url
-        await _pg_insert(server.database_url, rows)
+        await _pg_insert(server.database_url, chunks())
     seeded.directory_seconds = time.monotonic() - started
-    seeded.directory_user_id = str(rows[count // 2][0])
+    seeded.directory_user_id = middle[0]
     pages = -(-count // PAGE_SIZE)
     seeded.deep_cursor = await _walk_cursor(server, seeded.directory_issuer_id, min(DEEP_PAGE, pages))
     # Check the cursor through the API: page DEEP_PAGE must come back full.
