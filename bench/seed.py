@@ -175,7 +175,6 @@ def _user_rows(issuer_id: str, count: int) -> list[tuple[object, ...]]:
                 now,
                 json.dumps({"first_name": f"User {i}"}),
                 "{}",
-                0,
                 now,
                 now,
             )
@@ -185,7 +184,7 @@ def _user_rows(issuer_id: str, count: int) -> list[tuple[object, ...]]:
 
 _COLUMNS = (
     "id, issuer_id, username_type, username, username_key, username_hash, status, status_at, "
-    "profile, metadata, password_failures, created_at, updated_at"
+    "profile, metadata, created_at, updated_at"
 )
 
 
@@ -194,7 +193,7 @@ def _sqlite_insert(db_path: Path, rows: list[tuple[object, ...]]) -> None:
     try:
         conn.execute("PRAGMA busy_timeout=60000")
         with conn:
-            conn.executemany(f"INSERT INTO users ({_COLUMNS}) VALUES ({','.join('?' * 13)})", rows)
+            conn.executemany(f"INSERT INTO users ({_COLUMNS}) VALUES ({','.join('?' * 12)})", rows)
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         conn.close()
