@@ -139,7 +139,13 @@ async def authenticate(session: AsyncSession, key_id: str, secret: str, ip: str)
     no statement; an unknown key ID is never cached and always asks the database."""
     known: KnownKey | None = None
     if len(key_id) <= _KEY_ID_MAX:
-        known = await row_cache.rows.get_or_load(CACHE_KIND, key_id, lambda: _load_known(session, key_id))
+        # Not ``get_or_load``: that serves an expired entry while the database is unreachable, and a
+        # credential must never outlive its revocation that way.
+        known = row_cache.rows.get(CACHE_KIND, key_id)
+        if known is None:
+            known = await _load_known(session, key_id)
+            if known is not None:
+                row_cache.rows.put(CACHE_KIND, key_id, known)
     reason = rejection(known, secret, ip)
     if reason == "ip_not_allowed":
         raise Unauthorized("This API key may not be used from this address")
