@@ -93,6 +93,46 @@ async def test_create_and_get_a_full_user(
     assert row.created_at == created.created_at and row.updated_at == created.updated_at
 
 
+async def test_get_answers_what_create_answered(
+    issuer: Issuer, raw: httpx.AsyncClient, account_path: str
+) -> None:
+    """The read route builds its body from plain columns, the write routes from the entity: the
+    same user must look the same through both, byte for byte after parsing, ETag included."""
+    path = f"{account_path}/issuers/{issuer.id}/users"
+    body = email(
+        "same-both-ways",
+        profile={"first_name": "Sam", "email_verified": True, "nested": {"a": [1, 2]}},
+        scopes=["docs:read"],
+        metadata={"crm_id": "7"},
+        custom_fields={"plan": "pro"},
+        preferences={"theme": "light"},
+    )
+    created = await raw.post(path, json=body)
+    assert created.status_code == 201, created.text
+    user_id = created.json()["data"]["id"]
+    fetched = await raw.get(f"{path}/{user_id}")
+    assert fetched.status_code == 200
+    assert fetched.json() == created.json()
+    assert fetched.headers["etag"] == created.headers["etag"]
+    patched = await raw.patch(f"{path}/{user_id}", json={"profile": {"first_name": "Samuel"}})
+    assert patched.status_code == 200, patched.text
+    refetched = await raw.get(f"{path}/{user_id}")
+    assert refetched.json() == patched.json() and refetched.headers["etag"] == patched.headers["etag"]
+
+
+async def test_get_of_a_user_under_an_unknown_issuer_names_the_issuer(
+    issuer: Issuer, raw: httpx.AsyncClient, account_path: str
+) -> None:
+    created = await raw.post(f"{account_path}/issuers/{issuer.id}/users", json=email("named-404"))
+    user_id = created.json()["data"]["id"]
+    unknown_issuer = await raw.get(f"{account_path}/issuers/i_doesnotexist/users/{user_id}")
+    assert unknown_issuer.status_code == 404
+    assert "Issuer" in unknown_issuer.json()["error_description"]
+    unknown_user = await raw.get(f"{account_path}/issuers/{issuer.id}/users/usr_doesnotexist")
+    assert unknown_user.status_code == 404
+    assert "User" in unknown_user.json()["error_description"]
+
+
 async def test_minimal_user_defaults(admin: AuthPIAdmin, issuer: Issuer) -> None:
     created = await admin.issuer(issuer.id).users.create(email("minimal"))
     assert created.profile == {} and created.scopes is None

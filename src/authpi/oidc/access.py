@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import bindparam, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authpi.clock import now_ms
@@ -13,6 +14,7 @@ from authpi.oidc.context import load_client
 from authpi.oidc.keys import IssuerKeys
 from authpi.services import sessions as session_service
 from authpi.storage.tables.oauth import RefreshToken, RevokedToken
+from authpi.storage.tables.sessions import Session
 
 
 async def _client_active(session: AsyncSession, issuer_id: str, verified: tokens.Verified) -> bool:
@@ -28,13 +30,51 @@ async def _session_live(session: AsyncSession, sid: str) -> bool:
     return rp is not None and anchored and session_service.usable(rp)
 
 
+_RP = Session
+_OP = session_service.OP_SESSION
+
+
+# Built once (building a select per request costs more than running it): whether the token's ID is
+# revoked, alone or beside its session and the op session above it.
+_REVOKED = exists().where(RevokedToken.jti == bindparam("jti")).label("revoked")
+_TOKEN_REVOKED = select(_REVOKED)
+_TOKEN_STATE = (
+    select(
+        _REVOKED,
+        _RP.status,
+        _RP.expires_at,
+        _RP.last_activity_at,
+        _RP.created_at,
+        _RP.idle_timeout,
+        _RP.op_session_id,
+        _OP.status.label("op_status"),
+        _OP.expires_at.label("op_expires_at"),
+    )
+    .outerjoin(_OP, _OP.id == _RP.op_session_id)
+    .where(_RP.id == bindparam("sid"))
+)
+
+
 async def _access_token_live(session: AsyncSession, issuer_id: str, verified: tokens.Verified) -> bool:
+    """Not revoked, its client active, its session (and the op session above it) usable: the client
+    from the worker's row cache, the rest in one statement of plain columns."""
     if not await _client_active(session, issuer_id, verified):
         return False
-    if await session.get(RevokedToken, str(verified.claims.get("jti", ""))) is not None:
-        return False
+    jti = str(verified.claims.get("jti", ""))
     sid = verified.claims.get("sid")
-    return sid is None or await _session_live(session, str(sid))
+    if sid is None:
+        return not await session.scalar(_TOKEN_REVOKED, {"jti": jti})
+    found = (await session.execute(_TOKEN_STATE, {"jti": jti, "sid": str(sid)})).first()
+    if found is None:
+        return False
+    if found.revoked or not session_service.anchor_holds(
+        found.op_session_id, found.op_status, found.op_expires_at
+    ):
+        return False
+    status = session_service.status_at_time(
+        found.status, found.expires_at, found.last_activity_at, found.created_at, found.idle_timeout, now_ms()
+    )
+    return status in ("active", "inactive")
 
 
 async def check_access_token(

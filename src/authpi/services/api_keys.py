@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Select, bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authpi import ids
@@ -17,6 +17,8 @@ from authpi.services import events, versions
 from authpi.services import scopes as scope_rules
 from authpi.services.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from authpi.services.principal import Principal
+from authpi.storage import row_cache
+from authpi.storage.after_commit import after_commit
 from authpi.storage.tables.accounts import Account
 from authpi.storage.tables.api_keys import ApiKey
 from authpi.storage.tables.organizations import OrganizationApiKey
@@ -36,13 +38,13 @@ class NewKey:
     secret: str
 
 
-def effective_status(key: KeyRow, now: int | None = None) -> str:
+def effective_status(key: Credential, now: int | None = None) -> str:
     if key.status == "active" and key.expires_at is not None and key.expires_at <= (now or now_ms()):
         return "expired"
     return key.status
 
 
-def ip_allowed(allowlist: list[Any] | None, ip: str) -> bool:
+def ip_allowed(allowlist: Sequence[Any] | None, ip: str) -> bool:
     if not allowlist:
         return True
     try:
@@ -55,7 +57,7 @@ def ip_allowed(allowlist: list[Any] | None, ip: str) -> bool:
 _UNKNOWN_KEY_DIGEST = hashing.digest("unknown-key")
 
 
-def rejection(key: KeyRow | None, secret: str, ip: str | None) -> str | None:
+def rejection(key: Credential | None, secret: str, ip: str | None) -> str | None:
     """Why ``secret`` (from ``ip``, when known) does not authenticate as ``key``, or None when it does:
     ``invalid_credentials``, ``key_<status>`` or ``ip_not_allowed``. An unknown key is compared
     against a dummy digest so timing does not reveal which key IDs exist."""
@@ -70,30 +72,95 @@ def rejection(key: KeyRow | None, secret: str, ip: str | None) -> str | None:
     return None
 
 
-async def authenticate(session: AsyncSession, key_id: str, secret: str, ip: str) -> Principal:
-    row = (
-        await session.execute(
-            select(ApiKey, Account.org_id)
-            .join(Account, Account.id == ApiKey.account_id)
-            .where(ApiKey.id == key_id)
+@dataclass(frozen=True)
+class KnownKey:
+    """What authenticating a Core API call needs of an account key row, cached per worker (see
+    ``authenticate``). It holds the stored digest, never the secret: every call still proves the
+    secret against it, in constant time."""
+
+    id: str
+    account_id: str
+    org_id: str
+    secret_digest: str
+    status: str
+    expires_at: int | None
+    scopes: tuple[str, ...]
+    ip_allowlist: tuple[str, ...]
+
+    def principal(self) -> Principal:
+        return Principal(
+            account_id=self.account_id,
+            org_id=self.org_id,
+            key_id=self.id,
+            scopes=self.scopes,
+            expires_at=self.expires_at,
+            networks=self.ip_allowlist,
         )
-    ).first()
-    reason = rejection(row[0] if row else None, secret, ip)
+
+
+# What the credential checks read: a key row, or an account key's cached copy.
+Credential = KeyRow | KnownKey
+
+# The row cache's kind for account keys; every change of a key evicts its entry after the commit.
+CACHE_KIND = "api_key"
+_KEY_ID_MAX = 64
+
+
+# Built once: building a select per request costs more than running it.
+_KNOWN_KEY = (
+    select(
+        ApiKey.account_id,
+        Account.org_id,
+        ApiKey.secret_digest,
+        ApiKey.status,
+        ApiKey.expires_at,
+        ApiKey.scopes,
+        ApiKey.ip_allowlist,
+    )
+    .join(Account, Account.id == ApiKey.account_id)
+    .where(ApiKey.id == bindparam("key_id"))
+)
+
+
+async def _load_known(session: AsyncSession, key_id: str) -> KnownKey | None:
+    """The key and its account's organization, in one statement of plain columns."""
+    row = (await session.execute(_KNOWN_KEY, {"key_id": key_id})).first()
+    if row is None:
+        return None
+    account_id, org_id, digest, status, expires_at, scopes, networks = row
+    return KnownKey(
+        key_id, account_id, org_id, digest, status, expires_at, tuple(scopes), tuple(networks or ())
+    )
+
+
+async def authenticate(session: AsyncSession, key_id: str, secret: str, ip: str) -> Principal:
+    """The caller behind ``key_id``:``secret``. The key row comes from the per-worker row cache (a few
+    seconds, evicted after any change of the key commits, see ``_forget``), so a busy API key costs
+    no statement; an unknown key ID is never cached and always asks the database."""
+    known: KnownKey | None = None
+    if len(key_id) <= _KEY_ID_MAX:
+        # Not ``get_or_load``: that serves an expired entry while the database is unreachable, and a
+        # credential must never outlive its revocation that way.
+        known = row_cache.rows.get(CACHE_KIND, key_id)
+        if known is None:
+            known = await _load_known(session, key_id)
+            if known is not None:
+                row_cache.rows.put(CACHE_KIND, key_id, known)
+    reason = rejection(known, secret, ip)
     if reason == "ip_not_allowed":
         raise Unauthorized("This API key may not be used from this address")
-    if reason is not None or row is None:
+    if reason is not None or known is None:
         raise Unauthorized(
             _BAD_CREDENTIALS if reason in (None, "invalid_credentials") else f"This API key is {reason[4:]}"
         )
-    key, org_id = row
-    return Principal(
-        account_id=key.account_id,
-        org_id=org_id,
-        key_id=key.id,
-        scopes=tuple(key.scopes),
-        expires_at=key.expires_at,
-        networks=tuple(key.ip_allowlist or ()),
-    )
+    return known.principal()
+
+
+def _forget(session: AsyncSession, key: ApiKey) -> None:
+    """Evict the cached row once the change commits (in this worker at once; the row cache's
+    invalidation reaches the other workers and instances)."""
+    key_id = key.id
+    after_commit(session, lambda: row_cache.rows.invalidate(CACHE_KIND, key_id))
 
 
 def _validate_scopes(raw_scopes: Any) -> list[str]:
@@ -305,6 +372,7 @@ async def update_key(
     after = Reach.of(key)
     _check_grantable(grantor, granted_scopes(before, after), after)
     await session.flush()
+    _forget(session, key)
     await events.emit_for(
         session, _status_event(status_before, key.status), key, "api_key", account_id=account_id
     )
@@ -356,6 +424,7 @@ async def set_status(
     after = Reach.of(key)
     _check_grantable(grantor, granted_scopes(before, after), after)
     await session.flush()
+    _forget(session, key)
     if key.status != status_before:
         await events.emit_for(
             session, _status_event(status_before, key.status), key, "api_key", account_id=account_id
@@ -380,6 +449,7 @@ async def rotate(
     plain = new_secret_for(key, secret, None)
     key.last_rotated_at = now_ms()
     await session.flush()
+    _forget(session, key)
     await events.emit_for(session, "api-key.updated", key, "api_key", account_id=account_id)
     return plain
 
@@ -388,5 +458,6 @@ async def delete_key(session: AsyncSession, account_id: str, key_id: str, if_mat
     key = await get_key(session, account_id, key_id, for_update=True)
     await versions.claim(session, key, "API key", if_match)
     await events.emit_for(session, "api-key.deleted", key, "api_key", account_id=account_id)
+    _forget(session, key)
     await session.delete(key)
     await session.flush()

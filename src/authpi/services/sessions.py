@@ -32,15 +32,23 @@ def _limits(issuer: Issuer) -> dict[str, int]:
 
 
 def effective_status(row: Session, now: int | None = None) -> str:
-    now = now or now_ms()
-    if row.status in TERMINAL:
-        return row.status
-    if row.expires_at <= now:
+    return status_at_time(
+        row.status, row.expires_at, row.last_activity_at, row.created_at, row.idle_timeout, now or now_ms()
+    )
+
+
+def status_at_time(
+    status: str, expires_at: int, last_activity_at: int | None, created_at: int, idle_timeout: int, now: int
+) -> str:
+    """``effective_status`` from the columns themselves (for reads that select columns, not rows)."""
+    if status in TERMINAL:
+        return status
+    if expires_at <= now:
         return "expired"
-    last = row.last_activity_at or row.created_at
-    if row.status == "active" and last + row.idle_timeout * 1000 <= now:
+    last = last_activity_at or created_at
+    if status == "active" and last + idle_timeout * 1000 <= now:
         return "expired"
-    return row.status
+    return status
 
 
 def usable(row: Session, now: int | None = None) -> bool:
@@ -195,6 +203,11 @@ async def create_rp_session(session: AsyncSession, issuer: Issuer, op: Session, 
     return row
 
 
+# The op session above an rp session, one alias for every statement: an alias built per call costs
+# more than the query it joins (SQLAlchemy derives its columns and cache key anew each time).
+OP_SESSION = aliased(Session, name="op_session")
+
+
 async def get_anchored(session: AsyncSession, session_id: str) -> tuple[Session | None, bool]:
     """A session, and whether its op session lets it be used, read in one statement (this runs on
     every userinfo, introspection and refresh, so the op session is joined, not fetched).
@@ -204,20 +217,29 @@ async def get_anchored(session: AsyncSession, session_id: str) -> tuple[Session 
     tokens keeps its own session alive without the browser coming back). A session without an op
     session is its own anchor.
     """
-    op = aliased(Session)
     found = (
         await session.execute(
-            select(Session, op.status, op.expires_at)
-            .outerjoin(op, op.id == Session.op_session_id)
+            select(Session, OP_SESSION.status, OP_SESSION.expires_at)
+            .outerjoin(OP_SESSION, OP_SESSION.id == Session.op_session_id)
             .where(Session.id == session_id)
         )
     ).first()
     if found is None:
         return None, False
     row, op_status, op_expires_at = found
-    if row.op_session_id is None:
-        return row, True
-    return row, op_status is not None and op_status not in HOLDS_RP and op_expires_at > now_ms()
+    return row, anchor_holds(row.op_session_id, op_status, op_expires_at)
+
+
+def anchor_holds(op_session_id: str | None, op_status: str | None, op_expires_at: int | None) -> bool:
+    """Whether the op session above an rp session (read by a join on ``OP_SESSION``) lets it be used."""
+    if op_session_id is None:
+        return True
+    return (
+        op_status is not None
+        and op_status not in HOLDS_RP
+        and op_expires_at is not None
+        and op_expires_at > now_ms()
+    )
 
 
 # Ids per statement when a cascade touches many sessions (well under every driver's parameter cap).

@@ -18,18 +18,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import Select, case, or_, select, update
+from sqlalchemy import Row, Select, bindparam, case, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authpi import ids
 from authpi.clock import now_ms
 from authpi.crypto import hashing, passwords
-from authpi.services import events, lockouts, organizations, sessions, trusted_devices, versions
+from authpi.services import events, issuers, lockouts, organizations, sessions, trusted_devices, versions
 from authpi.services.auth_method_types import TYPES as METHOD_TYPES
 from authpi.services.clients import scope_names
 from authpi.services.errors import Conflict, FieldProblem, InvalidInput, InvalidRequest, NotFound
 from authpi.storage.tables.auth_methods import AuthMethod
+from authpi.storage.tables.issuers import Issuer
 from authpi.storage.tables.users import User
 
 USERNAME_TYPES = ("email", "unique-name", "phone")
@@ -384,6 +385,55 @@ def list_statement(issuer_id: str, *, q: str | None = None, status: str | None =
     if q:
         stmt = stmt.where(or_(User.username_key.in_(candidate_keys(q)), User.id == q))
     return stmt
+
+
+# The columns a Core API read of one user shows (``http.schemas.users.user_body``): plain columns,
+# no ORM entity (nothing to track for a read, and the password hash is never loaded).
+READ_COLUMNS = (
+    User.id,
+    User.issuer_id,
+    User.status,
+    User.status_at,
+    User.status_reason,
+    User.status_by,
+    User.username_type,
+    User.username,
+    User.profile,
+    User.scopes,
+    User.security,
+    User.preferences,
+    User.approval,
+    User.custom_fields,
+    User.metadata_,
+    User.created_at,
+    User.updated_at,
+)
+
+
+# Built once: building a select per request costs more than running it.
+_READ_USER = (
+    select(*READ_COLUMNS)
+    .join(Issuer, Issuer.id == User.issuer_id)
+    .where(
+        User.id == bindparam("user_id"),
+        User.issuer_id == bindparam("issuer_id"),
+        User.status != "deleted",
+        Issuer.account_id == bindparam("account_id"),
+        Issuer.status != "deleted",
+    )
+)
+
+
+async def read_user(session: AsyncSession, account_id: str, issuer_id: str, user_id: str) -> Row[Any]:
+    """The user of the account's issuer, for display, in one statement (the issuer checked by a join,
+    not fetched). Not found: 404 ``Issuer`` when the issuer is missing, as every issuer route
+    answers, else 404 ``User``."""
+    params = {"user_id": user_id, "issuer_id": issuer_id, "account_id": account_id}
+    row = (await session.execute(_READ_USER, params)).first()
+    if row is None:
+        await issuers.get_issuer(session, account_id, issuer_id)  # raises NotFound("Issuer")
+        raise NotFound("User")
+    return row
 
 
 async def get_user(session: AsyncSession, issuer_id: str, user_id: str, *, for_update: bool = False) -> User:

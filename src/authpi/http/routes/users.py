@@ -11,9 +11,17 @@ from authpi.http.envelopes import Envelope, Page, no_content, page, single
 from authpi.http.pagination import PageRequest, keyset, page_request
 from authpi.http.routes._deps import AccountId, IdempotencyKey, IfMatch, IssuerId, Session
 from authpi.http.schemas.common import ERRORS
-from authpi.http.schemas.users import UserCreate, UserListItemOut, UserOut, UserStatus, UserUpdate
+from authpi.http.schemas.users import (
+    UserCreate,
+    UserListItemOut,
+    UserOut,
+    UserStatus,
+    UserUpdate,
+    user_body,
+)
 from authpi.services import issuers, users
 from authpi.services.principal import Principal
+from authpi.storage.tables.base import etag_of
 from authpi.storage.tables.users import User
 
 router = unit_of_work.router(prefix="/v1/accounts/{account_id}/issuers/{issuer_id}/users", tags=["users"])
@@ -55,9 +63,8 @@ async def create_user(
 async def get_user(
     account_id: AccountId, issuer_id: IssuerId, user_id: UserId, _: Reader, session: Session
 ) -> Response:
-    await issuers.get_issuer(session, account_id, issuer_id)
-    user = await users.get_user(session, issuer_id, user_id)
-    return single(UserOut.of(user), user.etag)
+    row = await users.read_user(session, account_id, issuer_id, user_id)
+    return single(user_body(row), etag_of(row.updated_at))
 
 
 @router.patch("/{user_id}", response_model=Envelope[UserOut], responses=ERRORS, summary="Update User")

@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+from sqlalchemy import Row
 
 from authpi.http.schemas.common import Metadata, StrictInput
 from authpi.services import users
@@ -78,26 +79,32 @@ class UserOut(BaseModel):
 
     @classmethod
     def of(cls, user: User) -> UserOut:
-        return cls(
-            id=user.id,
-            issuer_id=user.issuer_id,
-            status=user.status,
-            status_at=user.status_at,
-            status_reason=user.status_reason,
-            status_by=user.status_by,
-            username_type=user.username_type,
-            username=user.username,
-            profile=user.profile,
-            scopes=list(user.scopes) if user.scopes is not None else None,
-            security=user.security,
-            compliance=None,
-            preferences=user.preferences,
-            approval=user.approval,
-            custom_fields=user.custom_fields,
-            metadata=user.metadata_,
-            created_at=user.created_at,
-            updated_at=user.updated_at,
-        )
+        return cls(**user_body(user))
+
+
+def user_body(user: User | Row[Any]) -> dict[str, Any]:
+    """A user as the Core API shows it (``UserOut``), from the entity or from a row of
+    ``services.users.READ_COLUMNS``; the read route sends this dict as it is, without a model."""
+    return {
+        "id": user.id,
+        "issuer_id": user.issuer_id,
+        "status": user.status,
+        "status_at": user.status_at,
+        "status_reason": user.status_reason,
+        "status_by": user.status_by,
+        "username_type": user.username_type,
+        "username": user.username,
+        "profile": user.profile,
+        "scopes": list(user.scopes) if user.scopes is not None else None,
+        "security": user.security,
+        "compliance": None,
+        "preferences": user.preferences,
+        "approval": user.approval,
+        "custom_fields": user.custom_fields,
+        "metadata": user.metadata_,
+        "created_at": user.created_at,
+        "updated_at": user.updated_at,
+    }
 
 
 class UserListItemOut(BaseModel):

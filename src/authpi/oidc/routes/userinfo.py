@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sqlalchemy import bindparam, select
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -15,6 +16,17 @@ from authpi.oidc.routes import Routes
 from authpi.storage.tables.users import User
 
 router = Routes()
+# What the answer reads of the user: plain columns, no entity to track (nor its password hash).
+_USER = select(
+    User.id,
+    User.issuer_id,
+    User.status,
+    User.profile,
+    User.username,
+    User.username_type,
+    User.created_at,
+    User.updated_at,
+).where(User.id == bindparam("sub"))
 
 
 def _bearer(request: Request, realm: str) -> str:
@@ -43,7 +55,7 @@ async def userinfo(issuer_id: str, request: Request) -> Response:
             description = "The access token lacks the openid scope"
             challenge = bearer_challenge(iss, "insufficient_scope", description, scope="openid")
             raise OAuthError("insufficient_scope", description, 403, {"WWW-Authenticate": challenge})
-        user = await session.get(User, str(claims.get("sub")))
+        user = (await session.execute(_USER, {"sub": str(claims.get("sub"))})).first()
         if user is None or user.status != "active" or user.issuer_id != issuer.id:
             raise invalid_token(iss, "The user is no longer active")
         client = await load_client(session, issuer.id, str(claims.get("client_id", "")))
