@@ -17,8 +17,7 @@ from authpi.services import events, versions
 from authpi.services import scopes as scope_rules
 from authpi.services.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from authpi.services.principal import Principal
-from authpi.storage import row_cache
-from authpi.storage.after_commit import after_commit
+from authpi.storage import invalidation, row_cache
 from authpi.storage.tables.accounts import Account
 from authpi.storage.tables.api_keys import ApiKey
 from authpi.storage.tables.organizations import OrganizationApiKey
@@ -156,11 +155,10 @@ async def authenticate(session: AsyncSession, key_id: str, secret: str, ip: str)
     return known.principal()
 
 
-def _forget(session: AsyncSession, key: ApiKey) -> None:
-    """Evict the cached row once the change commits (in this worker at once; the row cache's
-    invalidation reaches the other workers and instances)."""
-    key_id = key.id
-    after_commit(session, lambda: row_cache.rows.invalidate(CACHE_KIND, key_id))
+async def _forget(session: AsyncSession, key: ApiKey) -> None:
+    """Evict the cached row once the change commits: in this worker at once, in every other worker
+    and instance through ``storage.invalidation``."""
+    await invalidation.evict_everywhere(session, CACHE_KIND, key.id)
 
 
 def _validate_scopes(raw_scopes: Any) -> list[str]:
@@ -372,7 +370,7 @@ async def update_key(
     after = Reach.of(key)
     _check_grantable(grantor, granted_scopes(before, after), after)
     await session.flush()
-    _forget(session, key)
+    await _forget(session, key)
     await events.emit_for(
         session, _status_event(status_before, key.status), key, "api_key", account_id=account_id
     )
@@ -424,7 +422,7 @@ async def set_status(
     after = Reach.of(key)
     _check_grantable(grantor, granted_scopes(before, after), after)
     await session.flush()
-    _forget(session, key)
+    await _forget(session, key)
     if key.status != status_before:
         await events.emit_for(
             session, _status_event(status_before, key.status), key, "api_key", account_id=account_id
@@ -449,7 +447,7 @@ async def rotate(
     plain = new_secret_for(key, secret, None)
     key.last_rotated_at = now_ms()
     await session.flush()
-    _forget(session, key)
+    await _forget(session, key)
     await events.emit_for(session, "api-key.updated", key, "api_key", account_id=account_id)
     return plain
 
@@ -458,6 +456,6 @@ async def delete_key(session: AsyncSession, account_id: str, key_id: str, if_mat
     key = await get_key(session, account_id, key_id, for_update=True)
     await versions.claim(session, key, "API key", if_match)
     await events.emit_for(session, "api-key.deleted", key, "api_key", account_id=account_id)
-    _forget(session, key)
+    await _forget(session, key)
     await session.delete(key)
     await session.flush()
