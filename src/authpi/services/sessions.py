@@ -15,6 +15,7 @@ from authpi.clock import next_version, now_ms
 from authpi.crypto import hashing
 from authpi.services import events, versions
 from authpi.services.errors import Conflict, NotFound
+from authpi.storage.tables.events import Event
 from authpi.storage.tables.issuers import Issuer
 from authpi.storage.tables.oauth import RefreshToken
 from authpi.storage.tables.sessions import Session, idle_deadline
@@ -215,9 +216,20 @@ async def get_anchored(session: AsyncSession, session_id: str) -> tuple[Session 
     if found is None:
         return None, False
     row, op_status, op_expires_at = found
+    return row, anchored(row, op_status, op_expires_at)
+
+
+def anchored(row: Session, op_status: str | None, op_expires_at: int | None) -> bool:
+    """Whether ``row``'s op session (its status and expiry, joined by the caller) lets it be used
+    (see ``get_anchored``)."""
     if row.op_session_id is None:
-        return row, True
-    return row, op_status is not None and op_status not in HOLDS_RP and op_expires_at > now_ms()
+        return True
+    return (
+        op_status is not None
+        and op_status not in HOLDS_RP
+        and op_expires_at is not None
+        and op_expires_at > now_ms()
+    )
 
 
 # Ids per statement when a cascade touches many sessions (well under every driver's parameter cap).
@@ -310,7 +322,20 @@ async def emit(
     data: dict[str, Any] | None = None,
 ) -> None:
     """``kind`` about ``row``: its snapshot, plus ``data`` (e.g. why it ended)."""
-    await events.emit_for(
+    await events.record(session, await prepare_event(session, kind, row, account_id=account_id, data=data))
+
+
+async def prepare_event(
+    session: AsyncSession,
+    kind: str,
+    row: Session,
+    *,
+    account_id: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> Event:
+    """The event ``emit`` writes, built now and written later with ``events.record`` (before a
+    transaction's first write; ``data`` then carries what the row will say by then)."""
+    return await events.prepare_for(
         session,
         kind,
         row,

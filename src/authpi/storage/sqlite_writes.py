@@ -13,9 +13,10 @@ meanwhile holds a pooled connection: under load the pool drains and requests fai
   with growing delays: each hand-off cost milliseconds of idle wait and wake-ups, and writes ran at
   half speed as soon as two processes wrote (bench/README.md, "Emission after the one-statement
   change");
-* it then opens the transaction with ``BEGIN IMMEDIATE``, which takes SQLite's write lock up front
-  (waiting ``busy_timeout`` for a writer that does not take the file lock, e.g. a migration or
-  another tool) rather than failing later on an upgrade;
+* the transaction then begins with ``BEGIN IMMEDIATE`` (sent by pysqlite in the same call as the
+  first INSERT/UPDATE/DELETE, or by us before a ``SELECT … FOR UPDATE``), which takes SQLite's
+  write lock up front (waiting ``busy_timeout`` for a writer that does not take the file lock, e.g.
+  a migration or another tool) rather than failing later on an upgrade;
 * a ``SELECT … FOR UPDATE`` (which SQLite does not know) counts as starting to write: the read-modify-
   write that follows happens inside the write transaction, on the latest data, as with PostgreSQL's
   row lock;
@@ -65,6 +66,14 @@ def _starts_writing(statement: str, context: ExecutionContext | None) -> bool:
     target = getattr(compiled, "statement", None)
     if isinstance(target, GenerativeSelect) and target._for_update_arg is not None:
         return True
+    return statement.lstrip().upper().startswith(_WRITES)
+
+
+def _driver_begins(statement: str) -> bool:
+    """Whether pysqlite itself begins a transaction before ``statement`` (it does before INSERT,
+    UPDATE, DELETE and REPLACE; with ``isolation_level = "IMMEDIATE"``, set on every connection in
+    ``storage.db``, it sends ``BEGIN IMMEDIATE``). That saves the write transaction a round trip to
+    the connection's thread while this process holds the turn."""
     return statement.lstrip().upper().startswith(_WRITES)
 
 
@@ -163,6 +172,8 @@ class WriteTurns:
             return  # already writing (begun by the driver itself): nothing to take
         await_only(self._acquire())
         conn.info[_HOLDS_TURN] = True
+        if _driver_begins(statement):
+            return  # the driver opens the transaction in the same call (isolation_level IMMEDIATE)
         try:
             cursor.execute("BEGIN IMMEDIATE")
         except BaseException:
