@@ -138,7 +138,10 @@ async def _enforce_cap(
 ) -> None:
     """At most ``cap`` live op sessions per user: the oldest beyond it expire. The caller holds the
     user's row lock, so no other sign-in of the user can add one until this transaction ends."""
-    live = (
+    # Only the sessions beyond the cap are loaded (usually none): a user who signs in often has up
+    # to ``cap`` live ones, and loading them all on every sign-in, inside SQLite's write lock, was
+    # the largest part of a login's database work.
+    beyond = (
         await session.scalars(
             select(Session)
             .where(
@@ -148,10 +151,11 @@ async def _enforce_cap(
                 Session.status.in_(("active", "suspended")),
             )
             .order_by(Session.id.desc())
+            .offset(cap)
         )
     ).all()
     # Evicted, not lapsed: ``session.terminated`` (reason session_limit), like every other ending.
-    await end_many(session, list(live[cap:]), "expired", "session_limit", None, account_id=account_id)
+    await end_many(session, list(beyond), "expired", "session_limit", None, account_id=account_id)
 
 
 async def find_by_cookie(session: AsyncSession, issuer_id: str, secret: str) -> Session | None:
