@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 
@@ -16,6 +17,7 @@ from authpi.crypto import hashing
 from authpi.oidc.errors import OAuthError, invalid_client, invalid_request
 from authpi.runtime import Runtime
 from authpi.storage import row_cache
+from authpi.storage.tables.auth_methods import AuthMethod
 from authpi.storage.tables.clients import Client
 from authpi.storage.tables.issuers import Issuer
 
@@ -64,6 +66,34 @@ async def load_client(session: AsyncSession, issuer_id: str, client_id: str) -> 
     if client is None or client.issuer_id != issuer_id or client.status != "active":
         return None
     return client
+
+
+async def load_auth_methods(session: AsyncSession, issuer_id: str) -> list[AuthMethod]:
+    """The issuer's auth methods, featured first, then in the order they were added (cached like
+    clients; a Core API write evicts the list at once). Every step of a sign-in reads them, often
+    more than once. The rows are shared across requests: read them, never change them."""
+
+    async def load() -> list[AuthMethod]:
+        rows = list(
+            (
+                await session.scalars(
+                    select(AuthMethod)
+                    .where(AuthMethod.issuer_id == issuer_id)
+                    .order_by(AuthMethod.featured.desc(), AuthMethod.created_at, AuthMethod.id)
+                )
+            ).all()
+        )
+        for row in rows:
+            session.expunge(row)  # shared across requests: must not stay bound to this session
+        return rows
+
+    methods = await row_cache.rows.get_or_load("auth_methods", issuer_id, load)
+    return methods if methods is not None else []
+
+
+async def auth_method(session: AsyncSession, issuer_id: str, method_type: str) -> AuthMethod | None:
+    """The issuer's method of ``method_type`` (an issuer has at most one of each), from the cache."""
+    return next((m for m in await load_auth_methods(session, issuer_id) if m.method == method_type), None)
 
 
 PUBLIC_DOCUMENT_MAX_AGE = 30.0

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from authpi.clock import now_ms
 from authpi.crypto import hashing
@@ -16,6 +17,7 @@ from authpi.oidc.context import openid, signing_alg, single, ttl
 from authpi.oidc.errors import OAuthError, invalid_grant, invalid_request
 from authpi.oidc.keys import IssuerKeys
 from authpi.services import events
+from authpi.services import organizations as org_service
 from authpi.services import sessions as session_service
 from authpi.services.machine_tokens import IssuedToken, MachineTokenLog
 from authpi.storage.tables.clients import Client
@@ -115,13 +117,14 @@ async def _mint(
     nonce: str | None,
     with_refresh: bool,
     org_id: str | None,
+    any_membership: bool = True,
 ) -> _TokenSet:
     """Reads what the tokens say (the organizations claim) and signs them; writes nothing."""
     issuer, client, keys = grant.issuer, grant.client, grant.keys
     alg = signing_alg(client)
     scopes = set(scope.split())
     access_ttl = min(ttl(issuer, client, "access_token_ttl"), MAX_TTL)
-    organizations = await org_rules.claim(session, client, user.id, org_id)
+    organizations = await org_rules.claim(session, client, user.id, org_id, any_membership=any_membership)
     access = tokens.access_token(
         keys,
         alg,
@@ -278,6 +281,42 @@ async def authorization_code(
     return body
 
 
+_OP = aliased(Session)
+# A refresh reads the token, its session (and whether the op session still anchors it), the user and
+# whether the user has any organization membership in one statement; every check works on these.
+_REFRESH_STATE = (
+    select(
+        RefreshToken,
+        Session,
+        _OP.status,
+        _OP.expires_at,
+        User,
+        org_service.has_token_memberships(RefreshToken.user_id),
+    )
+    .outerjoin(Session, Session.id == RefreshToken.session_id)
+    .outerjoin(_OP, _OP.id == Session.op_session_id)
+    .outerjoin(User, User.id == RefreshToken.user_id)
+)
+
+
+@dataclass(frozen=True)
+class _RefreshState:
+    token: RefreshToken
+    rp: Session | None
+    anchored: bool
+    user: User | None
+    any_membership: bool
+
+
+async def _refresh_state(session: AsyncSession, jti: str) -> _RefreshState | None:
+    found = (await session.execute(_REFRESH_STATE.where(RefreshToken.jti == jti))).first()
+    if found is None:
+        return None
+    row, rp, op_status, op_expires_at, user, any_membership = found
+    anchored = rp is not None and session_service.anchor_holds(rp.op_session_id, op_status, op_expires_at)
+    return _RefreshState(row, rp, anchored, user, bool(any_membership))
+
+
 async def refresh_token(session: AsyncSession, grant: Grant, form: dict[str, list[str]]) -> dict[str, Any]:
     _allowed_grant(grant.client, "refresh_token")
     presented = single(form, "refresh_token")
@@ -286,10 +325,12 @@ async def refresh_token(session: AsyncSession, grant: Grant, form: dict[str, lis
     verified = tokens.verify(grant.keys, presented, grant.iss)
     if verified is None or verified.is_access_token:
         raise invalid_grant("The refresh token is invalid or expired")
-    row = await session.get(RefreshToken, str(verified.claims.get("jti", "")))
-    if row is None or row.client_id != grant.client.id or row.issuer_id != grant.issuer.id:
+    found = await _refresh_state(session, str(verified.claims.get("jti", "")))
+    if found is None:
         raise invalid_grant("The refresh token is invalid")
-    rp, anchored = await session_service.get_anchored(session, row.session_id)
+    row, rp, anchored, user = found.token, found.rp, found.anchored, found.user
+    if row.client_id != grant.client.id or row.issuer_id != grant.issuer.id:
+        raise invalid_grant("The refresh token is invalid")
     if row.status == "rotated":
         # Decision 12: presenting a rotated token is reuse; the whole family goes.
         if rp is not None:
@@ -300,7 +341,8 @@ async def refresh_token(session: AsyncSession, grant: Grant, form: dict[str, lis
         raise invalid_grant("The refresh token has been revoked or has expired")
     if rp is None or not anchored or session_service.effective_status(rp) != "active":
         raise invalid_grant("The session has ended or is suspended")
-    user = await _active_user(session, row.user_id)
+    if user is None or user.status != "active":
+        raise invalid_grant("The user is not active")
     granted = row.scope.split()
     requested_scope = single(form, "scope")
     scope = row.scope
@@ -324,6 +366,16 @@ async def refresh_token(session: AsyncSession, grant: Grant, form: dict[str, lis
         nonce=None,
         with_refresh=True,
         org_id=row.org_id,
+        any_membership=found.any_membership,
+    )
+    # The event is built (snapshot, scrubbing) before the claim too, with the count it records.
+    refresh_count = (rp.refresh_count or 0) + 1
+    refreshed = await session_service.prepare_event(
+        session,
+        "session.token-refreshed",
+        rp,
+        account_id=grant.issuer.account_id,
+        data={"refresh_count": refresh_count},
     )
     claimed = await session.execute(
         update(RefreshToken)
@@ -334,8 +386,8 @@ async def refresh_token(session: AsyncSession, grant: Grant, form: dict[str, lis
         await session_service.mark_compromised(session, rp, "refresh_token_reuse")
         await session.commit()
         raise invalid_grant("The refresh token was already used")
-    rp.refresh_count = (rp.refresh_count or 0) + 1
-    await session_service.emit(session, "session.token-refreshed", rp, account_id=grant.issuer.account_id)
+    rp.refresh_count = refresh_count
+    await events.record(session, refreshed)
     body = _record(session, rp, minted)
     await session.commit()
     return body

@@ -32,11 +32,12 @@ async def visible(session: AsyncSession, client: Client, user_id: str) -> list[T
 
 
 async def claim(
-    session: AsyncSession, client: Client, user_id: str, org_id: str | None
+    session: AsyncSession, client: Client, user_id: str, org_id: str | None, *, any_membership: bool = True
 ) -> list[dict[str, Any]]:
     """The ``organizations`` claim for a new token set; ``invalid_grant`` when the selected
-    organization is no longer among them (decision 18)."""
-    found = await visible(session, client, user_id)
+    organization is no longer among them (decision 18). ``any_membership=False``: the caller read
+    ``organizations.has_token_memberships`` as false, so there is nothing to query."""
+    found = await visible(session, client, user_id) if any_membership else []
     if org_id is not None:
         found = [m for m in found if m.org_id == org_id]
         if not found:

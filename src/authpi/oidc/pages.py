@@ -38,6 +38,9 @@ TEMPLATES = Jinja2Templates(
         *sorted((Path(__file__).parent / "signin" / "methods").glob("*/templates")),
     ]
 )
+# Compiled once per worker: the templates ship with the package, so no file is checked for changes
+# on every render.
+TEMPLATES.env.auto_reload = False
 i18n.install(TEMPLATES.env)
 _COLOR = re.compile(r"^#[0-9a-fA-F]{3,8}$")
 SECURITY_HEADERS = {

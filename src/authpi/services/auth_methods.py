@@ -15,6 +15,7 @@ from authpi.crypto.secretbox import SecretBox
 from authpi.services import events, versions
 from authpi.services.auth_method_types import TYPES, UNKNOWN_PROVIDER, MethodType, check_settings
 from authpi.services.errors import Conflict, FieldProblem, InvalidInput, InvalidRequest, NotFound
+from authpi.storage import invalidation
 from authpi.storage.tables.auth_methods import AuthMethod
 
 MUTABLE = ("name", "enabled_login", "enabled_signup", "featured")
@@ -103,7 +104,10 @@ async def create_method(
 
 
 async def _emit(session: AsyncSession, kind: str, row: AuthMethod) -> None:
+    """Every change of a method emits here, and evicts the issuer's cached methods (used by
+    sign-in, ``oidc.context.load_auth_methods``) in every worker once it commits."""
     await events.emit_for(session, kind, row, "auth_method", issuer_id=row.issuer_id)
+    await invalidation.evict_everywhere(session, "auth_methods", row.issuer_id)
 
 
 async def list_methods(session: AsyncSession, issuer_id: str) -> list[AuthMethod]:

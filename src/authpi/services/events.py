@@ -150,6 +150,42 @@ async def emit(
     request (the machine-token buffer), passes what it captured, and ``batched`` when it emits many
     events in one transaction. The returned row is not part of the session.
     """
+    row = await prepare(
+        session,
+        type,
+        subject=subject,
+        data=data,
+        account_id=account_id,
+        issuer_id=issuer_id,
+        user_id=user_id,
+        client_id=client_id,
+        trigger=trigger,
+        actor=actor,
+        trace=trace,
+        at=at,
+    )
+    return await record(session, row, batched=batched)
+
+
+async def prepare(
+    session: AsyncSession,
+    type: str,
+    *,
+    subject: Mapping[str, Any],
+    data: Mapping[str, Any] | None = None,
+    account_id: str | None = None,
+    issuer_id: str | None = None,
+    user_id: str | None = None,
+    client_id: str | None = None,
+    trigger: str | None = None,
+    actor: Actor | None = None,
+    trace: str | None = None,
+    at: int | None = None,
+) -> Event:
+    """The event ``emit`` writes (same arguments), built but not written: snapshot and scrubbing are
+    done here. A hot path whose transaction takes a write lock (SQLite's, held from its first
+    write to its commit) prepares before its first write and ``record``s inside, so the lock is held
+    for the statement only."""
     if type not in LOGGED_EVENT_TYPES:
         raise ValueError(f"not a catalogue event type: {type}")
     actor = actor or current_actor()
@@ -157,22 +193,28 @@ async def emit(
     # the caller means to meet at its own commit (a taken sign-up address) would fail in here.
     with session.no_autoflush:
         account = account_id or actor.account_id or await _account_of(session, issuer_id)
-        at = at or now_ms()
-        row = Event(
-            id=ids.ulid(ID_PREFIX, at),
-            account_id=account,
-            type=type,
-            issuer_id=issuer_id,
-            user_id=user_id,
-            client_id=client_id,
-            timestamp=at,
-            trace=trace if trace is not None else request_id.current.get(),
-            source=actor.source,
-            trigger=trigger or actor.trigger,
-            auth=scrub(actor.auth) or None,
-            subject=scrub(dict(subject)),
-            data=scrub(dict(data)) if data is not None else None,
-        )
+    at = at or now_ms()
+    return Event(
+        id=ids.ulid(ID_PREFIX, at),
+        account_id=account,
+        type=type,
+        issuer_id=issuer_id,
+        user_id=user_id,
+        client_id=client_id,
+        timestamp=at,
+        trace=trace if trace is not None else request_id.current.get(),
+        source=actor.source,
+        trigger=trigger or actor.trigger,
+        auth=scrub(actor.auth) or None,
+        subject=scrub(dict(subject)),
+        data=scrub(dict(data)) if data is not None else None,
+    )
+
+
+async def record(session: AsyncSession, row: Event, *, batched: bool = False) -> Event:
+    """Writes a ``prepare``d event (and its deliveries) in the caller's transaction."""
+    account = row.account_id
+    with session.no_autoflush:
         if batched:
             # Written with the rest of the batch at the caller's flush (one multi-row INSERT); the
             # subscription version is read once per transaction.
@@ -201,7 +243,20 @@ async def emit_for(
 ) -> Event:
     """``emit`` for a stored resource: its subject is ``{"type": kind, "id": row.id}`` and its data
     the row's scrubbed snapshot (unless ``data`` is given)."""
-    return await emit(
+    return await record(session, await prepare_for(session, type, row, kind, data=data, **ids_))
+
+
+async def prepare_for(
+    session: AsyncSession,
+    type: str,
+    row: Any,
+    kind: str,
+    *,
+    data: Mapping[str, Any] | None = None,
+    **ids_: Any,
+) -> Event:
+    """``prepare`` for a stored resource (see ``emit_for``)."""
+    return await prepare(
         session,
         type,
         subject={"type": kind, "id": row.id},

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Text, cast, delete, exists, or_, select, update
+from sqlalchemy import ColumnElement, Exists, Select, Text, cast, delete, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -606,6 +606,17 @@ def restricted(
         allowed = set(restriction.get("allowlist") or [])
         return [m for m in memberships if m.org_id in allowed]
     return memberships
+
+
+def has_token_memberships(user_id: Any) -> Exists:
+    """Whether ``user_id`` (a value or a column) has a membership ``token_memberships`` would list:
+    a caller that reads it along with other rows can skip that query for the many users without."""
+    return exists().where(
+        Membership.member_id == user_id,
+        Membership.status == "active",
+        Organization.id == Membership.org_id,
+        Organization.status == "active",
+    )
 
 
 async def enforces_mfa(session: AsyncSession, user_id: str) -> bool:

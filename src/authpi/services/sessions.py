@@ -15,6 +15,7 @@ from authpi.clock import next_version, now_ms
 from authpi.crypto import hashing
 from authpi.services import events, versions
 from authpi.services.errors import Conflict, NotFound
+from authpi.storage.tables.events import Event
 from authpi.storage.tables.issuers import Issuer
 from authpi.storage.tables.oauth import RefreshToken
 from authpi.storage.tables.sessions import Session, idle_deadline
@@ -145,7 +146,10 @@ async def _enforce_cap(
 ) -> None:
     """At most ``cap`` live op sessions per user: the oldest beyond it expire. The caller holds the
     user's row lock, so no other sign-in of the user can add one until this transaction ends."""
-    live = (
+    # Only the sessions beyond the cap are loaded (usually none): a user who signs in often has up
+    # to ``cap`` live ones, and loading them all on every sign-in, inside SQLite's write lock, was
+    # the largest part of a login's database work.
+    beyond = (
         await session.scalars(
             select(Session)
             .where(
@@ -155,10 +159,11 @@ async def _enforce_cap(
                 Session.status.in_(("active", "suspended")),
             )
             .order_by(Session.id.desc())
+            .offset(cap)
         )
     ).all()
     # Evicted, not lapsed: ``session.terminated`` (reason session_limit), like every other ending.
-    await end_many(session, list(live[cap:]), "expired", "session_limit", None, account_id=account_id)
+    await end_many(session, list(beyond), "expired", "session_limit", None, account_id=account_id)
 
 
 async def find_by_cookie(session: AsyncSession, issuer_id: str, secret: str) -> Session | None:
@@ -332,7 +337,20 @@ async def emit(
     data: dict[str, Any] | None = None,
 ) -> None:
     """``kind`` about ``row``: its snapshot, plus ``data`` (e.g. why it ended)."""
-    await events.emit_for(
+    await events.record(session, await prepare_event(session, kind, row, account_id=account_id, data=data))
+
+
+async def prepare_event(
+    session: AsyncSession,
+    kind: str,
+    row: Session,
+    *,
+    account_id: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> Event:
+    """The event ``emit`` writes, built now and written later with ``events.record`` (before a
+    transaction's first write; ``data`` then carries what the row will say by then)."""
+    return await events.prepare_for(
         session,
         kind,
         row,

@@ -348,9 +348,14 @@ async def create_user(session: AsyncSession, issuer_id: str, body: dict[str, Any
     )
     if password is not None:
         _set_password(user, password_hash, until)
+    # Built from the complete row before the INSERT, so the write lock (SQLite's, held from the first
+    # write to the commit) covers the two statements only.
+    created = await events.prepare_for(
+        session, "user.created", user, "user", issuer_id=user.issuer_id, user_id=user.id
+    )
     session.add(user)
     await _flush_unique(session)
-    await _emit(session, "user.created", user)
+    await events.record(session, created)
     return user
 
 

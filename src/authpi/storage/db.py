@@ -34,10 +34,13 @@ def _sqlite_pragmas(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
-        # 4 MiB of page cache per connection (the default is 8 MiB): a worker keeps a handful of
+        # 2 MiB of page cache per connection (the default is 8 MiB): a worker keeps up to 8 idle
         # connections, and the OS page cache already holds the hot pages.
-        cursor.execute("PRAGMA cache_size=-4096")
+        cursor.execute("PRAGMA cache_size=-2048")
         cursor.close()
+        # pysqlite begins the write transaction itself, as BEGIN IMMEDIATE, in the same call as its
+        # first write (storage.sqlite_writes); reads outside it stay in autocommit.
+        dbapi_connection.isolation_level = "IMMEDIATE"
 
     return on_connect
 
@@ -84,8 +87,10 @@ def make_engine(
     if url.startswith("sqlite"):
         if settings.sqlite_path is not None:
             data_dir.prepare(settings.data_dir, database=settings.sqlite_path)
-        # Each aiosqlite connection is a thread; writers take turns (storage.sqlite_writes).
-        size = pool_size or 4
+        # Each aiosqlite connection is a thread; writers take turns (storage.sqlite_writes). Eight
+        # stay open: under load a worker has that many requests in flight, and an overflow
+        # connection costs a thread, the PRAGMAs and the schema parse each time it is opened.
+        size = pool_size or 8
         engine = create_async_engine(url, pool_size=size, max_overflow=size, **pool)
         busy_ms = int(settings.database_statement_timeout * 1000)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas(busy_ms))

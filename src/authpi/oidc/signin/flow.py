@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
@@ -28,7 +27,7 @@ from authpi.i18n import LazyText, Text, _l, _ln
 from authpi.oidc import authorization
 from authpi.oidc.authorization import AuthorizeParams
 from authpi.oidc.browser import DEVICE_COOKIE, SESSION_COOKIE, Csrf, set_cookie
-from authpi.oidc.context import load_client, load_issuer, parse_form, runtime
+from authpi.oidc.context import auth_method, load_client, load_issuer, parse_form, runtime
 from authpi.oidc.pages import (
     EXPIRED,
     SIGN_IN_EXPIRED,
@@ -225,16 +224,12 @@ class Flow:
 
     async def method_of_type(self, method_type: str) -> AuthMethod | None:
         """The issuer's method of ``method_type``, while it is switched on for sign-in."""
-        row: AuthMethod | None = await self.session.scalar(
-            select(AuthMethod).where(AuthMethod.issuer_id == self.issuer.id, AuthMethod.method == method_type)
-        )
+        row = await auth_method(self.session, self.issuer.id, method_type)
         return row if row is not None and row.enabled_login else None
 
     async def method_for_signup(self, method_type: str) -> AuthMethod | None:
         """The issuer's method of ``method_type``, while it accepts sign-ups."""
-        row: AuthMethod | None = await self.session.scalar(
-            select(AuthMethod).where(AuthMethod.issuer_id == self.issuer.id, AuthMethod.method == method_type)
-        )
+        row = await auth_method(self.session, self.issuer.id, method_type)
         return row if row is not None and row.enabled_signup else None
 
     async def second_factor(

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.routing import Route
 
+from authpi.oidc.context import load_auth_methods
 from authpi.oidc.signin.methods.apple import APPLE
 from authpi.oidc.signin.methods.backup_codes import BACKUP_CODES
 from authpi.oidc.signin.methods.email_link import EMAIL_LINK
@@ -59,14 +59,7 @@ async def enabled(
 ) -> list[tuple[AuthMethod, Strategy]]:
     """The issuer's methods switched on for sign-in (or sign-up) whose strategy serves ``step``,
     featured ones first, then in the order they were added."""
-    rows = (
-        await session.scalars(
-            select(AuthMethod)
-            .where(AuthMethod.issuer_id == issuer_id)
-            .order_by(AuthMethod.featured.desc(), AuthMethod.created_at, AuthMethod.id)
-        )
-    ).all()
-    return list(_serving(rows, step, signup))
+    return list(_serving(await load_auth_methods(session, issuer_id), step, signup))
 
 
 def _serving(rows: Sequence[AuthMethod], step: Step, signup: bool) -> Iterator[tuple[AuthMethod, Strategy]]:

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from authpi import ids
 from authpi.clock import now_ms
+from authpi.oidc.context import auth_method
 from authpi.oidc.pages import brand
 from authpi.oidc.signin.methods.passkey.ceremonies import NewCredential, RelyingParty, VerifiedAssertion
 from authpi.runtime import Runtime
@@ -26,10 +27,7 @@ DEFAULT_NAME = "Passkey"
 
 
 async def passkey_method(session: AsyncSession, issuer_id: str) -> AuthMethod | None:
-    row: AuthMethod | None = await session.scalar(
-        select(AuthMethod).where(AuthMethod.issuer_id == issuer_id, AuthMethod.method == TYPE)
-    )
-    return row
+    return await auth_method(session, issuer_id, TYPE)
 
 
 def settings(method: AuthMethod) -> dict[str, Any]:

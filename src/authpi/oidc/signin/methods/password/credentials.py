@@ -14,6 +14,7 @@ from authpi import ids
 from authpi.clock import now_ms
 from authpi.crypto import hashing, passwords
 from authpi.i18n import Text, _l
+from authpi.oidc.context import auth_method
 from authpi.oidc.signin.flow import inactive_text, locked_text
 from authpi.services import events, lockouts, users
 from authpi.services.auth_method_types import TYPES
@@ -54,10 +55,7 @@ class Outcome:
 
 
 async def password_method(session: AsyncSession, issuer_id: str) -> AuthMethod | None:
-    row: AuthMethod | None = await session.scalar(
-        select(AuthMethod).where(AuthMethod.issuer_id == issuer_id, AuthMethod.method == "password")
-    )
-    return row
+    return await auth_method(session, issuer_id, "password")
 
 
 def account_key(issuer: Issuer, identifier: str) -> str:
