@@ -362,3 +362,42 @@ async def test_an_unreachable_provider_offers_another_way_unless_sso_only(
     assert sneaked.status_code == 502 and "single sign-on" in sneaked.text, describe(sneaked)
     assert browser.session_cookie is None
     assert served.server.tracebacks() == []
+
+
+async def test_a_member_an_administrator_removed_is_not_made_a_member_again(
+    admin: AuthPIAdmin, served: Served
+) -> None:
+    """DELETE of a membership sticks: the organization's provider still vouches for the person,
+    but the next SSO sign-in is refused and creates no membership, until the API adds them back."""
+    ent = await enterprise(admin, served)
+    hana = f"hana@{ent.domain}"
+    await ent.provider.user(hana, email_verified=True)
+    async with Browser(served.server.url) as browser:
+        claims = await sso_sign_in(browser, ent, hana)
+    user_id = str(claims["sub"])
+    server = served.server
+    members = ent.home.api.organization(ent.org_id).members
+    await members.delete(user_id)
+    assert await count(
+        server, "organization_member_removals", "org_id = ? AND user_id = ?", ent.org_id, user_id
+    )
+
+    signed_in = await count(server, "sessions", "user_id = ? AND type = 'op'", user_id)
+    async with Browser(server.url) as browser:
+        _, sent = await identifier(browser, ent, hana)
+        at_provider = await browser.get(sent.headers["location"])
+        password_page = await browser.submit(at_provider, {"username": hana})
+        back = await browser.submit(password_page, {"password": PASSWORD}, action_suffix="/login/password")
+    assert back.status_code == 403 and "removed you from this organization" in back.text, describe(back)
+    assert await count(server, "sessions", "user_id = ? AND type = 'op'", user_id) == signed_in
+    memberships = "org_id = ? AND member_id = ?"
+    assert await count(server, "organization_memberships", memberships, ent.org_id, user_id) == 0
+
+    # Added back through the API: the removal is forgotten and SSO sign-ins work again.
+    await members.create({"member_id": user_id, "scopes": ["member"]})
+    assert not await count(server, "organization_member_removals", "user_id = ?", user_id)
+    async with Browser(server.url) as browser:
+        again = await sso_sign_in(browser, ent, hana)
+    assert again["sub"] == user_id and [o["id"] for o in again["organizations"]] == [ent.org_id]  # type: ignore[union-attr]
+    assert await count(server, "organization_memberships", memberships, ent.org_id, user_id) == 1
+    assert server.tracebacks() == []

@@ -16,7 +16,8 @@ What the identity signs in (``sign_in_member``):
 * No user has it: one is created (``user.created``, ``user.sso.provisioned``).
 * Every sign-in through the connection makes the user an active member of the organization with
   its ``default_member_scopes`` if it is not one (``organization.membership.created``), within
-  ``max_members``.
+  ``max_members``; unless an administrator removed that user from it (DELETE of the membership):
+  the removal sticks and the sign-in is refused, until the API or an invitation adds them back.
 """
 
 from __future__ import annotations
@@ -178,8 +179,16 @@ async def sign_in_member(request: Request, flow: Flow, org: Organization, identi
     if user.status != "active":
         await session.commit()
         return flow.message(request, _l("Cannot sign in"), flows.inactive_text(user.status), 403)
-    if not await organizations.join(session, org, user.id):
+    joined = await organizations.join(session, org, user.id)
+    if joined == organizations.FULL:
         await session.commit()
         text = _l("This organization has no room for more members. Ask its administrator.")
+        return _refused(request, flow, org, text)
+    if joined == organizations.REMOVED:
+        await session.commit()
+        text = _l(
+            "An administrator removed you from this organization, so its single sign-on no longer "
+            "signs you in. Ask them to add you again."
+        )
         return _refused(request, flow, org, text)
     return await flow.passed(request, user, factor)
