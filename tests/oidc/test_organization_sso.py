@@ -28,6 +28,7 @@ from tests.oidc.helpers import (
     callback_params,
     describe,
     form,
+    forms,
     heading,
     is_page,
     new_realm,
@@ -249,3 +250,154 @@ async def test_sso_only_refuses_the_password_of_the_organizations_users(
     async with Browser(served.server.url) as browser:
         claims = await sso_sign_in(browser, ent, frank)
     assert [o["id"] for o in claims["organizations"]] == [ent.org_id]  # type: ignore[union-attr]
+
+
+async def _posted(
+    browser: Browser, page: httpx.Response, action: str, fields: dict[str, str]
+) -> httpx.Response:
+    """Post ``page``'s form ending in ``action`` with ``fields``: the answer, not followed (the
+    provider is on this same server, so a redirect there would be followed otherwise)."""
+    chosen = form(page, action)
+    return await browser.http.post(urljoin(str(page.url), chosen.action), data={**chosen.hidden, **fields})
+
+
+async def test_every_sign_up_method_sends_an_sso_domain_to_the_organizations_provider(
+    admin: AuthPIAdmin, served: Served
+) -> None:
+    """Sign-up follows the sign-in realm: a password, an email code or a passkey for an address of
+    the organization's domain goes to its provider (known address or not), creating nothing here;
+    another domain signs up as before. Through the provider, JIT creates the user and member."""
+    ent = await enterprise(admin, served)
+    methods = (await ent.home.api.auth_methods.list()).data
+    password_method = next(m for m in methods if m.method == "password")
+    await ent.home.api.auth_methods.update(password_method.id, {"enabled_signup": True})
+    for body in (
+        {"name": "Code", "method": "email_otp", "first_factor_only": True, "enabled_signup": True},
+        {
+            "name": "Passkey",
+            "method": "passkey",
+            "first_factor_only": True,
+            "settings": {},
+            "enabled_signup": True,
+        },
+    ):
+        await ent.home.api.auth_methods.create(body)
+    known = f"kim@{ent.domain}"
+    await ent.home.user(known)
+    unknown = f"new-{secrets.token_hex(2)}@{ent.domain}"
+    pages = {"signup": "email", "signup/email-code": "username", "passkey/signup": "email"}
+    server = served.server
+    for address in (known, unknown):
+        for page_name, field in pages.items():
+            async with Browser(server.url) as browser:
+                auth = ent.home.request(ent.app.id)
+                login = await browser.get(auth.url)
+                request_id = form(login, "/login").hidden["request"]
+                page = await browser.get(f"{ent.home.url}/{page_name}?request={request_id}")
+                assert page.status_code == 200, describe(page)
+                fields = {field: address, "name": "Kim", "password": "a sign-up password 123"}
+                sent = await _posted(browser, page, f"/{page_name}", fields)
+            assert sent.status_code == 303 and sent.headers["location"].startswith(
+                f"{ent.provider.url}/authorize?"
+            ), (address, page_name, describe(sent))
+    assert await count(server, "users", "issuer_id = ? AND username = ?", ent.home.id, unknown) == 0
+    assert await count(server, "one_time_codes", "issuer_id = ?", ent.home.id) == 0  # no code sent
+
+    # Another domain still signs up with a password (the page asks to sign in with it).
+    async with Browser(server.url) as browser:
+        login = await browser.get(ent.home.request(ent.app.id).url)
+        request_id = form(login, "/login").hidden["request"]
+        page = await browser.get(f"{ent.home.url}/signup?request={request_id}")
+        other = f"olga-{secrets.token_hex(2)}@elsewhere.example.org"
+        done = await _posted(browser, page, "/signup", {"email": other, "password": "a sign-up password 123"})
+    assert done.status_code == 200 and form(done, "/login/password"), describe(done)
+    assert await count(server, "users", "issuer_id = ? AND username = ?", ent.home.id, other) == 1
+
+    # The organization's provider creates the newcomer (and the membership) just in time. (The
+    # passkey's own form on the login page would be taken for the identifier form.)
+    for method in (await ent.home.api.auth_methods.list()).data:
+        if method.method == "passkey":
+            await ent.home.api.auth_methods.delete(method.id)
+    await ent.provider.user(unknown, email_verified=True)
+    async with Browser(server.url) as browser:
+        claims = await sso_sign_in(browser, ent, unknown)
+    assert [o["id"] for o in claims["organizations"]] == [ent.org_id]  # type: ignore[union-attr]
+    assert await count(server, "users", "issuer_id = ? AND username = ?", ent.home.id, unknown) == 1
+    assert server.tracebacks() == []
+
+
+UNREACHABLE = "http://127.0.0.1:9/unreachable"  # the discard port: nothing listens, refused at once
+
+
+async def test_an_unreachable_provider_offers_another_way_unless_sso_only(
+    admin: AuthPIAdmin, served: Served
+) -> None:
+    ent = await enterprise(admin, served)
+    await ent.home.api.organizations.update(ent.org_id, {"sso": {"issuer_url": UNREACHABLE}})
+    gina = f"gina@{ent.domain}"
+    await ent.home.user(gina)
+    async with Browser(served.server.url) as browser:
+        auth, page = await identifier(browser, ent, gina)
+        assert page.status_code == 502 and "Acme" in (heading(page) or ""), describe(page)
+        assert "cannot be reached" in page.text and "could not be reached" in page.text
+        password_page = await browser.submit(page, {}, action_suffix="/login/others")
+        assert form(password_page, "/login/password"), describe(password_page)
+        back = await browser.submit(password_page, {"password": PASSWORD})
+        params = callback_params(back)
+    assert params.get("state") == auth.state and "code" in params, describe(back)
+
+    # With sso_only the page names the organization's provider problem and offers no other way;
+    # asking for one anyway comes back to the same page.
+    await ent.home.api.organizations.update(ent.org_id, {"sso": {"sso_only": True}})
+    async with Browser(served.server.url) as browser:
+        _, page = await identifier(browser, ent, gina)
+        assert page.status_code == 502 and "Acme" in (heading(page) or ""), describe(page)
+        assert "signs its members in through its own single sign-on" in page.text
+        assert not [f for f in forms(page) if f.action.endswith("/login/others")]
+        login = await browser.get(ent.home.request(ent.app.id).url)
+        sneaked = await browser.http.post(
+            urljoin(str(login.url), f"/{ent.home.id}/login/others"),
+            data={**form(login, "/login").hidden, "username": gina},
+        )
+    assert sneaked.status_code == 502 and "single sign-on" in sneaked.text, describe(sneaked)
+    assert browser.session_cookie is None
+    assert served.server.tracebacks() == []
+
+
+async def test_a_member_an_administrator_removed_is_not_made_a_member_again(
+    admin: AuthPIAdmin, served: Served
+) -> None:
+    """DELETE of a membership sticks: the organization's provider still vouches for the person,
+    but the next SSO sign-in is refused and creates no membership, until the API adds them back."""
+    ent = await enterprise(admin, served)
+    hana = f"hana@{ent.domain}"
+    await ent.provider.user(hana, email_verified=True)
+    async with Browser(served.server.url) as browser:
+        claims = await sso_sign_in(browser, ent, hana)
+    user_id = str(claims["sub"])
+    server = served.server
+    members = ent.home.api.organization(ent.org_id).members
+    await members.delete(user_id)
+    assert await count(
+        server, "organization_member_removals", "org_id = ? AND user_id = ?", ent.org_id, user_id
+    )
+
+    signed_in = await count(server, "sessions", "user_id = ? AND type = 'op'", user_id)
+    async with Browser(server.url) as browser:
+        _, sent = await identifier(browser, ent, hana)
+        at_provider = await browser.get(sent.headers["location"])
+        password_page = await browser.submit(at_provider, {"username": hana})
+        back = await browser.submit(password_page, {"password": PASSWORD}, action_suffix="/login/password")
+    assert back.status_code == 403 and "removed you from this organization" in back.text, describe(back)
+    assert await count(server, "sessions", "user_id = ? AND type = 'op'", user_id) == signed_in
+    memberships = "org_id = ? AND member_id = ?"
+    assert await count(server, "organization_memberships", memberships, ent.org_id, user_id) == 0
+
+    # Added back through the API: the removal is forgotten and SSO sign-ins work again.
+    await members.create({"member_id": user_id, "scopes": ["member"]})
+    assert not await count(server, "organization_member_removals", "user_id = ?", user_id)
+    async with Browser(server.url) as browser:
+        again = await sso_sign_in(browser, ent, hana)
+    assert again["sub"] == user_id and [o["id"] for o in again["organizations"]] == [ent.org_id]  # type: ignore[union-attr]
+    assert await count(server, "organization_memberships", memberships, ent.org_id, user_id) == 1
+    assert server.tracebacks() == []

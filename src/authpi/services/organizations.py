@@ -31,7 +31,13 @@ from authpi.crypto.secretbox import SecretBox
 from authpi.services import events, sso_connections, versions
 from authpi.services.clients import scope_names
 from authpi.services.errors import Conflict, InvalidInput, NotFound
-from authpi.storage.tables.organizations import Group, Membership, MembershipGroup, Organization
+from authpi.storage.tables.organizations import (
+    Group,
+    MemberRemoval,
+    Membership,
+    MembershipGroup,
+    Organization,
+)
 from authpi.storage.tables.users import User
 
 STATUSES = ("active", "suspended", "deleting")
@@ -434,6 +440,7 @@ async def add_member(
     # The unique (org, member) decides between concurrent adds of the same user; the place taken
     # above goes back with the rollback.
     await _flush_unique(session, "This user is already a member of the organization")
+    await _forget_removal(session, org.id, member_id)  # added back: SSO sign-ins keep them again
     await _set_groups(session, row.id, groups)
     await session.flush()
     await _member_emit(session, "organization.membership.created", row)
@@ -441,14 +448,24 @@ async def add_member(
     return member
 
 
-async def join(session: AsyncSession, org: Organization, user_id: str) -> bool:
+JOINED, FULL, REMOVED = "joined", "full", "removed"
+
+
+async def join(session: AsyncSession, org: Organization, user_id: str) -> str:
     """Make ``user_id`` an active member of ``org`` with its ``default_member_scopes`` unless it is a
-    member already (just-in-time membership of an SSO sign-in). False when the organization is
-    full. In a savepoint: of two first sign-ins at once, the unique (org, member) keeps one row,
-    and the loser's place goes back with its savepoint."""
+    member already (just-in-time membership of an SSO sign-in): ``JOINED`` (or already a member),
+    ``FULL`` when the organization has no room, ``REMOVED`` when an administrator removed this
+    user from it (the removal sticks until the API or an invitation adds them back). In a
+    savepoint: of two first sign-ins at once, the unique (org, member) keeps one row, and the
+    loser's place goes back with its savepoint."""
     exists_ = select(Membership.id).where(Membership.org_id == org.id, Membership.member_id == user_id)
     if await session.scalar(exists_):
-        return True
+        return JOINED
+    removed = select(MemberRemoval.user_id).where(
+        MemberRemoval.org_id == org.id, MemberRemoval.user_id == user_id
+    )
+    if await session.scalar(removed) is not None:
+        return REMOVED
     now = now_ms()
     row = Membership(
         id=ids.membership_id(),
@@ -465,13 +482,19 @@ async def join(session: AsyncSession, org: Organization, user_id: str) -> bool:
     try:
         async with session.begin_nested():
             if not await take_place(session, org.id):
-                return False
+                return FULL
             session.add(row)
             await session.flush()
     except IntegrityError:
-        return True  # a concurrent sign-in of the same user made the membership
+        return JOINED  # a concurrent sign-in of the same user made the membership
     await _member_emit(session, "organization.membership.created", row)
-    return True
+    return JOINED
+
+
+async def _forget_removal(session: AsyncSession, org_id: str, user_id: str) -> None:
+    await session.execute(
+        delete(MemberRemoval).where(MemberRemoval.org_id == org_id, MemberRemoval.user_id == user_id)
+    )
 
 
 def _holds(column: Any, scope: str) -> ColumnElement[bool]:
@@ -534,6 +557,12 @@ async def remove_member(session: AsyncSession, org_id: str, member_id: str, if_m
     await _member_emit(session, "organization.membership.deleted", row)
     await session.delete(row)
     await _free_place(session, org_id)
+    if row.member_type == "user":
+        # Remembered so the organization's SSO connection does not make them a member again.
+        await _forget_removal(session, org_id, member_id)
+        session.add(
+            MemberRemoval(org_id=org_id, user_id=member_id, issuer_id=row.issuer_id, removed_at=now_ms())
+        )
     await session.flush()
 
 
@@ -544,6 +573,7 @@ async def remove_user_everywhere(session: AsyncSession, user_id: str) -> None:
         await _member_emit(session, "organization.membership.deleted", row)
         await session.delete(row)
         await _free_place(session, row.org_id)
+    await session.execute(delete(MemberRemoval).where(MemberRemoval.user_id == user_id))
     await session.flush()
 
 

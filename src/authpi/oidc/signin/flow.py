@@ -209,6 +209,14 @@ class Flow:
             await upstream_identities.complete(self.session, self.rt.secretbox, self.issuer, user, link)
         return await self.advance(request, user)
 
+    async def realm(self, request: Request, identifier: str) -> Response | None:
+        """Where a home realm takes ``identifier`` instead of the method at hand, if anywhere: what
+        every sign-up method asks with the address it is given, before it sends, creates or
+        provisions anything (the identifier page asks the same for a sign-in)."""
+        from authpi.oidc.signin import realms
+
+        return await realms.route(request, self, identifier)
+
     async def pending_user(self) -> User | None:
         """The user who proved the factors so far in this browser, while they may still sign in
         (the pages of a second factor or an enrollment continue only for them)."""

@@ -231,6 +231,9 @@ class CodeMethod:
                 else _l("Enter a valid phone number, e.g. +4915112345678.")
             )
             return self.signup_page(request, flow, error=error, status=400)
+        routed = await flow.realm(request, username.value)  # an organization's SSO creates its users
+        if routed is not None:
+            return routed
         if self.channel == "email" and not domain_allowed(flow, username.key):
             error = _l("Sign-up is not open to this email domain.")
             return self.signup_page(request, flow, error=error, status=400)

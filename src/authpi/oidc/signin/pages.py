@@ -79,26 +79,50 @@ async def login_identifier(issuer_id: str, request: Request) -> Response:
         routed = await realms.route(request, flow, username)
         if routed is not None:
             return routed
-        methods = await registry.enabled(session, flow.issuer.id, Step.FIRST_FACTOR)
-        choices = [
-            (method, strategy, offer)
-            for method, strategy in methods
-            if (offer := await strategy.offer(Step.FIRST_FACTOR, flow, method, identifier=username))
-            is not None
-        ]
-        if not choices:
-            return no_method(request, flow)
-        if len(choices) == 1:
-            method, strategy, _ = choices[0]
-            return await strategy.start(request, flow, method, identifier=username)
-        return flow.render(
-            request,
-            "choose.html",
-            action=f"/{flow.issuer.id}/login/choose",
-            username=username,
-            choices=[offer for _, _, offer in choices],
-            restart_url=flow.page_url("login"),
-        )
+        return await methods_for(request, flow, username)
+
+
+@router.post("/{issuer_id}/login/others")
+async def login_others(issuer_id: str, request: Request) -> Response:
+    """ "Use another way to sign in" (the page of a home realm whose provider cannot be reached):
+    the issuer's methods for the identifier, when every realm lets it skip them; otherwise the
+    realms take it again (an ``sso_only`` organization's provider, or its page)."""
+    async with runtime(request).sessions() as session:
+        flow = await flows.load_sign_in(request, session, issuer_id, post=True)
+        if isinstance(flow, Response):
+            return flow
+        username = flow.form.get("username", "").strip()[:MAX_IDENTIFIER]
+        if not username:
+            return await identifier_page(request, flow, error=_l("Enter your email or username."), status=400)
+        if not await realms.skippable(flow, username):
+            routed = await realms.route(request, flow, username)
+            if routed is not None:
+                return routed
+        return await methods_for(request, flow, username)
+
+
+async def methods_for(request: Request, flow: Flow, username: str) -> Response:
+    """The first-factor methods that can prove ``username``: one is started at once, several are
+    offered on the picker."""
+    methods = await registry.enabled(flow.session, flow.issuer.id, Step.FIRST_FACTOR)
+    choices = [
+        (method, strategy, offer)
+        for method, strategy in methods
+        if (offer := await strategy.offer(Step.FIRST_FACTOR, flow, method, identifier=username)) is not None
+    ]
+    if not choices:
+        return no_method(request, flow)
+    if len(choices) == 1:
+        method, strategy, _ = choices[0]
+        return await strategy.start(request, flow, method, identifier=username)
+    return flow.render(
+        request,
+        "choose.html",
+        action=f"/{flow.issuer.id}/login/choose",
+        username=username,
+        choices=[offer for _, _, offer in choices],
+        restart_url=flow.page_url("login"),
+    )
 
 
 @router.post("/{issuer_id}/login/choose")

@@ -10,6 +10,15 @@ the issuer verified, with its connection enabled, goes straight to that organiza
 (no password page). The decision reads the domain only, never whether an account exists, so known
 and unknown addresses behave the same. With ``sso_only``, the users of those domains can sign in
 through that connection only (not with a password, a code, a passkey or another provider).
+
+Sign-up follows the same rule: every sign-up method asks ``route`` with the address it is given
+(``Flow.realm``) before it sends a code, creates a credential or provisions an account, so an
+address of such a domain is created by the organization's provider (just-in-time), never by a
+password, a code, a passkey or a social button that would bypass it.
+
+When the realm's provider cannot be reached, its page may offer "use another way to sign in"
+(``POST /{issuer_id}/login/others``): the methods for the identifier, without the realms that
+``may_skip`` it (an organization without ``sso_only``).
 """
 
 from __future__ import annotations
@@ -37,13 +46,18 @@ class Realm:
         """Why ``factor`` cannot be ``user``'s first factor, if it cannot."""
         return None
 
+    async def may_skip(self, flow: Flow, identifier: str) -> bool:
+        """Whether ``identifier`` may sign in with the issuer's methods instead of this realm
+        (asked when the user picks "use another way to sign in")."""
+        return True
+
 
 class OrganizationSso(Realm):
     async def route(self, request: Request, flow: Flow, identifier: str) -> Response | None:
         from authpi.oidc.upstream import sso  # the upstream routes import the sign-in flow
 
         org = await sso_connections.for_email(flow.session, flow.issuer.id, identifier)
-        return await sso.go(request, flow, org) if org is not None else None
+        return await sso.go(request, flow, org, identifier) if org is not None else None
 
     async def refusal(self, flow: Flow, user: User, factor: Factor) -> Text | None:
         from authpi.oidc.upstream import sso
@@ -58,6 +72,12 @@ class OrganizationSso(Realm):
             "on the sign-in page to continue there."
         ).format(org=org.name or org.id)
 
+    async def may_skip(self, flow: Flow, identifier: str) -> bool:
+        # Without sso_only the organization accepts its users' other methods (the provider being
+        # down is when it matters); with it, nothing but its provider signs them in.
+        only = await sso_connections.for_email(flow.session, flow.issuer.id, identifier, sso_only=True)
+        return only is None
+
 
 REALMS: tuple[Realm, ...] = (OrganizationSso(),)
 
@@ -68,6 +88,14 @@ async def route(request: Request, flow: Flow, identifier: str) -> Response | Non
         if routed is not None:
             return routed
     return None
+
+
+async def skippable(flow: Flow, identifier: str) -> bool:
+    """Whether every realm lets ``identifier`` use the issuer's methods instead."""
+    for realm in REALMS:
+        if not await realm.may_skip(flow, identifier):
+            return False
+    return True
 
 
 async def refusal(flow: Flow, user: User, factor: Factor) -> Text | None:

@@ -3,6 +3,8 @@
 * A linked identity signs in its user.
 * Otherwise the email must be verified by the provider, or nothing happens: unverified emails
   never link and never create accounts.
+* A verified email of a domain an organization's SSO connection serves goes to that
+  organization's provider (``Flow.realm``): it is neither linked nor created through this method.
 * A verified email that names an existing user raises ``account_linking_required``: the page asks
   the user to sign in to that account with its own first factor, in this browser; only then is
   the identity linked (``Flow.passed``). Never silently.
@@ -69,6 +71,11 @@ async def sign_in(
         ).format(method=method.name)
         return flow.message(request, _l("Email address not verified"), text, 403)
 
+    # An address of an organization's SSO domain belongs to that organization's provider: it is
+    # neither linked nor created here (decided on the domain alone, account or not).
+    routed = await flow.realm(request, email)
+    if routed is not None:
+        return routed
     existing = await upstream_identities.user_by_email(session, flow.issuer.id, email)
     if existing is not None:
         # account_linking_required: remember the identity for this browser until the account's

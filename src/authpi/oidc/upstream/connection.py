@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from authpi.oidc.signin.flow import Flow
 
 SignIn = Callable[[Request, "Flow", Identity, dict[str, Any]], Awaitable[Response]]
+# The page for a provider that cannot be reached (its discovery failed or timed out), given why.
+Unreachable = Callable[[Request, "Flow", str], Awaitable[Response]]
 
 
 @dataclass(frozen=True)
@@ -32,3 +34,5 @@ class Connection:
     sign_in: SignIn
     method_id: str | None = None
     org_id: str | None = None
+    # Without it, the shared "sign-in failed" page.
+    unreachable: Unreachable | None = None

@@ -125,6 +125,9 @@ async def go_upstream(request: Request, flow: Flow, connection: Connection) -> R
     try:
         endpoint = await provider.authorization_endpoint(ctx)
     except UpstreamError as exc:
+        if connection.unreachable is not None:
+            log.warning("upstream provider unreachable: %s: %s", connection.name, exc.reason)
+            return await connection.unreachable(request, flow, exc.reason)
         return _failed(request, flow, connection.name, exc.reason)
     started = pending.begin(
         session,

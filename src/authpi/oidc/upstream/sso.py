@@ -16,7 +16,8 @@ What the identity signs in (``sign_in_member``):
 * No user has it: one is created (``user.created``, ``user.sso.provisioned``).
 * Every sign-in through the connection makes the user an active member of the organization with
   its ``default_member_scopes`` if it is not one (``organization.membership.created``), within
-  ``max_members``.
+  ``max_members``; unless an administrator removed that user from it (DELETE of the membership):
+  the removal sticks and the sign-in is refused, until the API or an invitation adds them back.
 """
 
 from __future__ import annotations
@@ -50,8 +51,8 @@ PROVIDER = OidcProvider()
 router = Routes()
 
 
-def connection(rt: Runtime, org: Organization) -> Connection:
-    """``org``'s SSO connection for one sign-in."""
+def connection(rt: Runtime, org: Organization, identifier: str = "") -> Connection:
+    """``org``'s SSO connection for one sign-in (of ``identifier``, the address that led to it)."""
     sso = org.sso or {}
     settings: dict[str, Any] = {k: sso[k] for k in ("issuer_url", "client_id", "scopes") if k in sso}
     settings.setdefault("scopes", ["openid", "email", "profile"])
@@ -61,8 +62,11 @@ def connection(rt: Runtime, org: Organization) -> Connection:
     async def sign_in(request: Request, flow: Flow, identity: Identity, tokens: dict[str, Any]) -> Response:
         return await sign_in_member(request, flow, org, identity)
 
+    async def unreachable(request: Request, flow: Flow, reason: str) -> Response:
+        return await unreachable_page(request, flow, org, identifier, reason)
+
     ctx = routes.context(rt, settings, secrets, redirect_to)
-    return Connection(org.name or org.id, PROVIDER, ctx, sign_in, org_id=org.id)
+    return Connection(org.name or org.id, PROVIDER, ctx, sign_in, org_id=org.id, unreachable=unreachable)
 
 
 async def usable(flow: Flow, org_id: str | None) -> Organization | None:
@@ -80,9 +84,41 @@ async def usable(flow: Flow, org_id: str | None) -> Organization | None:
     return org if org is not None and sso_connections.ready(org) else None
 
 
-async def go(request: Request, flow: Flow, org: Organization) -> Response:
-    """Send the browser to ``org``'s provider (home-realm discovery)."""
-    return await routes.go_upstream(request, flow, connection(flow.rt, org))
+async def go(request: Request, flow: Flow, org: Organization, identifier: str) -> Response:
+    """Send the browser to ``org``'s provider (home-realm discovery of ``identifier``)."""
+    return await routes.go_upstream(request, flow, connection(flow.rt, org, identifier))
+
+
+async def unreachable_page(
+    request: Request, flow: Flow, org: Organization, identifier: str, reason: str
+) -> Response:
+    """``org``'s provider cannot be reached (its discovery failed or timed out). Without
+    ``sso_only`` the page offers the issuer's other methods for ``identifier``; with it, it says
+    that only the organization's provider signs its members in."""
+    name = org.name or org.id
+    heading = _l("%(org)s's sign-in cannot be reached").format(org=name)
+    if org.sso_only:
+        text = _l(
+            "%(org)s signs its members in through its own single sign-on, which cannot be reached "
+            "right now (%(reason)s). Try again later, or tell %(org)s's administrator."
+        ).format(org=name, reason=reason)
+        others = None
+    else:
+        text = _l(
+            "%(org)s's single sign-on cannot be reached right now (%(reason)s). Try again later, "
+            "or use another way to sign in."
+        ).format(org=name, reason=reason)
+        others = f"/{flow.issuer.id}/login/others"
+    return flow.render(
+        request,
+        "sso_unavailable.html",
+        502,
+        heading=heading,
+        message=text,
+        others_action=others,
+        username=identifier,
+        restart_url=flow.page_url("login"),
+    )
 
 
 async def _organization_of_request(flow: Flow, row: UpstreamRequest) -> Connection | None:
@@ -143,8 +179,16 @@ async def sign_in_member(request: Request, flow: Flow, org: Organization, identi
     if user.status != "active":
         await session.commit()
         return flow.message(request, _l("Cannot sign in"), flows.inactive_text(user.status), 403)
-    if not await organizations.join(session, org, user.id):
+    joined = await organizations.join(session, org, user.id)
+    if joined == organizations.FULL:
         await session.commit()
         text = _l("This organization has no room for more members. Ask its administrator.")
+        return _refused(request, flow, org, text)
+    if joined == organizations.REMOVED:
+        await session.commit()
+        text = _l(
+            "An administrator removed you from this organization, so its single sign-on no longer "
+            "signs you in. Ask them to add you again."
+        )
         return _refused(request, flow, org, text)
     return await flow.passed(request, user, factor)

@@ -109,6 +109,19 @@ class MembershipGroup(Base):
     )
 
 
+class MemberRemoval(Base):
+    """A user an administrator removed from an organization (DELETE of the membership): the
+    organization's SSO connection does not make them a member again just in time. Gone when the
+    user is added back (the API or an accepted invitation) or deleted."""
+
+    __tablename__ = "organization_member_removals"
+
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    issuer_id: Mapped[str] = mapped_column(ForeignKey("issuers.id", ondelete="CASCADE"))
+    removed_at: Mapped[int] = mapped_column(BigInteger)
+
+
 class Invitation(Versioned, Base):
     __tablename__ = "organization_invitations"
     __table_args__ = (

@@ -202,6 +202,9 @@ async def passkey_signup(issuer_id: str, request: Request) -> Response:
         if isinstance(checked, LazyText):
             return _signup_form(request, flow, checked, 400)
         email, key = checked
+        routed = await flow.realm(request, email)  # an organization's SSO creates its domains' users
+        if routed is not None:
+            return routed
         name = flow.form.get("name", "").strip()[:200]
         if email_verification.required_at_signup(flow.issuer):
             return await _prove_address(request, flow, email, key, name)

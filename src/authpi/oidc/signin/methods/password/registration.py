@@ -77,6 +77,9 @@ async def signup(issuer_id: str, request: Request) -> Response:
         if limited is not None:
             return limited
         email = flow.form.get("email", "").strip()[:320]
+        routed = await flow.realm(request, email)  # an organization's SSO creates its domains' users
+        if routed is not None:
+            return routed
         invited = flow.params.invited_email
         invite_only = flow.issuer.settings["access"]["mode"] == "invite_only"
         if invited is not None and invite_only and email.lower() != invited:
