@@ -68,11 +68,10 @@ async def _timed(label: str, issuer_ids: list[str], step: Callable[[str], Awaita
         await step(issuer_id)
     wall, cpu = time.perf_counter() - started, time.process_time() - started_cpu
     per = wall / len(issuer_ids) * 1000
-    print(f"{label:<12} {len(issuer_ids):>6} issuers  {wall:8.2f} s wall  {cpu:8.2f} s CPU  {per:7.2f} ms/issuer")
+    print(f"{label:<12} {len(issuer_ids):>6} issuers {wall:7.2f} s wall {cpu:7.2f} s CPU {per:6.2f} ms each")
 
 
 def _signer(keys: Any, alg: str) -> Any:
-    """Sign one token (the cache's API is ``keys.signer(alg)``; older code had ``keys.signing``)."""
     return tokens._sign(keys, alg, {"iss": "bench", "sub": "s", "exp": 2**31})
 
 
@@ -80,7 +79,8 @@ async def main(count: int) -> None:
     with tempfile.TemporaryDirectory() as folder:
         engine = create_async_engine(f"sqlite+aiosqlite:///{os.path.join(folder, 'keys.db')}")
         async with engine.begin() as conn:
-            await conn.run_sync(Base.metadata.create_all)  # no issuer rows: SQLite checks no foreign keys here
+            # No issuer rows: this connection does not turn SQLite's foreign key checks on.
+            await conn.run_sync(Base.metadata.create_all)
         box = SecretBox(os.urandom(32))
         issuer_ids = [f"i_bench{n:06d}" for n in range(count)]
         sessions = async_sessionmaker(engine, expire_on_commit=False)
