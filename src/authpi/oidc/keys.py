@@ -34,7 +34,7 @@ log = logging.getLogger("authpi.keys")
 ALGORITHMS = ("ES256", "EdDSA", "RS256")
 ROTATE_AFTER_MS = 30 * 86400 * 1000
 PUBLISH_RETIRED_MS = 45 * 86400 * 1000
-CACHE_SECONDS = 60.0
+CACHE_SECONDS = 600.0  # the backstop: a rotation evicts at once, an unpublish time reloads
 UNKNOWN_KID_RELOAD_SECONDS = 5.0
 SIGNING_KEYS = "signing_keys"  # the eviction kind (storage.invalidation); the key is the issuer ID
 
