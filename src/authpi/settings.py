@@ -106,12 +106,15 @@ class Settings(BaseSettings):
     )
     code_ttl: int = Field(default=60, ge=1, le=600, description="Seconds an authorization code stays valid.")
     key_cache_seconds: float = Field(
-        default=60.0, gt=0, le=3600, description="How long a worker trusts its in-memory signing keys."
+        default=600.0,
+        gt=0,
+        le=3600,
+        description="How long a worker trusts its in-memory signing keys (a rotation evicts them at once).",
     )
     config_cache_seconds: float = Field(
-        default=2.0,
+        default=60.0,
         ge=0,
-        le=60,
+        le=3600,
         description="How long a worker reuses issuer and client rows on protocol requests (0: never).",
     )
     max_body_bytes: int = Field(

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Awaitable, Callable, Iterator
 
 import httpx
 import pytest
@@ -14,6 +15,7 @@ from authpi_admin import AuthPIAdmin
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
+from tests import db_query
 from tests.conftest import skip_without_postgres
 from tests.harness import RunningServer, run_server
 
@@ -88,3 +90,68 @@ async def test_rotation_publishes_a_new_generation_and_keeps_old_tokens_valid(
                 f"{issuer_url}/introspect", data={"token": token}, auth=(client_id, secret)
             )
             assert introspected.json()["active"] is True
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def long_keys_server(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
+    skip_without_postgres(request.param)
+    with run_server(request.param, {"AUTHPI_KEY_CACHE_SECONDS": "600"}) as running:
+        yield running
+
+
+async def _jwks_kids(http: httpx.AsyncClient, issuer_url: str) -> set[str]:
+    return {k["kid"] for k in (await http.get(f"{issuer_url}/jwks.json")).json()["keys"]}
+
+
+async def _count_is(http: httpx.AsyncClient, issuer_url: str, count: int) -> bool:
+    return len(await _jwks_kids(http, issuer_url)) == count
+
+
+async def _until(check: Callable[[], Awaitable[bool]], seconds: float) -> bool:
+    for _ in range(int(seconds * 10)):
+        if await check():
+            return True
+        await asyncio.sleep(0.1)
+    return await check()
+
+
+async def test_with_a_long_key_cache_rotations_and_unpublishing_are_picked_up(
+    long_keys_server: RunningServer,
+) -> None:
+    """Keys cached for 10 minutes: a rotation still reaches the workers through its eviction, and a
+    retired key leaves the JWKS at its unpublish time, which no eviction announces."""
+    server = long_keys_server
+    issuer_id, client_id, secret = await _m2m(server)
+    issuer_url = f"{server.url}/{issuer_id}"
+    async with httpx.AsyncClient() as http:
+        first = await _jwks_kids(http, issuer_url)
+        first_token = await _token(http, issuer_url, client_id, secret)
+        assert len(first) == 3 and _kid(first_token) in first
+
+        assert server.cli("keys", "rotate").returncode == 0
+        assert await _until(lambda: _count_is(http, issuer_url, 6), 5), "the rotation's eviction reloads"
+        second = await _jwks_kids(http, issuer_url) - first
+        second_token = await _token(http, issuer_url, client_id, secret)
+        assert _kid(second_token) in second, "the new generation signs"
+
+        # The first generation's 45 days are up in 20 s (a `keys rotate` run takes seconds on a busy
+        # machine); the next rotation's eviction loads that date, and nothing evicts at that time.
+        soon = time.time() + 20
+        unpublish = "UPDATE signing_keys SET unpublish_at = ? WHERE kid IN (?, ?, ?)"
+        await db_query.rows(server, unpublish, int(soon * 1000), *first)
+        assert server.cli("keys", "rotate").returncode == 0
+        assert await _until(lambda: _count_is(http, issuer_url, 9), 5)
+        assert time.time() < soon, "the machine was too slow to test this"
+        assert await _until(lambda: _count_is(http, issuer_url, 6), soon - time.time() + 5), (
+            "unpublished without an eviction"
+        )
+        third = await _jwks_kids(http, issuer_url)
+        assert not third & first and second <= third
+        introspected = await http.post(
+            f"{issuer_url}/introspect", data={"token": first_token}, auth=(client_id, secret)
+        )
+        assert introspected.json()["active"] is False, "a token of an unpublished key no longer verifies"
+        introspected = await http.post(
+            f"{issuer_url}/introspect", data={"token": second_token}, auth=(client_id, secret)
+        )
+        assert introspected.json()["active"] is True

@@ -34,7 +34,7 @@ log = logging.getLogger("authpi.keys")
 ALGORITHMS = ("ES256", "EdDSA", "RS256")
 ROTATE_AFTER_MS = 30 * 86400 * 1000
 PUBLISH_RETIRED_MS = 45 * 86400 * 1000
-CACHE_SECONDS = 60.0
+CACHE_SECONDS = 600.0  # the backstop: a rotation evicts at once, an unpublish time reloads
 UNKNOWN_KID_RELOAD_SECONDS = 5.0
 SIGNING_KEYS = "signing_keys"  # the eviction kind (storage.invalidation); the key is the issuer ID
 
@@ -77,15 +77,50 @@ def sealed_by(box: SecretBox, row: SigningKey) -> bool:
     return box.opens(row.sealed_private, _context(row.kid))
 
 
+class StoredKey:
+    """One stored key as a worker holds it. The public half is imported when loaded (cheap); the
+    private half is unsealed and imported the first time something signs with it: importing an
+    RSA-2048 private key costs ~60 ms (cryptography checks the key), so an issuer whose clients
+    only sign ES256 never pays it. A reload keeps the object of a key whose row did not change
+    (same kid, sealed blob and public JWK), so it is imported once per worker, not once per
+    freshness window."""
+
+    __slots__ = ("_box", "_private", "kid", "public", "public_jwk", "sealed")
+
+    def __init__(self, box: SecretBox, kid: str, sealed: str, public_jwk: dict[str, Any]) -> None:
+        self._box = box
+        self._private: Jwk | None = None
+        self.kid = kid
+        self.sealed = sealed
+        self.public_jwk = public_jwk
+        self.public = _import(public_jwk)
+
+    def same_row(self, row: SigningKey) -> bool:
+        return self.kid == row.kid and self.sealed == row.sealed_private and self.public_jwk == row.public_jwk
+
+    def private(self) -> Jwk:
+        if self._private is None:
+            self._private = _import(json.loads(self._box.open(self.sealed, _context(self.kid))))
+        return self._private
+
+
 @dataclass(frozen=True)
 class IssuerKeys:
     """What one issuer signs with and publishes."""
 
-    signing: dict[str, Jwk]
+    signing: dict[str, StoredKey]  # the active key per algorithm
     verification: KeySet
     jwks_body: bytes
     loaded_at: float
     kids: frozenset[str]
+    stored: dict[str, StoredKey]  # every published key by kid: what the next load reuses
+    # The earliest time (ms) a loaded key stops being published: the entry is due for a reload
+    # then, however long its freshness window is.
+    next_unpublish_ms: int | None = None
+
+    def signer(self, alg: str) -> Jwk:
+        """The private key that signs ``alg`` (imported on first use)."""
+        return self.signing[alg].private()
 
 
 def _new_key(box: SecretBox, issuer_id: str, alg: str) -> dict[str, Any]:
@@ -159,7 +194,11 @@ async def _active_rows(session: AsyncSession, issuer_id: str) -> dict[str, Signi
     return {row.alg: row for row in rows}
 
 
-async def _load(session: AsyncSession, box: SecretBox, issuer_id: str) -> IssuerKeys:
+async def _load(
+    session: AsyncSession, box: SecretBox, issuer_id: str, known: dict[str, StoredKey] | None = None
+) -> IssuerKeys:
+    """The issuer's published keys; a key already in ``known`` (the previous load) whose row did not
+    change is reused as is, so only new keys are imported."""
     now = now_ms()
     rows = list(
         await session.scalars(
@@ -169,20 +208,26 @@ async def _load(session: AsyncSession, box: SecretBox, issuer_id: str) -> Issuer
             )
         )
     )
-    signing: dict[str, Jwk] = {}
+    known = known or {}
+    signing: dict[str, StoredKey] = {}
+    stored: dict[str, StoredKey] = {}
     newest: dict[str, int] = {}
     published: list[dict[str, Any]] = []
-    verifiers: list[AnyKey] = []
     for row in sorted(rows, key=lambda r: r.created_at, reverse=True):
         published.append(row.public_jwk)
-        private = _import(json.loads(box.open(row.sealed_private, _context(row.kid))))
-        verifiers.append(private)
+        key = known.get(row.kid)
+        if key is None or not key.same_row(row):
+            key = StoredKey(box, row.kid, row.sealed_private, row.public_jwk)
+        stored[row.kid] = key
         if row.retired_at is None and row.created_at > newest.get(row.alg, -1):
-            signing[row.alg] = private
+            signing[row.alg] = key
             newest[row.alg] = row.created_at
     body = json.dumps({"keys": published}, separators=(",", ":")).encode()
-    kids = frozenset(str(row.kid) for row in rows)
-    return IssuerKeys(signing, KeySet(verifiers), body, time.monotonic(), kids)
+    verifiers: list[AnyKey] = [key.public for key in stored.values()]
+    unpublish = [row.unpublish_at for row in rows if row.unpublish_at is not None]
+    next_unpublish = min(unpublish, default=None)
+    loaded_at = time.monotonic()
+    return IssuerKeys(signing, KeySet(verifiers), body, loaded_at, frozenset(stored), stored, next_unpublish)
 
 
 async def master_key_opens_stored_keys(session: AsyncSession, box: SecretBox) -> bool:
@@ -219,6 +264,9 @@ class KeyCache:
         self._fresh_for = fresh_for
         self._stale_for = stale_for
         self._cache: dict[str, IssuerKeys] = {}
+        # Each issuer's keys as last loaded, kept across evictions and clears: an eviction means
+        # "look again", and a key whose row is unchanged is the same key, so it is not re-imported.
+        self._stored: dict[str, dict[str, StoredKey]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._refreshing: dict[str, asyncio.Task[IssuerKeys]] = {}
 
@@ -250,11 +298,17 @@ class KeyCache:
         age = time.monotonic() - cached.loaded_at
         if age >= self._fresh_for + self._stale_for:
             return await self._reload(issuer_id)  # too old to serve even through an outage
-        if age >= self._fresh_for and issuer_id not in self._refreshing:
+        if not self._fresh(cached) and issuer_id not in self._refreshing:
             task = asyncio.create_task(self._reload(issuer_id))
             self._refreshing[issuer_id] = task
             task.add_done_callback(lambda done: self._refreshed(issuer_id, done))
         return cached
+
+    def _fresh(self, keys: IssuerKeys) -> bool:
+        """Within its freshness window, and no loaded key has reached its unpublish time."""
+        if time.monotonic() - keys.loaded_at >= self._fresh_for:
+            return False
+        return keys.next_unpublish_ms is None or now_ms() < keys.next_unpublish_ms
 
     def _refreshed(self, issuer_id: str, task: asyncio.Task[IssuerKeys]) -> None:
         self._refreshing.pop(issuer_id, None)
@@ -268,16 +322,18 @@ class KeyCache:
         lock = self._locks.setdefault(issuer_id, asyncio.Lock())
         async with lock:
             cached = self._cache.get(issuer_id)
-            if cached is not None and time.monotonic() - cached.loaded_at < self._fresh_for:
+            if cached is not None and self._fresh(cached):
                 return cached
+            known = self._stored.get(issuer_id)
             async with self._sessions() as session:
-                keys = await _load(session, self._box, issuer_id)
+                keys = await _load(session, self._box, issuer_id, known)
                 if set(keys.signing) != set(ALGORITHMS):
                     # Every worker may get here at once for a new issuer: one creates the keys,
                     # the others' inserts change nothing, and all of them load the winner's keys.
                     await rotate_issuer(session, self._box, issuer_id, force=False)
-                    keys = await _load(session, self._box, issuer_id)
+                    keys = await _load(session, self._box, issuer_id, keys.stored)
             self._cache[issuer_id] = keys
+            self._stored[issuer_id] = keys.stored  # retired-and-unpublished kids drop out here
             return keys
 
 

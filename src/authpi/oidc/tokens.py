@@ -41,7 +41,7 @@ def new_jti() -> str:
 
 
 def _sign(keys: IssuerKeys, alg: str, claims: dict[str, Any], typ: str | None = None) -> str:
-    key = keys.signing[alg]
+    key = keys.signer(alg)
     header: dict[str, Any] = {"alg": alg, "kid": key.kid}
     if typ:
         header["typ"] = typ

@@ -1,5 +1,5 @@
 """A small process-local cache of configuration rows (issuers, clients) read on every protocol
-request. Entries live a few seconds (``AUTHPI_CONFIG_CACHE_SECONDS``); a write through the Core API
+request. Entries live a minute (``AUTHPI_CONFIG_CACHE_SECONDS``); a write through the Core API
 evicts the entry in every worker of every instance (``storage.invalidation``), the freshness window
 being the backstop should an eviction message be lost.
 
@@ -41,8 +41,10 @@ class RowCache:
     def put(self, kind: str, key: str, value: Any) -> None:
         if self.ttl <= 0:
             return
-        if len(self._entries) >= MAX_ENTRIES:
-            self._entries.clear()  # rare; keeps memory bounded without bookkeeping
+        if len(self._entries) >= MAX_ENTRIES and (kind, key) not in self._entries:
+            # The oldest entry goes (dicts keep insertion order): with more live issuers and clients
+            # than fit, clearing everything would make every request miss at once.
+            del self._entries[next(iter(self._entries))]
         self._entries[(kind, key)] = (time.monotonic(), value)
 
     async def get_or_load(self, kind: str, key: str, load: Callable[[], Awaitable[Any | None]]) -> Any | None:
