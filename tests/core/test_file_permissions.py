@@ -1,5 +1,6 @@
-"""The data directory and everything in it (SQLite database, -wal, -shm, master key) belong to the
-server's user alone: 0700 and 0600, also when an older version left them world-readable."""
+"""The data directory and everything in it (SQLite database, -wal, -shm, the writers' lock file,
+master key) belong to the server's user alone: 0700 and 0600, also when an older version left them
+world-readable."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def write_something(server: RunningServer) -> None:
 def expected_files(backend: str) -> set[str]:
     files = {".", "master.key"}
     if backend == "sqlite":
-        files |= {"authpi.db", "authpi.db-wal", "authpi.db-shm"}
+        files |= {"authpi.db", "authpi.db-wal", "authpi.db-shm", "authpi.db.writer"}
     return files
 
 

@@ -21,7 +21,7 @@ from tests.harness import RunningServer, run_server
 pytestmark = pytest.mark.anyio
 MAX_IN_FLIGHT = 40
 POOL_TIMEOUT = 0.5
-POOL_CONNECTIONS = {"sqlite": 8, "postgres": 20}  # pool_size + max_overflow of one worker
+POOL_CONNECTIONS = {"sqlite": 16, "postgres": 20}  # pool_size + max_overflow of one worker
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

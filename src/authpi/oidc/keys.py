@@ -79,16 +79,18 @@ def sealed_by(box: SecretBox, row: SigningKey) -> bool:
 
 class StoredKey:
     """One stored key as a worker holds it. The public half is imported when loaded (cheap); the
-    private half is unsealed and imported the first time something signs with it: importing an
+    private half is unsealed at once but imported the first time something signs with it: importing an
     RSA-2048 private key costs ~60 ms (cryptography checks the key), so an issuer whose clients
     only sign ES256 never pays it. A reload keeps the object of a key whose row did not change
     (same kid, sealed blob and public JWK), so it is imported once per worker, not once per
     freshness window."""
 
-    __slots__ = ("_box", "_private", "kid", "public", "public_jwk", "sealed")
+    __slots__ = ("_private", "_private_jwk", "kid", "public", "public_jwk", "sealed")
 
     def __init__(self, box: SecretBox, kid: str, sealed: str, public_jwk: dict[str, Any]) -> None:
-        self._box = box
+        # Unsealed at once (AES-GCM, microseconds): a key sealed under another master key fails
+        # the load that meets it, loudly, not the first token it would sign.
+        self._private_jwk: bytes | None = box.open(sealed, _context(kid))
         self._private: Jwk | None = None
         self.kid = kid
         self.sealed = sealed
@@ -100,7 +102,9 @@ class StoredKey:
 
     def private(self) -> Jwk:
         if self._private is None:
-            self._private = _import(json.loads(self._box.open(self.sealed, _context(self.kid))))
+            assert self._private_jwk is not None
+            self._private = _import(json.loads(self._private_jwk))
+            self._private_jwk = None  # the key object holds it from now on
         return self._private
 
 
